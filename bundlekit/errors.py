@@ -1,0 +1,108 @@
+"""The one exception family of bundlekit.
+
+Anything wrong with input that came from outside (a bundle file, a receipt, a key
+file a person pointed us at) raises a subclass of :class:`BundleError`.  The message
+is written for a data manager: it names the file and says what is wrong, in one
+line, so the CLI can print ``str(error)`` and exit non-zero.  Callers and tests
+match on the class, never on the text.
+
+Misuse by a programmer (wrong argument types, an impossible option) stays
+``ValueError``/``TypeError``: those are bugs, not bad input.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class BundleError(Exception):
+    """Base class: something about a file we were given is not acceptable."""
+
+    #: Short machine-readable name of the failure class, used in ``--json`` output
+    #: and reason files (stable across releases).
+    code = "invalid"
+
+    def __init__(self, reason: str, path: str | os.PathLike[str] | None = None):
+        self.reason = reason
+        self.path = os.fspath(path) if path is not None else None
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"{self.path}: {self.reason}"
+        return self.reason
+
+    def with_path(self, path: str | os.PathLike[str]) -> BundleError:
+        """Attach the file name when the error was raised below the layer that knew it."""
+        if self.path is None:
+            self.path = os.fspath(path)
+        return self
+
+
+class NotABundle(BundleError):
+    """The file is not a bundle at all (wrong magic; an empty file; a photo)."""
+
+    code = "not-a-bundle"
+
+
+class CorruptBundle(BundleError):
+    """The file is a bundle but its bytes are not what the sender sealed."""
+
+    code = "corrupt"
+
+
+class TruncatedBundle(CorruptBundle):
+    """The file ends early: a half-copied file or a stick pulled mid-write."""
+
+    code = "truncated"
+
+
+class BadSignature(CorruptBundle):
+    """The manifest signature does not verify: forged or altered."""
+
+    code = "bad-signature"
+
+
+class UnsupportedVersion(BundleError):
+    """A format version this release cannot read (written by a newer bundlekit)."""
+
+    code = "unsupported-version"
+
+
+class UnknownSender(BundleError):
+    """Correctly signed, but by a key that is not in the trusted set."""
+
+    code = "unknown-sender"
+
+
+class RevokedKey(UnknownSender):
+    """Correctly signed by a key that has been revoked."""
+
+    code = "revoked-key"
+
+
+class NotARecipient(BundleError):
+    """None of our keys can decrypt it: it was sealed for someone else."""
+
+    code = "not-a-recipient"
+
+
+class KeyFileError(BundleError):
+    """A key file is missing, unreadable, or of the wrong kind (.pub for .key)."""
+
+    code = "bad-key-file"
+
+
+class ReceiptError(BundleError):
+    """A receipt is corrupt, forged, or meant for another site."""
+
+    code = "bad-receipt"
+
+
+class WriteFailed(BundleError):
+    """Writing a bundle failed (full disk, read-only target, stick removed).
+
+    Nothing was left behind that looks like a complete bundle.
+    """
+
+    code = "write-failed"
