@@ -1,0 +1,1 @@
+"""The reusable Django app of bundlekit: capture changes, export and import bundles."""

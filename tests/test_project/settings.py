@@ -1,0 +1,68 @@
+"""Settings for the in-repo test project.
+
+One backend per pytest run, chosen by ``BUNDLEKIT_TEST_DB`` (sqlite, postgres,
+mysql); ``make test`` runs the Django suite once per backend. Two aliases,
+``default`` (a field laptop, edc-sync's "client") and ``server``, live on the same
+backend so the edc-sync two-alias calls can be tested as users write them.
+
+PostgreSQL and MariaDB are optional on a developer machine (their tests skip with
+a reason) and required in CI (``CI=true``): see tests/conftest.py.
+"""
+
+import os
+
+BACKEND = os.environ.get("BUNDLEKIT_TEST_DB", "sqlite")
+# Several test runs may share one database server: keep their test databases apart.
+RUN_ID = os.environ.get("BUNDLEKIT_TEST_RUN_ID", str(os.getpid()))
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.admin",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_adapter",
+    "tests.test_app",
+]
+
+
+def _database(alias: str) -> dict:
+    if BACKEND == "postgres":
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "postgres",
+            "HOST": os.environ.get("BUNDLEKIT_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("BUNDLEKIT_PG_PORT", "5432"),
+            "USER": os.environ.get("BUNDLEKIT_PG_USER", "postgres"),
+            "TEST": {"NAME": f"test_bk_{alias}_{RUN_ID}"},
+        }
+    if BACKEND == "mysql":
+        import pymysql
+
+        pymysql.install_as_MySQLdb()
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "test",
+            "HOST": os.environ.get("BUNDLEKIT_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("BUNDLEKIT_MYSQL_PORT", "3306"),
+            "USER": os.environ.get("BUNDLEKIT_MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("BUNDLEKIT_MYSQL_PASSWORD", ""),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"NAME": f"test_bk_{alias}_{RUN_ID}", "CHARSET": "utf8mb4"},
+        }
+    if BACKEND == "sqlite":
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": f"bk_{alias}.sqlite3",
+            "TEST": {"NAME": None},
+        }
+    raise RuntimeError(f"BUNDLEKIT_TEST_DB={BACKEND!r}: expected sqlite, postgres or mysql")
+
+
+DATABASES = {alias: _database(alias) for alias in ("default", "server")}
