@@ -1,0 +1,5 @@
+import sys
+
+from bundlekit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,501 @@
+"""The ``bundle`` command: a thin layer over the library.
+
+Every command calls one library function and turns its result or its
+:class:`~bundlekit.errors.BundleError` into one line for a person (or JSON for a
+script). Nothing here decides anything the library does not; tests call the
+library directly and drive this layer through ``typer``'s runner or a subprocess.
+
+Commands that need Django (export, import, watch, status, ...) are added by
+plugins registered under the ``bundlekit.cli`` entry-point group, so this module
+never imports Django.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+
+from bundlekit.errors import BundleError, KeyFileError
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="bundle",
+    help="Seal, verify and open bundle files: signed, encrypted store-and-forward sync.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: Exit codes, stable for scripts.
+EXIT_OK = 0
+EXIT_INVALID = 1  # a file was rejected, or something failed
+EXIT_USAGE = 2  # the command line itself is wrong (typer/click's own code)
+EXIT_INTERNAL = 3  # a bug in bundlekit: please report it
+
+
+class CommandFailed(Exception):
+    """Raised inside a command to end it with one line and a non-zero exit."""
+
+    def __init__(self, message: str, code: int = EXIT_INVALID):
+        super().__init__(message)
+        self.code = code
+
+
+# --------------------------------------------------------------------------- output
+
+
+def err(message: str) -> None:
+    """One line on stderr: the only thing a person sees when something is wrong."""
+    typer.echo(f"bundle: {message}", err=True)
+
+
+def out(message: str = "") -> None:
+    typer.echo(message)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=plain_json))
+
+
+def plain_json(value: Any) -> Any:
+    """JSON for reports (``--json``): readable scalars, not the typed record form."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, UUID | Decimal | Path):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def interactive() -> bool:
+    """Progress bars only for a person watching a terminal; scripts get quiet output."""
+    return sys.stderr.isatty() and os.environ.get("BUNDLEKIT_NO_PROGRESS") != "1"
+
+
+@contextmanager
+def progress(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; draws a rich bar with records/s when on a terminal."""
+    if not interactive():
+        yield lambda n=1: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(description, total=total, rate="")
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+            speed = bar.tasks[task].speed
+            if speed:
+                bar.update(task, rate=f"{speed:,.0f} records/s")
+
+        yield advance
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def load_identities(paths: list[Path]):
+    from bundlekit.keys import load_identity
+
+    return [load_identity(p) for p in paths]
+
+
+def load_publics(paths: list[Path] | None):
+    from bundlekit.keys import load_public_key
+
+    return [load_public_key(p) for p in paths or ()]
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command()
+def keygen(
+    name: Annotated[str, typer.Argument(help="Site or server name, e.g. 'site-a' or 'central'.")],
+    dir: Annotated[
+        Path, typer.Option("--dir", help="Folder to write NAME.key and NAME.pub.")
+    ] = Path("."),
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Create a key pair: NAME.key (secret, mode 0600) and NAME.pub (share it).
+
+    NAME.key is also an age identity file: `age -d -i NAME.key` reads payloads.
+    """
+    from bundlekit.keys import Identity, write_keypair
+
+    dir.mkdir(parents=True, exist_ok=True)
+    identity = Identity.generate(name)
+    key_path, pub_path = write_keypair(identity, dir, name=name)
+    info = {
+        "site": name,
+        "key": str(key_path),
+        "pub": str(pub_path),
+        "fingerprint": identity.public.fingerprint,
+        "age_recipient": identity.public.age_recipient,
+    }
+    if json_out:
+        print_json(info)
+    else:
+        out(f"wrote {key_path} (secret: keep it on this machine)")
+        out(f"wrote {pub_path} (public: give it to whoever must trust or write to {name})")
+        out(f"fingerprint {info['fingerprint']}")
+
+
+def read_json_lines(stream) -> Iterator[dict]:
+    """Records from JSON lines, typed values in the documented JSON form."""
+    from bundlekit.records import from_jsonable
+
+    for number, line in enumerate(stream, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = from_jsonable(json.loads(line))
+        except (ValueError, TypeError) as exc:
+            raise CommandFailed(f"stdin line {number}: not a JSON record ({exc})") from None
+        if not isinstance(record, dict):
+            raise CommandFailed(f"stdin line {number}: a record must be a JSON object")
+        yield record
+
+
+def chain_state_path(identity_path: Path) -> Path:
+    return identity_path.with_suffix(".chain")
+
+
+def load_chain(path: Path):
+    """The sender's last sealed bundle, kept beside its key so sequence numbers go on."""
+    from bundlekit.writer import ChainLink
+
+    if not path.exists():
+        return ChainLink(seq=0, digest=None)
+    try:
+        data = json.loads(path.read_text())
+        digest = bytes.fromhex(data["digest"]) if data.get("digest") else None
+        return ChainLink(seq=int(data["seq"]), digest=digest)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CommandFailed(f"{path}: chain state file is damaged ({exc})") from None
+
+
+def save_chain(path: Path, seq: int, digest: bytes) -> None:
+    from bundlekit.fsutil import atomic_write_bytes
+
+    data = json.dumps({"seq": seq, "digest": digest.hex()}, indent=2).encode() + b"\n"
+    atomic_write_bytes(path, data)
+
+
+@app.command()
+def seal(
+    identity: Annotated[Path, typer.Option("--identity", "-i", help="The sender's NAME.key.")],
+    to: Annotated[
+        list[Path], typer.Option("--to", "-r", help="A recipient's NAME.pub (repeat for several).")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write bundles into.")],
+    max_bytes: Annotated[
+        int | None, typer.Option("--max-bytes", help="Roll over to a new bundle below this size.")
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="Chain state file (default: beside the key, NAME.chain)."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Seal JSON-line records from stdin into the sender's next bundle(s); print their paths."""
+    from bundlekit.writer import DEFAULT_MAX_BYTES
+    from bundlekit.writer import seal as seal_records
+
+    ident = load_identities([identity])[0]
+    recipients = load_publics(to)
+    if not recipients:
+        raise CommandFailed("give at least one --to recipient (NAME.pub)", EXIT_USAGE)
+    if not out_dir.is_dir():
+        raise CommandFailed(f"{out_dir}: no such folder (is the stick mounted?)")
+    state_path = state or chain_state_path(identity)
+    after = load_chain(state_path)
+
+    def on_sealed(sealed) -> None:
+        save_chain(state_path, sealed.manifest.seq, sealed.digest)
+
+    with progress("sealing") as advance:
+
+        def counted(records):
+            for record in records:
+                advance(1)
+                yield record
+
+        sealed = seal_records(
+            counted(read_json_lines(sys.stdin)),
+            identity=ident,
+            recipients=recipients,
+            out_dir=out_dir,
+            after=after,
+            max_bytes=max_bytes or DEFAULT_MAX_BYTES,
+            on_sealed=on_sealed,
+        )
+    if json_out:
+        print_json([describe(s.path, s.manifest, s.digest) for s in sealed])
+        return
+    if not sealed:
+        err("no records on stdin: nothing sealed")
+        return
+    for s in sealed:
+        out(str(s.path))
+
+
+def describe(path: Path, manifest, digest: bytes | None = None) -> dict:
+    info = {"file": str(path), "manifest": manifest_dict(manifest)}
+    if digest is not None:
+        info["digest"] = digest.hex()
+    return info
+
+
+def manifest_dict(manifest) -> dict:
+    if hasattr(manifest, "to_dict"):
+        data = manifest.to_dict()
+    else:
+        import dataclasses
+
+        data = dataclasses.asdict(manifest)
+    return json.loads(json.dumps(data, default=plain_json))
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder stands for the bundles in it (sorted, so output is stable)."""
+    from bundlekit.naming import is_bundle_name
+
+    result: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            result.extend(
+                sorted(p for p in path.iterdir() if p.is_file() and is_bundle_name(p.name))
+            )
+        else:
+            result.append(path)
+    return result
+
+
+@app.command()
+def verify(
+    files: Annotated[list[Path], typer.Argument(help="Bundle files or folders of bundles.")],
+    trust: Annotated[
+        list[Path] | None,
+        typer.Option("--trust", "-t", help="Accept only senders with these NAME.pub keys."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Check signature, chain fields, sizes and digests. No decryption key needed.
+
+    One line per file; exit 0 only if every file is valid.
+    """
+    from bundlekit.reader import verify as verify_bundle
+
+    trusted = load_publics(trust) if trust else None
+    targets = expand(files)
+    if not targets:
+        raise CommandFailed("no bundle files found in " + ", ".join(map(str, files)))
+    results = []
+    failed = 0
+    for path in targets:
+        try:
+            vb = verify_bundle(path, trusted=trusted)
+        except BundleError as exc:
+            failed += 1
+            exc.with_path(path)
+            results.append(
+                {"file": str(path), "valid": False, "error": exc.code, "reason": exc.reason}
+            )
+            if not json_out:
+                out(f"INVALID {path}: {exc.reason}")
+            continue
+        except OSError as exc:
+            failed += 1
+            results.append(
+                {
+                    "file": str(path),
+                    "valid": False,
+                    "error": "unreadable",
+                    "reason": str(exc.strerror or exc),
+                }
+            )
+            if not json_out:
+                out(f"INVALID {path}: cannot read it ({exc.strerror or exc})")
+            continue
+        m = vb.manifest
+        info = describe(path, m, vb.digest)
+        info["valid"] = True
+        results.append(info)
+        if not json_out:
+            out(
+                f"OK      {path}: site {m.sender_site} seq {m.seq}, {m.record_count} records, "
+                f"signed by {vb.sender.fingerprint}"
+            )
+    if json_out:
+        print_json(results)
+    if failed:
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command("open")
+def open_(
+    file: Annotated[Path, typer.Argument(help="The bundle to read.")],
+    identity: Annotated[
+        list[Path], typer.Option("--identity", "-i", help="A recipient's NAME.key (repeatable).")
+    ],
+    trust: Annotated[
+        list[Path] | None,
+        typer.Option("--trust", "-t", help="Accept only senders with these NAME.pub keys."),
+    ] = None,
+) -> None:
+    """Verify, decrypt and print the records as JSON lines (typed values in the JSON form)."""
+    from bundlekit.reader import open_bundle
+    from bundlekit.records import to_jsonable
+
+    identities = load_identities(identity)
+    trusted = load_publics(trust) if trust else None
+    write = sys.stdout.write
+    with open_bundle(file, identities=identities, trusted=trusted) as bundle:
+        with progress("reading", total=bundle.manifest.record_count) as advance:
+            for record in bundle:
+                write(json.dumps(to_jsonable(record), ensure_ascii=False, separators=(",", ":")))
+                write("\n")
+                advance(1)
+    sys.stdout.flush()
+
+
+@app.command()
+def inspect(
+    file: Annotated[Path, typer.Argument(help="The bundle to describe.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show the manifest (clear text; it is checked with `bundle verify`, not here)."""
+    from bundlekit.reader import read_manifest
+
+    manifest = read_manifest(file)
+    data = manifest_dict(manifest)
+    if json_out:
+        print_json({"file": str(file), "manifest": data})
+        return
+    out(str(file))
+    width = max(len(k) for k in data)
+    for key in sorted(data):
+        value = data[key]
+        if isinstance(value, dict | list):
+            value = json.dumps(value, sort_keys=True)
+        out(f"  {key:<{width}}  {value}")
+
+
+@app.command()
+def payload(file: Annotated[Path, typer.Argument(help="The bundle.")]) -> None:
+    """Write the encrypted payload (a standard age file) to stdout.
+
+    Recover records with standard tools: bundle payload F | age -d -i KEY | zstd -d
+    """
+    from bundlekit.reader import copy_payload
+
+    if sys.stdout.isatty():
+        raise CommandFailed(
+            "refusing to write binary data to a terminal; redirect to a file or pipe"
+        )
+    copy_payload(file, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+
+
+# --------------------------------------------------------------------------- entry
+
+
+def load_plugins() -> None:
+    """Add commands from installed plugins (the Django adapter adds export/import/...)."""
+    for ep in entry_points(group="bundlekit.cli"):
+        try:
+            register = ep.load()
+        except ImportError as exc:  # e.g. Django not installed on a middleman laptop
+            log.debug("plugin %s not loaded: %s", ep.name, exc)
+            continue
+        register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; turn every expected failure into one line and an exit code."""
+    load_plugins()
+    try:
+        result = app(args=argv, prog_name="bundle", standalone_mode=False)
+        if isinstance(result, int):
+            return result
+    except typer.Exit as exc:
+        return exc.exit_code
+    except CommandFailed as exc:
+        err(str(exc))
+        return exc.code
+    except (BundleError, KeyFileError) as exc:
+        err(str(exc))
+        return EXIT_INVALID
+    except FileNotFoundError as exc:
+        err(f"{exc.filename}: no such file")
+        return EXIT_INVALID
+    except PermissionError as exc:
+        err(f"{exc.filename}: permission denied")
+        return EXIT_INVALID
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        err(f"{where}{exc.strerror or exc}")
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        err("interrupted")
+        return 130
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            err("aborted")
+            return EXIT_INVALID
+        if os.environ.get("BUNDLEKIT_DEBUG") == "1":
+            raise
+        err(f"internal error: {type(exc).__name__}: {exc} (set BUNDLEKIT_DEBUG=1 for details)")
+        return EXIT_INTERNAL
+    return EXIT_OK
