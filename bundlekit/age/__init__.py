@@ -20,7 +20,7 @@ from typing import BinaryIO
 from .errors import AgeError, HeaderError, NoIdentityMatch, PayloadError, TruncatedPayload
 from .header import marshal_header, parse_header
 from .primitives import hkdf_sha256
-from .stream import CHUNK_SIZE, NONCE_SIZE, StreamReader, StreamWriter
+from .stream import CHUNK_SIZE, NONCE_SIZE, StreamReader, StreamWriter, read_full, write_all
 from .x25519 import (
     FILE_KEY_SIZE,
     X25519Identity,
@@ -69,7 +69,7 @@ def encrypt(recipients: Sequence[bytes], dst: BinaryIO) -> StreamWriter:
     # Wrap for every recipient before writing, so a bad key writes nothing.
     stanzas = [wrap(file_key, r) for r in recipients]
     nonce = os.urandom(NONCE_SIZE)
-    dst.write(marshal_header(stanzas, file_key) + nonce)
+    write_all(dst, marshal_header(stanzas, file_key) + nonce)
     return StreamWriter(hkdf_sha256(file_key, nonce, PAYLOAD_INFO), dst)
 
 
@@ -88,7 +88,7 @@ def decrypt(identities: Sequence[bytes], src: BinaryIO) -> StreamReader:
     file_key = _unwrap(keys, header.stanzas)
     # The MAC is checked only once we hold the file key it is keyed with.
     header.verify_mac(file_key)
-    nonce = src.read(NONCE_SIZE) or b""
+    nonce = read_full(src, NONCE_SIZE)
     if len(nonce) != NONCE_SIZE:
         raise TruncatedPayload("age payload ends before its nonce")
     return StreamReader(hkdf_sha256(file_key, nonce, PAYLOAD_INFO), src)

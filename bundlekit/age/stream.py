@@ -33,11 +33,11 @@ def _nonce(counter: int, last: bool) -> bytes:
     return counter.to_bytes(_COUNTER_SIZE, "big") + (_LAST if last else _NOT_LAST)
 
 
-def _read_full(src: BinaryIO, n: int) -> bytes:
-    """Read n bytes or up to EOF: raw streams may return short reads."""
-    data = src.read(n)
-    if data is None or len(data) == n or not data:
-        return data or b""
+def read_full(src: BinaryIO, n: int) -> bytes:
+    """Read n bytes, or fewer only at EOF: raw streams may return short reads."""
+    data = src.read(n) or b""
+    if len(data) == n or not data:
+        return data
     parts = [data]
     got = len(data)
     while got < n:
@@ -127,7 +127,7 @@ class StreamWriter:
         out = self._out[: len(plaintext) + TAG_SIZE]
         try:
             self._aead.encrypt_into(_nonce(self._counter, last), plaintext, None, out)
-            _write_all(self._dst, out)
+            write_all(self._dst, out)
         except BaseException:
             # A failed write leaves a hole; refuse to go on and hide it.
             self._done = True
@@ -135,7 +135,9 @@ class StreamWriter:
         self._counter += 1
 
 
-def _write_all(dst: BinaryIO, data: memoryview) -> None:
+def write_all(dst: BinaryIO, data: bytes | memoryview) -> None:
+    """Write everything: a raw dst may accept only part of a write."""
+    data = memoryview(data)
     n = dst.write(data)
     while n is not None and n < len(data):
         data = data[n:]
@@ -156,7 +158,7 @@ class StreamReader(io.RawIOBase):
         self._aead = ChaCha20Poly1305(key)
         self._src = src
         self._counter = 0
-        self._ahead = _read_full(src, ENC_CHUNK_SIZE)
+        self._ahead: bytes | None = None  # read on first use, not at construction
         self._plain = b""
         self._pos = 0
         self._eof = False
@@ -170,7 +172,7 @@ class StreamReader(io.RawIOBase):
         filled = 0
         while filled < len(out) and self._fill():
             n = min(len(out) - filled, len(self._plain) - self._pos)
-            out[filled : filled + n] = self._plain[self._pos : self._pos + n]
+            out[filled : filled + n] = memoryview(self._plain)[self._pos : self._pos + n]
             self._pos += n
             filled += n
         return filled
@@ -213,6 +215,8 @@ class StreamReader(io.RawIOBase):
         return self._pos < len(self._plain)
 
     def _next_chunk(self) -> bytes:
+        if self._ahead is None:
+            self._ahead = read_full(self._src, ENC_CHUNK_SIZE)
         chunk = self._ahead
         if not chunk:
             # age.md: decryption "MUST signal an error if the end of file is
@@ -221,7 +225,7 @@ class StreamReader(io.RawIOBase):
         if self._counter > _MAX_COUNTER:
             raise PayloadError("age payload has too many chunks")
         # Only a full chunk can have another one behind it.
-        self._ahead = _read_full(self._src, ENC_CHUNK_SIZE) if len(chunk) == ENC_CHUNK_SIZE else b""
+        self._ahead = read_full(self._src, ENC_CHUNK_SIZE) if len(chunk) == ENC_CHUNK_SIZE else b""
         last = not self._ahead
         try:
             plain = self._aead.decrypt(_nonce(self._counter, last), chunk, None)
