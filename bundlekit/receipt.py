@@ -1,0 +1,521 @@
+"""Signed receipts: the server's answer that closes the store-and-forward loop.
+
+After importing bundles a server writes a receipt naming, for ONE site, which
+bundles it now holds and what became of them.  Carried back on the stick, the
+site checks it and marks those outgoing transactions as delivered.  A receipt
+that is forged, damaged, or meant for another site must never mark anything, so
+reading is strict: every rule here is a MUST in docs/RECEIPTS.md, and every
+failure is a :class:`ReceiptError` naming the file.
+
+Layout (docs/RECEIPTS.md §2)::
+
+    MAGIC | body (B bytes, canonical msgpack) | signature (64) | B (u32 BE) | END_MAGIC
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import struct
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from bundlekit import age
+from bundlekit.errors import ReceiptError
+from bundlekit.fsutil import AtomicFile
+from bundlekit.keys import Identity, PublicKey
+from bundlekit.naming import safe_site
+
+#: RECEIPTS.md §2.1: the first bytes of every version-1 receipt.
+MAGIC = b"bundlekit.org/v1/receipt\n"
+#: RECEIPTS.md §2.4: the last bytes of every version-1 receipt.
+END_MAGIC = b"bundlekit.org/v1/receipt-end\n"
+#: RECEIPTS.md §2.3: domain label prefixed to the body before signing.
+SIGNATURE_CONTEXT = b"bundlekit.org/v1/receipt-signature\n"
+#: RECEIPTS.md §3.1: the body's format version.
+FORMAT_VERSION = 1
+SIGNATURE_SIZE = 64
+_BODY_LENGTH = struct.Struct(">I")
+FOOTER_SIZE = _BODY_LENGTH.size + len(END_MAGIC)
+FIXED_OVERHEAD = len(MAGIC) + SIGNATURE_SIZE + FOOTER_SIZE
+#: RECEIPTS.md §4: readers refuse larger files; writers never produce them.
+MAX_RECEIPT_SIZE = 8 * 1024 * 1024
+MAX_BODY_SIZE = MAX_RECEIPT_SIZE - FIXED_OVERHEAD
+#: RECEIPTS.md §3.3: at most this many entries in one receipt.
+MAX_ENTRIES = 50_000
+#: RECEIPTS.md §3: site names and reasons are at most this many characters.
+MAX_SITE = 200
+MAX_REASON = 200
+RECEIPT_SUFFIX = ".receipt"
+
+#: RECEIPTS.md §3.4: the statuses, and those meaning "the server has the bundle".
+STATUSES = ("held", "applied", "duplicate", "quarantined", "rejected")
+HELD_STATUSES = frozenset({"held", "applied", "duplicate", "quarantined"})
+NEEDS_REASON = frozenset({"quarantined", "rejected"})
+
+BODY_KEYS = frozenset({"v", "id", "issuer", "subject", "created", "entries", "contiguous"})
+ISSUER_KEYS = frozenset({"site", "fingerprint", "ed25519", "age_recipient"})
+SUBJECT_KEYS = frozenset({"site", "fingerprint"})
+ENTRY_KEYS = frozenset({"bundle_id", "seq", "digest", "status", "reason", "records"})
+
+_MAX_INT = 2**63 - 1
+_CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+_FINGERPRINT = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
+_OTHER_VERSION = re.compile(rb"bundlekit\.org/v[0-9]{1,3}/receipt\n")
+
+
+@dataclass(frozen=True)
+class ReceiptEntry:
+    """One bundle the server reports on.
+
+    ``status``: ``held`` (stored, not applied yet), ``applied``, ``duplicate``
+    (had it already), ``quarantined`` (stored but set aside, see ``reason``) or
+    ``rejected`` (not kept; ``reason`` says why).
+    """
+
+    bundle_id: uuid.UUID
+    seq: int
+    digest: bytes
+    status: str
+    records: int = 0
+    reason: str = ""
+
+    @property
+    def held(self) -> bool:
+        """Whether the server has this bundle, so resending it would not help."""
+        return self.status in HELD_STATUSES
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A verified receipt: trusted issuer, meant for us."""
+
+    receipt_id: uuid.UUID
+    issuer: PublicKey
+    subject_site: str
+    subject_fingerprint: str
+    created: dt.datetime
+    entries: tuple[ReceiptEntry, ...]
+    highest_contiguous_seq: int
+    path: Path | None = None
+    version: int = FORMAT_VERSION
+
+    @property
+    def held(self) -> tuple[ReceiptEntry, ...]:
+        return tuple(e for e in self.entries if e.held)
+
+    @property
+    def rejected(self) -> tuple[ReceiptEntry, ...]:
+        return tuple(e for e in self.entries if e.status == "rejected")
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def highest_contiguous(entries: Iterable[ReceiptEntry], start: int = 0) -> int:
+    """The largest n such that seq start+1..n are all held, given these entries."""
+    held = {e.seq for e in entries if e.held}
+    n = start
+    while n + 1 in held:
+        n += 1
+    return n
+
+
+def _format_created(when: dt.datetime) -> str:
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError("created must be an aware datetime")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _canonical(obj: Any) -> Any:
+    if type(obj) is dict:
+        return {k: _canonical(obj[k]) for k in sorted(obj)}
+    if type(obj) is list:
+        return [_canonical(v) for v in obj]
+    return obj
+
+
+def _packb(obj: Any) -> bytes:
+    return msgpack.packb(_canonical(obj), use_bin_type=True, datetime=False)
+
+
+def _entry_dict(entry: ReceiptEntry) -> dict[str, Any]:
+    if not isinstance(entry.bundle_id, uuid.UUID):
+        raise TypeError("bundle_id must be a UUID")
+    if type(entry.seq) is not int or not 1 <= entry.seq <= _MAX_INT:
+        raise ValueError(f"seq must be a positive int, got {entry.seq!r}")
+    if type(entry.records) is not int or not 0 <= entry.records <= _MAX_INT:
+        raise ValueError(f"records must be a non-negative int, got {entry.records!r}")
+    if not isinstance(entry.digest, bytes) or len(entry.digest) != 32:
+        raise ValueError("digest must be the 32-byte bundle digest")
+    if entry.status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {entry.status!r}")
+    reason = " ".join(str(entry.reason).split())  # one line, whatever the exception said
+    if len(reason) > MAX_REASON:
+        reason = reason[: MAX_REASON - 1] + "…"
+    if entry.status in NEEDS_REASON and not reason:
+        raise ValueError(f"a {entry.status} entry needs a reason")
+    return {
+        "bundle_id": str(entry.bundle_id),
+        "seq": entry.seq,
+        "digest": entry.digest,
+        "status": entry.status,
+        "reason": reason,
+        "records": entry.records,
+    }
+
+
+def _as_entry(e: ReceiptEntry | Mapping[str, Any]) -> ReceiptEntry:
+    return e if isinstance(e, ReceiptEntry) else ReceiptEntry(**e)
+
+
+def encode_receipt(
+    *,
+    issuer: Identity,
+    subject: PublicKey,
+    entries: Iterable[ReceiptEntry | Mapping[str, Any]],
+    created: dt.datetime | None = None,
+    highest_contiguous_seq: int | None = None,
+    receipt_id: uuid.UUID | None = None,
+) -> bytes:
+    """The bytes of a receipt (RECEIPTS.md §2).  ``created``/``receipt_id`` are test seams.
+
+    ``highest_contiguous_seq`` should come from the server's ledger (which
+    knows earlier receipts' bundles); when omitted it is computed from these
+    entries alone.
+    """
+    items = sorted((_as_entry(e) for e in entries), key=lambda e: (e.seq, str(e.bundle_id)))
+    if len(items) > MAX_ENTRIES:
+        raise ValueError(f"a receipt holds at most {MAX_ENTRIES} entries; write several")
+    if len({e.bundle_id for e in items}) != len(items):
+        raise ValueError("a bundle id appears twice in the entries")
+    if highest_contiguous_seq is None:
+        highest_contiguous_seq = highest_contiguous(items)
+    if type(highest_contiguous_seq) is not int or not 0 <= highest_contiguous_seq <= _MAX_INT:
+        raise ValueError("highest_contiguous_seq must be a non-negative int")
+    pub = issuer.public
+    body = {
+        "v": FORMAT_VERSION,
+        "id": str(receipt_id or uuid.uuid4()),
+        "issuer": {
+            "site": pub.site,
+            "fingerprint": pub.fingerprint,
+            "ed25519": pub.ed25519,
+            "age_recipient": pub.age_recipient,
+        },
+        "subject": {"site": subject.site, "fingerprint": subject.fingerprint},
+        "created": _format_created(created or dt.datetime.now(dt.UTC)),
+        "entries": [_entry_dict(e) for e in items],
+        "contiguous": highest_contiguous_seq,
+    }
+    data = _packb(body)
+    if len(data) > MAX_BODY_SIZE:
+        raise ValueError("receipt too large; write several")
+    signature = issuer.sign(SIGNATURE_CONTEXT + data)
+    return MAGIC + data + signature + _BODY_LENGTH.pack(len(data)) + END_MAGIC
+
+
+def receipt_file_name(
+    issuer_site: str, subject_site: str, created: dt.datetime, receipt_id: uuid.UUID
+) -> str:
+    """``receipt-{issuer}-{subject}-{YYYYMMDDTHHMMSSZ}-{id8}.receipt`` (RECEIPTS.md §5).
+
+    Built from sanitised parts only: lower-case ASCII letters, digits and
+    hyphens, so it is the same name on FAT32, NTFS and case-insensitive disks.
+    """
+    stamp = created.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ").lower()
+    return (
+        f"receipt-{safe_site(issuer_site)}-{safe_site(subject_site)}-{stamp}-"
+        f"{receipt_id.hex[:8]}{RECEIPT_SUFFIX}"
+    )
+
+
+def write_receipt(
+    out_dir: str | os.PathLike[str],
+    *,
+    issuer: Identity,
+    subject: PublicKey,
+    entries: Iterable[ReceiptEntry | Mapping[str, Any]],
+    created: dt.datetime | None = None,
+    highest_contiguous_seq: int | None = None,
+    receipt_id: uuid.UUID | None = None,
+) -> Path:
+    """Write a receipt into ``out_dir`` atomically; return its path.
+
+    The file appears under its final name only once complete and fsynced, so a
+    stick pulled mid-write never carries a half receipt.  Raises
+    :class:`~bundlekit.errors.WriteFailed` when the medium refuses.
+    """
+    created = created or dt.datetime.now(dt.UTC)
+    receipt_id = receipt_id or uuid.uuid4()
+    data = encode_receipt(
+        issuer=issuer,
+        subject=subject,
+        entries=entries,
+        created=created,
+        highest_contiguous_seq=highest_contiguous_seq,
+        receipt_id=receipt_id,
+    )
+    name = receipt_file_name(issuer.site, subject.site, created, receipt_id)
+    with AtomicFile(out_dir, name[: -len(RECEIPT_SUFFIX)]) as f:
+        try:
+            f.file.write(data)
+        except OSError as e:
+            from bundlekit.fsutil import write_failed
+
+            raise write_failed(e, os.path.join(os.fspath(out_dir), name)) from e
+        return Path(f.commit(name))
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+class _Bad(Exception):
+    """Internal: a structural problem, turned into a ReceiptError by the caller."""
+
+
+def _need(value: Any, kind: type, name: str) -> Any:
+    if type(value) is not kind:
+        raise _Bad(f"{name} has the wrong type")
+    return value
+
+
+def _text(value: Any, name: str, limit: int, *, empty: bool = False) -> str:
+    _need(value, str, name)
+    if len(value) > limit or (not value and not empty) or not value.isprintable():
+        raise _Bad(f"{name} is not acceptable text")
+    return value
+
+
+def _count(value: Any, name: str, minimum: int) -> int:
+    _need(value, int, name)
+    if not minimum <= value <= _MAX_INT:
+        raise _Bad(f"{name} is out of range")
+    return value
+
+
+def _uuid(value: Any, name: str) -> uuid.UUID:
+    _need(value, str, name)
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise _Bad(f"{name} is not a UUID") from None
+    if str(parsed) != value:
+        raise _Bad(f"{name} is not a canonical UUID")
+    return parsed
+
+
+def _map(value: Any, keys: frozenset[str], name: str) -> dict[str, Any]:
+    _need(value, dict, name)
+    if set(value) != keys:
+        raise _Bad(f"{name} does not have exactly the version-1 fields")
+    return value
+
+
+def _split(data: bytes) -> tuple[bytes, bytes]:
+    """Check the framing (RECEIPTS.md §2); return (body, signature)."""
+    if not data:
+        raise ReceiptError("is empty (0 bytes), not a receipt")
+    if not data.startswith(MAGIC):
+        if MAGIC.startswith(data):
+            raise ReceiptError("ends early: it looks half-copied")
+        if _OTHER_VERSION.match(data[:64]):
+            raise ReceiptError(
+                "is a receipt of a format version this release cannot read "
+                "(written by a newer bundlekit?)"
+            )
+        raise ReceiptError("is not a receipt")
+    if len(data) > MAX_RECEIPT_SIZE:
+        raise ReceiptError("is too large to be a receipt")
+    if len(data) < FIXED_OVERHEAD or not data.endswith(END_MAGIC):
+        raise ReceiptError("ends early or is damaged: the receipt footer is missing")
+    (body_length,) = _BODY_LENGTH.unpack_from(data, len(data) - FOOTER_SIZE)
+    if FIXED_OVERHEAD + body_length != len(data):
+        raise ReceiptError("is damaged: its lengths do not add up")
+    body = data[len(MAGIC) : len(MAGIC) + body_length]
+    signature = data[len(MAGIC) + body_length : len(MAGIC) + body_length + SIGNATURE_SIZE]
+    return body, signature
+
+
+def _unpack(body: bytes) -> Any:
+    try:
+        return msgpack.unpackb(
+            body,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=4096,
+            max_bin_len=64,
+            max_array_len=MAX_ENTRIES,
+            max_map_len=16,
+            max_ext_len=0,
+        )
+    except Exception:  # msgpack raises a zoo of types for bad input; all mean "damaged"
+        raise ReceiptError("is damaged: its body does not decode") from None
+
+
+def _parse_entry(raw: Any, i: int) -> ReceiptEntry:
+    e = _map(raw, ENTRY_KEYS, f"entry {i}")
+    status = _need(e["status"], str, f"entry {i} status")
+    if status not in STATUSES:
+        raise _Bad(f"entry {i} has an unknown status")
+    reason = _text(e["reason"], f"entry {i} reason", MAX_REASON, empty=True)
+    if status in NEEDS_REASON and not reason:
+        raise _Bad(f"entry {i} is {status} without a reason")
+    digest = _need(e["digest"], bytes, f"entry {i} digest")
+    if len(digest) != 32:
+        raise _Bad(f"entry {i} digest is not 32 bytes")
+    return ReceiptEntry(
+        bundle_id=_uuid(e["bundle_id"], f"entry {i} bundle_id"),
+        seq=_count(e["seq"], f"entry {i} seq", 1),
+        digest=digest,
+        status=status,
+        records=_count(e["records"], f"entry {i} records", 0),
+        reason=reason,
+    )
+
+
+def _signer_of(raw: Any) -> PublicKey:
+    """The issuer key from the body, only as far as needed to check the signature."""
+    try:
+        body = _need(raw, dict, "body")
+        if body.get("v") != FORMAT_VERSION or type(body.get("v")) is not int:
+            raise ReceiptError(
+                "is a receipt of a format version this release cannot read "
+                "(written by a newer bundlekit?)"
+            )
+        issuer = _map(body.get("issuer"), ISSUER_KEYS, "issuer")
+        ed25519 = _need(issuer["ed25519"], bytes, "issuer key")
+        site = _text(issuer["site"], "issuer site", MAX_SITE)
+        recipient = _need(issuer["age_recipient"], str, "issuer recipient")
+        pub = PublicKey(site, age.decode_recipient(recipient), ed25519)
+    except ReceiptError:
+        raise
+    except (_Bad, KeyError, ValueError, TypeError) as e:
+        raise ReceiptError(f"is damaged: {e}") from None
+    except Exception:  # a recipient string that trips the Bech32 decoder in odd ways
+        raise ReceiptError("is damaged: the issuer key does not decode") from None
+    if issuer["fingerprint"] != pub.fingerprint:
+        raise ReceiptError("is damaged: the issuer fingerprint does not match its key")
+    return pub
+
+
+def _parse_body(body: bytes, raw: dict[str, Any], signer: PublicKey) -> Receipt:
+    try:
+        _map(raw, BODY_KEYS, "body")
+        subject = _map(raw["subject"], SUBJECT_KEYS, "subject")
+        subject_site = _text(subject["site"], "subject site", MAX_SITE)
+        subject_fp = _need(subject["fingerprint"], str, "subject fingerprint")
+        if not _FINGERPRINT.fullmatch(subject_fp):
+            raise _Bad("subject fingerprint is malformed")
+        created_text = _need(raw["created"], str, "created")
+        if not _CREATED.fullmatch(created_text):
+            raise _Bad("created is not a UTC timestamp")
+        try:
+            created = dt.datetime.strptime(created_text, "%Y-%m-%dT%H:%M:%S.%fZ")
+        except ValueError:
+            raise _Bad("created is not a valid date") from None
+        entries = tuple(
+            _parse_entry(e, i) for i, e in enumerate(_need(raw["entries"], list, "entries"))
+        )
+        if len({e.bundle_id for e in entries}) != len(entries):
+            raise _Bad("a bundle id appears twice")
+        receipt = Receipt(
+            receipt_id=_uuid(raw["id"], "id"),
+            issuer=signer,
+            subject_site=subject_site,
+            subject_fingerprint=subject_fp,
+            created=created.replace(tzinfo=dt.UTC),
+            entries=entries,
+            highest_contiguous_seq=_count(raw["contiguous"], "contiguous", 0),
+        )
+    except _Bad as e:
+        raise ReceiptError(f"is damaged: {e}") from None
+    # One rule instead of many: re-encoding must give the very same bytes
+    # (sorted keys, shortest encodings, entries in order, no duplicate keys).
+    if _packb(raw) != body or list(entries) != sorted(
+        entries, key=lambda e: (e.seq, str(e.bundle_id))
+    ):
+        raise ReceiptError("is damaged: its body is not in canonical form")
+    return receipt
+
+
+def decode_receipt(
+    data: bytes,
+    *,
+    trusted_issuers: Sequence[PublicKey],
+    me: PublicKey | Identity,
+    path: str | os.PathLike[str] | None = None,
+) -> Receipt:
+    """Check and decode receipt bytes; see :func:`read_receipt`."""
+    try:
+        body, signature = _split(data)
+        raw = _unpack(body)
+        signer = _signer_of(raw)
+        # Authenticate before interpreting anything else in the body.
+        if not signer.verify(signature, SIGNATURE_CONTEXT + body):
+            raise ReceiptError(
+                "bad signature: the receipt was altered or forged after it was signed"
+            )
+        receipt = _parse_body(body, raw, signer)
+        trusted = next((k for k in trusted_issuers if k.same_key(signer)), None)
+        if trusted is None:
+            raise ReceiptError(
+                f"signed by a key we do not trust (site {signer.site!r}, "
+                f"fingerprint {signer.fingerprint})"
+            )
+        mine = me.public if isinstance(me, Identity) else me
+        if receipt.subject_fingerprint != mine.fingerprint:
+            raise ReceiptError(
+                f"this receipt is for site {receipt.subject_site!r} "
+                f"({receipt.subject_fingerprint}), not for us ({mine.site!r})"
+            )
+    except ReceiptError as e:
+        if path is not None:
+            e.with_path(path)
+        raise
+    return Receipt(
+        receipt_id=receipt.receipt_id,
+        issuer=trusted,
+        subject_site=receipt.subject_site,
+        subject_fingerprint=receipt.subject_fingerprint,
+        created=receipt.created,
+        entries=receipt.entries,
+        highest_contiguous_seq=receipt.highest_contiguous_seq,
+        path=Path(path) if path is not None else None,
+    )
+
+
+def read_receipt(
+    path: str | os.PathLike[str],
+    *,
+    trusted_issuers: Sequence[PublicKey],
+    me: PublicKey | Identity,
+) -> Receipt:
+    """Read and verify a receipt file meant for ``me`` from one of ``trusted_issuers``.
+
+    Raises :class:`ReceiptError` (message names the file) when it is not a
+    receipt, truncated, damaged, badly signed, signed by a key we do not
+    trust, or written for another site.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_RECEIPT_SIZE + 1)
+    except IsADirectoryError:
+        raise ReceiptError("is a folder, not a receipt", path=path) from None
+    except OSError as e:
+        raise ReceiptError(f"cannot be read ({e.strerror or e})", path=path) from e
+    return decode_receipt(data, trusted_issuers=trusted_issuers, me=me, path=path)
+
+
+def is_receipt_name(name: str) -> bool:
+    """Whether ``name`` may be a receipt (not hidden, not a temporary file)."""
+    return name.lower().endswith(RECEIPT_SUFFIX) and not name.startswith((".", "~"))

@@ -1,0 +1,317 @@
+"""Receipts: round trip, and every way a receipt can be wrong raises ReceiptError."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import struct
+import uuid
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bundlekit.errors import ReceiptError, WriteFailed
+from bundlekit.keys import Identity
+from bundlekit.receipt import (
+    END_MAGIC,
+    MAGIC,
+    SIGNATURE_CONTEXT,
+    Receipt,
+    ReceiptEntry,
+    decode_receipt,
+    encode_receipt,
+    highest_contiguous,
+    read_receipt,
+    receipt_file_name,
+    write_receipt,
+)
+
+SERVER = Identity.generate("Central Server")
+SITE_A = Identity.generate("São Tomé clinic")
+SITE_B = Identity.generate("site-b")
+WHEN = dt.datetime(2025, 3, 4, 5, 6, 7, 890123, tzinfo=dt.UTC)
+
+
+def entry(seq: int, status: str = "applied", reason: str = "", records: int = 3) -> ReceiptEntry:
+    return ReceiptEntry(
+        bundle_id=uuid.UUID(int=seq),
+        seq=seq,
+        digest=bytes([seq]) * 32,
+        status=status,
+        records=records,
+        reason=reason,
+    )
+
+
+def small_receipt() -> bytes:
+    return encode_receipt(
+        issuer=SERVER,
+        subject=SITE_A.public,
+        entries=[entry(1)],
+        created=WHEN,
+        receipt_id=uuid.UUID(int=7),
+    )
+
+
+def decode(data: bytes, **kw) -> Receipt:
+    kw.setdefault("trusted_issuers", [SERVER.public])
+    kw.setdefault("me", SITE_A)
+    return decode_receipt(data, **kw)
+
+
+def test_round_trip_through_a_file(tmp_path):
+    entries = [
+        entry(2, "duplicate"),
+        entry(1),
+        entry(3, "held", records=0),
+        entry(4, "quarantined", "conflict on clinic.patient 42"),
+        entry(5, "rejected", "payload digest mismatch"),
+    ]
+    path = write_receipt(
+        tmp_path, issuer=SERVER, subject=SITE_A.public, entries=entries, created=WHEN
+    )
+    assert path.parent == tmp_path
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+    receipt = read_receipt(path, trusted_issuers=[SITE_B.public, SERVER.public], me=SITE_A.public)
+    assert receipt.path == path
+    assert receipt.issuer == SERVER.public
+    assert receipt.subject_site == SITE_A.site
+    assert receipt.subject_fingerprint == SITE_A.public.fingerprint
+    assert receipt.created == WHEN
+    assert [e.seq for e in receipt.entries] == [1, 2, 3, 4, 5]
+    assert receipt.entries[3] == entries[3]
+    assert receipt.highest_contiguous_seq == 4  # quarantined is held; rejected is not
+    assert [e.seq for e in receipt.rejected] == [5]
+    assert [e.seq for e in receipt.held] == [1, 2, 3, 4]
+
+
+def test_contiguous_from_the_ledger_wins():
+    data = encode_receipt(
+        issuer=SERVER, subject=SITE_A.public, entries=[entry(9)], highest_contiguous_seq=9
+    )
+    assert decode(data).highest_contiguous_seq == 9
+    assert highest_contiguous([entry(9)]) == 0
+    assert highest_contiguous([entry(9)], start=8) == 9
+
+
+def test_layout_matches_the_spec():
+    data = small_receipt()
+    assert data.startswith(MAGIC) and data.endswith(END_MAGIC)
+    (body_len,) = struct.unpack(">I", data[-len(END_MAGIC) - 4 : -len(END_MAGIC)])
+    body = data[len(MAGIC) : len(MAGIC) + body_len]
+    signature = data[len(MAGIC) + body_len : len(MAGIC) + body_len + 64]
+    assert len(data) == len(MAGIC) + body_len + 64 + 4 + len(END_MAGIC)
+    assert SERVER.public.verify(signature, SIGNATURE_CONTEXT + body)
+    raw = msgpack.unpackb(body)
+    assert list(raw) == sorted(raw)
+    assert raw["v"] == 1 and raw["id"] == str(uuid.UUID(int=7))
+    assert raw["created"] == "2025-03-04T05:06:07.890123Z"
+    assert raw["subject"] == {"site": SITE_A.site, "fingerprint": SITE_A.public.fingerprint}
+    assert raw["entries"][0]["digest"] == bytes([1]) * 32
+    assert small_receipt() == data, "deterministic given id and time"
+
+
+def test_file_name_is_safe_everywhere():
+    name = receipt_file_name(
+        "Central Server", "São Tomé/clinic", WHEN, uuid.UUID(int=0xABCDEF12 << 96)
+    )
+    assert name == "receipt-central-server-sao-tome-clinic-20250304t050607z-abcdef12.receipt"
+    assert re.fullmatch(r"[a-z0-9.-]+", name) and name == name.lower()
+
+
+def test_every_byte_flip_is_rejected():
+    data = small_receipt()
+    decode(data)
+    for i in range(len(data)):
+        for bit in range(8):
+            damaged = bytearray(data)
+            damaged[i] ^= 1 << bit
+            with pytest.raises(ReceiptError):
+                decode(bytes(damaged))
+
+
+def test_every_truncation_is_rejected():
+    data = small_receipt()
+    for n in range(len(data)):
+        with pytest.raises(ReceiptError):
+            decode(data[:n])
+    with pytest.raises(ReceiptError):
+        decode(data + b"\0")
+
+
+def test_forged_receipt_is_rejected():
+    """Someone re-signs an altered receipt with their own key."""
+    forger = Identity.generate("Central Server")
+    data = encode_receipt(issuer=forger, subject=SITE_A.public, entries=[entry(1)])
+    with pytest.raises(ReceiptError, match="signed by a key we do not trust"):
+        decode(data)
+
+
+def test_body_swapped_under_a_genuine_signature_is_rejected():
+    genuine = small_receipt()
+    other = encode_receipt(
+        issuer=SERVER, subject=SITE_A.public, entries=[entry(1), entry(2)], created=WHEN
+    )
+    body_len_g = len(genuine) - len(MAGIC) - 64 - 4 - len(END_MAGIC)
+    body_len_o = len(other) - len(MAGIC) - 64 - 4 - len(END_MAGIC)
+    spliced = (
+        MAGIC
+        + other[len(MAGIC) : len(MAGIC) + body_len_o]
+        + genuine[len(MAGIC) + body_len_g : len(MAGIC) + body_len_g + 64]
+        + struct.pack(">I", body_len_o)
+        + END_MAGIC
+    )
+    with pytest.raises(ReceiptError, match="bad signature"):
+        decode(spliced)
+
+
+def test_receipt_for_another_site_is_rejected(tmp_path):
+    path = write_receipt(tmp_path, issuer=SERVER, subject=SITE_B.public, entries=[entry(1)])
+    with pytest.raises(ReceiptError, match="this receipt is for site 'site-b'") as info:
+        read_receipt(path, trusted_issuers=[SERVER.public], me=SITE_A)
+    assert str(info.value).startswith(str(path))
+
+
+def test_no_trusted_issuers_means_nothing_is_trusted():
+    with pytest.raises(ReceiptError, match="do not trust"):
+        decode(small_receipt(), trusted_issuers=[])
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "is empty"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "is not a receipt"),
+        (MAGIC[:10], "ends early"),
+        (b"bundlekit.org/v7/receipt\n" + b"\0" * 200, "format version"),
+        (b"bundlekit.org/v1\n" + b"\0" * 200, "is not a receipt"),  # a bundle
+    ],
+)
+def test_messages_name_the_file(tmp_path, content, message):
+    path = tmp_path / "x.receipt"
+    path.write_bytes(content)
+    with pytest.raises(ReceiptError, match=message) as info:
+        read_receipt(path, trusted_issuers=[SERVER.public], me=SITE_A)
+    assert str(info.value).startswith(f"{path}: ")
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(ReceiptError, match="cannot be read"):
+        read_receipt(tmp_path / "nope.receipt", trusted_issuers=[], me=SITE_A)
+    with pytest.raises(ReceiptError, match="folder"):
+        read_receipt(tmp_path, trusted_issuers=[], me=SITE_A)
+
+
+def _resign(body: dict) -> bytes:
+    """A well-signed receipt with an arbitrary body: tests the checks after the signature."""
+    raw = msgpack.packb(body, use_bin_type=True)
+    sig = SERVER.sign(SIGNATURE_CONTEXT + raw)
+    return MAGIC + raw + sig + struct.pack(">I", len(raw)) + END_MAGIC
+
+
+def _body() -> dict:
+    data = small_receipt()
+    body_len = len(data) - len(MAGIC) - 64 - 4 - len(END_MAGIC)
+    return msgpack.unpackb(data[len(MAGIC) : len(MAGIC) + body_len])
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b.update(v=2),
+        lambda b: b.update(extra=1),
+        lambda b: b.pop("contiguous"),
+        lambda b: b.update(contiguous=-1),
+        lambda b: b.update(contiguous=1.0),
+        lambda b: b.update(created="2025-03-04 05:06:07"),
+        lambda b: b.update(created="2025-02-30T05:06:07.000000Z"),
+        lambda b: b.update(id="not-a-uuid"),
+        lambda b: b.update(id=str(uuid.UUID(int=0xABC)).upper()),
+        lambda b: b["entries"][0].update(status="lost"),
+        lambda b: b["entries"][0].update(status="rejected", reason=""),
+        lambda b: b["entries"][0].update(digest=b"short"),
+        lambda b: b["entries"][0].update(seq=0),
+        lambda b: b["entries"][0].update(seq=True),
+        lambda b: b["entries"][0].update(reason="two\nlines"),
+        lambda b: b["entries"].append(dict(b["entries"][0])),
+        lambda b: b["subject"].update(fingerprint="abc"),
+        lambda b: b["issuer"].update(fingerprint=SITE_B.public.fingerprint),
+        lambda b: b.update(entries={}),
+    ],
+)
+def test_strict_body_checks(mutate):
+    body = _body()
+    mutate(body)
+    with pytest.raises(ReceiptError):
+        decode(_resign(body))
+
+
+def test_non_canonical_body_is_rejected():
+    body = _body()
+    reordered = dict(reversed(list(body.items())))
+    with pytest.raises(ReceiptError, match="canonical"):
+        decode(_resign(reordered))
+
+
+def test_writer_refuses_misuse(tmp_path):
+    with pytest.raises(ValueError):
+        encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[entry(1, "lost")])
+    with pytest.raises(ValueError):
+        encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[entry(1, "rejected")])
+    with pytest.raises(ValueError):
+        encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[entry(1), entry(1)])
+    with pytest.raises(ValueError):
+        encode_receipt(
+            issuer=SERVER, subject=SITE_A.public, entries=[], created=dt.datetime(2025, 1, 1)
+        )
+    with pytest.raises(WriteFailed):
+        write_receipt(tmp_path / "gone", issuer=SERVER, subject=SITE_A.public, entries=[])
+
+
+def test_long_multiline_reason_is_folded_to_one_short_line():
+    data = encode_receipt(
+        issuer=SERVER,
+        subject=SITE_A.public,
+        entries=[entry(1, "rejected", "Traceback:\n" + "x" * 1000)],
+    )
+    reason = decode(data).entries[0].reason
+    assert "\n" not in reason and len(reason) == 200
+
+
+def test_mapping_entries_are_accepted():
+    data = encode_receipt(
+        issuer=SERVER,
+        subject=SITE_A.public,
+        entries=[{"bundle_id": uuid.UUID(int=1), "seq": 1, "digest": b"\1" * 32, "status": "held"}],
+    )
+    assert decode(data).entries[0].records == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_random_bytes_raise_only_receipt_error(data):
+    with pytest.raises(ReceiptError):
+        decode(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bodies_in_valid_framing_raise_only_receipt_error(body):
+    data = MAGIC + body + b"\0" * 64 + struct.pack(">I", len(body)) + END_MAGIC
+    with pytest.raises(ReceiptError):
+        decode(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_random_edits_of_a_real_receipt_raise_only_receipt_error(draw):
+    data = bytearray(small_receipt())
+    for _ in range(draw.draw(st.integers(1, 4))):
+        i = draw.draw(st.integers(0, len(data) - 1))
+        data[i] = draw.draw(st.integers(0, 255).filter(lambda v, i=i: v != data[i]))
+    with pytest.raises(ReceiptError):
+        decode(bytes(data))
