@@ -66,3 +66,25 @@ def _database(alias: str) -> dict:
 
 
 DATABASES = {alias: _database(alias) for alias in ("default", "server")}
+
+# The admin pages of django_adapter are part of what is tested.
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+ROOT_URLCONF = "tests.test_project.urls"
+BUNDLEKIT_SITE = "site-a"

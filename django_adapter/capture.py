@@ -1,0 +1,212 @@
+"""Capture: every insert, update and delete of a synced model becomes an
+``OutgoingTransaction`` on the same database alias, inside the same DB transaction.
+
+Signals are connected per sender model (like django-reversion), for every concrete
+and proxy model that has ``SyncModelMixin``.  The mixin's ``save_base`` and
+Django's deletion collector both run the signal inside the change's transaction,
+so a rollback removes the captured row with the change.
+
+What cannot be captured (documented, and warned about by ``manage.py check``):
+``QuerySet.update()``/``bulk_create()`` on a manager that does not come from
+``SyncManager``, raw SQL, ``loaddata`` (``raw`` saves are deliberately ignored),
+and ``bulk_create(ignore_conflicts=True)``, which is refused because Django cannot
+tell which rows were written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import socket
+import uuid
+
+from django.apps import apps
+from django.conf import settings
+from django.db.models import signals
+from django.utils import timezone
+
+from django_adapter.codec import RECORD_FORMAT, packb
+from django_adapter.exceptions import NaturalKeyError, SyncError
+from django_adapter.serialization import is_synced, natural_key_of, to_record
+
+_suspended: contextvars.ContextVar[bool] = contextvars.ContextVar("bk_capture_suspended", default=False)
+_registered: set = set()
+
+#: Chunk size for pk lists in ``IN (...)`` queries (SQLite's variable limit).
+CHUNK = 500
+
+
+def is_enabled() -> bool:
+    return getattr(settings, "ALLOW_MODEL_SERIALIZATION", True) and not _suspended.get()
+
+
+@contextlib.contextmanager
+def suspended():
+    """Changes made inside are not captured: the importer applies records this way,
+    so a server never re-emits what it received under new transaction ids."""
+    token = _suspended.set(True)
+    try:
+        yield
+    finally:
+        _suspended.reset(token)
+
+
+def producer() -> str:
+    site = getattr(settings, "BUNDLEKIT_SITE", "") or ""
+    return f"{site}/{socket.gethostname()}"
+
+
+def check_model(model) -> None:
+    """Raise SyncError when ``model`` cannot be found again on another database."""
+    concrete = model._meta.concrete_model
+    if not callable(getattr(concrete, "natural_key", None)):
+        raise NaturalKeyError(f"{concrete._meta.label} is synced but has no natural_key() method")
+    if not callable(getattr(concrete._default_manager, "get_by_natural_key", None)):
+        raise NaturalKeyError(
+            f"{concrete._meta.label} is synced but its default manager has no get_by_natural_key()"
+        )
+
+
+def record_change(instance, action: str, using: str, nk=None):
+    """Write the OutgoingTransaction for one change of ``instance`` on ``using``."""
+    from django_adapter.models import OutgoingTransaction
+
+    check_model(type(instance))
+    tx_id = uuid.uuid4()
+    ts = timezone.now()
+    who = producer()
+    record = to_record(instance, action, tx_id=tx_id, ts=ts, producer=who, using=using, nk=nk)
+    return OutgoingTransaction.objects.using(using).create(
+        tx_id=tx_id,
+        tx_name=record["model"],
+        tx_pk=str(record["pk"]),
+        producer=who,
+        action=action,
+        timestamp=ts,
+        tx=packb(record),
+        format=RECORD_FORMAT,
+    )
+
+
+# ------------------------------------------------------------------ handlers
+
+
+def _post_save(sender, instance, created, raw, using, **kwargs):
+    if raw or not is_enabled():
+        return
+    record_change(instance, "I" if created else "U", using)
+
+
+def _pre_delete(sender, instance, using, **kwargs):
+    # The natural key may follow foreign keys whose rows the same delete removes:
+    # take it while they are still there.
+    if is_enabled():
+        check_model(type(instance))
+        instance._bk_natural_key = natural_key_of(instance)
+
+
+def _post_delete(sender, instance, using, **kwargs):
+    if not is_enabled():
+        return
+    nk = getattr(instance, "_bk_natural_key", None)
+    record_change(instance, "D", using, nk=nk)
+
+
+def _m2m_changed(sender, instance, action, reverse, model, pk_set, using, **kwargs):
+    if action not in ("post_add", "post_remove", "post_clear", "pre_clear") or not is_enabled():
+        return
+    if not reverse:
+        if action != "pre_clear":
+            record_change(instance, "U", using)
+        return
+    # Reverse side: ``instance`` is the target, the owners changed.  A reverse
+    # clear() names no pks after the fact, so remember the owners before it.
+    if action == "pre_clear":
+        instance._bk_m2m_owners = _owners(sender, instance, model, None, using)
+        return
+    owners = (
+        getattr(instance, "_bk_m2m_owners", [])
+        if action == "post_clear"
+        else _owners(sender, instance, model, pk_set, using)
+    )
+    for owner in owners:
+        record_change(owner, "U", using)
+
+
+def _owners(through, target, owner_model, pk_set, using):
+    if pk_set is not None:
+        return list(owner_model._base_manager.using(using).filter(pk__in=pk_set).order_by("pk"))
+    for f in owner_model._meta.many_to_many:
+        if f.remote_field.through is through:
+            return list(
+                owner_model._base_manager.using(using).filter(**{f.name: target}).order_by("pk")
+            )
+    return []
+
+
+# ------------------------------------------------------------ bulk operations
+
+
+def captured_update(queryset, kwargs, do_update):
+    """Run ``update()`` and capture every affected row as it is afterwards."""
+    db = queryset.db
+    pks = list(queryset.values_list("pk", flat=True))
+    count = do_update(**kwargs)
+    model = queryset.model
+    for i in range(0, len(pks), CHUNK):
+        for obj in model._base_manager.using(db).filter(pk__in=pks[i : i + CHUNK]).order_by("pk"):
+            record_change(obj, "U", db)
+    return count
+
+
+def check_bulk_create(model, kwargs) -> None:
+    if kwargs.get("ignore_conflicts"):
+        raise SyncError(
+            f"bulk_create(ignore_conflicts=True) on synced model {model._meta.label}: "
+            "Django cannot tell which rows were written, so they cannot be captured"
+        )
+
+
+def captured_bulk_create(queryset, objs, args, kwargs, do_bulk_create):
+    """Run ``bulk_create()`` and capture the created rows, re-read from the database."""
+    db = queryset.db
+    created = do_bulk_create(objs, *args, **kwargs)
+    pks = [o.pk for o in created]
+    if any(pk is None for pk in pks):
+        raise SyncError(
+            f"bulk_create on {queryset.model._meta.label}: this database did not return the new "
+            "primary keys, so the rows cannot be captured (rolled back)"
+        )
+    action = "U" if kwargs.get("update_conflicts") else "I"
+    model = queryset.model
+    for i in range(0, len(pks), CHUNK):
+        for obj in model._base_manager.using(db).filter(pk__in=pks[i : i + CHUNK]).order_by("pk"):
+            record_change(obj, action, db)
+    return created
+
+
+# --------------------------------------------------------------- registration
+
+
+def register(model) -> None:
+    """Connect the capture signals for one synced model (concrete or proxy)."""
+    if model in _registered:
+        return
+    uid = f"bundlekit-{model._meta.label_lower}"
+    signals.post_save.connect(_post_save, sender=model, dispatch_uid=uid)
+    signals.pre_delete.connect(_pre_delete, sender=model, dispatch_uid=uid)
+    signals.post_delete.connect(_post_delete, sender=model, dispatch_uid=uid)
+    if not model._meta.proxy:
+        for f in model._meta.local_many_to_many:
+            through = f.remote_field.through
+            if through._meta.auto_created:
+                signals.m2m_changed.connect(_m2m_changed, sender=through, dispatch_uid=f"{uid}-{f.name}")
+    _registered.add(model)
+
+
+def register_all() -> None:
+    for model in apps.get_models():
+        if is_synced(model):
+            register(model)
+
+

@@ -1,0 +1,44 @@
+"""The one place that turns a record dict into bytes and back.
+
+Records are packed by ``bundlekit.records`` so the bytes stored in
+``OutgoingTransaction.tx`` are exactly what a bundle carries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from bundlekit import records as _records
+
+#: Version of the record layout stored beside ``tx`` (like reversion's ``format``):
+#: bump it when the layout changes and keep a reader for the old one.
+RECORD_FORMAT = 1
+
+
+def packb(record: dict[str, Any]) -> bytes:
+    return _records.packb(record)
+
+
+def unpackb(data: bytes) -> dict[str, Any]:
+    return _records.unpackb(bytes(data))
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return [[k, _canonical(value[k])] for k in sorted(value)]
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def content_digest(record: dict[str, Any]) -> str:
+    """Digest of a record's content, independent of key order and of the route it
+    took, so the same transaction arriving twice is recognised as such."""
+    return hashlib.sha256(packb({"c": _canonical(record)})).hexdigest()
+
+
+def object_key(model_label: str, pk: Any, natural_key: Any) -> str:
+    """Stable name of one object across databases, for per-object ordering (stale)."""
+    ident = ["nk", _canonical(natural_key)] if natural_key is not None else ["pk", pk]
+    return hashlib.sha256(packb({"m": model_label, "o": ident})).hexdigest()

@@ -1,0 +1,198 @@
+"""Model instance <-> record, with exact typed values.
+
+A record is the dict documented in docs/ARCHITECTURE.md.  ``fields`` holds every
+concrete field except the primary key and multi-table parent links, keyed by field
+name, as the Python value the field holds (``Decimal``, aware ``datetime`` with
+microseconds, ``UUID``, ``bytes``, ``timedelta`` ...), so nothing is lost to a
+text form.
+
+References travel by what is stable across databases: a foreign key or m2m target
+whose primary key is an autoincrement integer travels as the target's natural key
+(its pk on the laptop means nothing on the server); any other target (a UUID pk, a
+``to_field`` that is not an auto field) travels as the raw key value.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import models
+from django.db.models.fields import AutoFieldMixin
+from django.utils import timezone
+
+from django_adapter.exceptions import NaturalKeyError, UnresolvedReference
+
+
+def is_synced(model) -> bool:
+    from django_adapter.models import SyncModelMixin
+
+    return issubclass(model, SyncModelMixin) and not model._meta.abstract
+
+
+def _root_field(field):
+    """The field that really holds a key's value (follows FK/parent-link chains)."""
+    while field.is_relation:
+        field = field.target_field
+    return field
+
+
+def travels_by_natural_key(field) -> bool:
+    """True when values of ``field`` (a pk or a reference target) are meaningless
+    on another database, i.e. they are autoincrement integers."""
+    return isinstance(_root_field(field), AutoFieldMixin)
+
+
+def pk_travels(model) -> bool:
+    """Whether the primary key itself identifies the object on the server."""
+    return not travels_by_natural_key(model._meta.pk)
+
+
+def listify(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [listify(v) for v in value]
+    return value
+
+
+def natural_key_of(obj) -> list:
+    if not hasattr(obj, "natural_key"):
+        raise NaturalKeyError(
+            f"{obj._meta.label} has no natural_key(); it cannot be referenced across databases"
+        )
+    return listify(obj.natural_key())
+
+
+def synced_fields(model) -> list:
+    """Concrete fields that travel in ``fields`` (pk and parent links travel as ``pk``)."""
+    return [
+        f
+        for f in model._meta.concrete_fields
+        if not f.primary_key
+        and not (f.one_to_one and f.remote_field.parent_link)
+        and not getattr(f, "generated", False)
+    ]
+
+
+def synced_m2m(model) -> list:
+    """m2m fields carried with their owner; a custom ``through`` model travels as
+    its own model instead."""
+    return [f for f in model._meta.many_to_many if f.remote_field.through._meta.auto_created]
+
+
+def normalize(field, value: Any) -> Any:
+    """The exact value the database holds for ``value`` in ``field``."""
+    if value is None:
+        return None
+    if isinstance(field, models.FileField):
+        return value.name if hasattr(value, "name") else str(value)
+    if isinstance(field, models.BinaryField):
+        return bytes(value)
+    if isinstance(field, models.JSONField):
+        return value
+    if field.is_relation:
+        return normalize(_root_field(field), value)
+    value = field.to_python(value)
+    if isinstance(field, models.DateTimeField):
+        if settings.USE_TZ and timezone.is_naive(value):
+            value = timezone.make_aware(value, timezone.get_default_timezone())
+    elif isinstance(field, models.DecimalField):
+        context = decimal.Context(prec=max(field.max_digits or 0, 28))
+        value = value.quantize(Decimal(1).scaleb(-field.decimal_places), context=context)
+    elif isinstance(field, models.DateField) and isinstance(value, datetime.datetime):
+        value = value.date()
+    return value
+
+
+def _reference(field, obj, using: str) -> Any:
+    value = getattr(obj, field.attname)
+    if value is None:
+        return None
+    if not travels_by_natural_key(field.target_field):
+        return normalize(field, value)
+    target = getattr(obj, field.name)
+    return natural_key_of(target)
+
+
+def to_record(obj, action: str, *, tx_id, ts, producer: str, using: str, nk=None) -> dict:
+    model = obj._meta.concrete_model
+    fields = {}
+    m2m = {}
+    if action != "D":
+        for f in synced_fields(model):
+            if f.many_to_one or f.one_to_one:
+                fields[f.name] = _reference(f, obj, using)
+            else:
+                fields[f.name] = normalize(f, f.value_from_object(obj))
+        for f in synced_m2m(model):
+            related = getattr(obj, f.name).using(using).order_by("pk")
+            if travels_by_natural_key(f.target_field):
+                m2m[f.name] = [natural_key_of(t) for t in related]
+            else:
+                m2m[f.name] = [normalize(f.target_field, v) for v in related.values_list("pk", flat=True)]
+    return {
+        "id": tx_id,
+        "model": model._meta.label_lower,
+        "action": action,
+        "pk": normalize(model._meta.pk, obj.pk),
+        "natural_key": nk if nk is not None else natural_key_of(obj),
+        "ts": ts,
+        "producer": producer,
+        "fields": fields,
+        "m2m": m2m,
+    }
+
+
+# ------------------------------------------------------------------- apply side
+
+
+def find(model, record: dict, using: str):
+    """The server's copy of the record's object, or None."""
+    manager = model._default_manager.db_manager(using)
+    try:
+        if pk_travels(model):
+            return model._base_manager.db_manager(using).get(pk=record["pk"])
+        return manager.get_by_natural_key(*record["natural_key"])
+    except ObjectDoesNotExist:
+        return None
+
+
+def resolve_target(field, value: Any, using: str) -> Any:
+    """The local key value a reference stands for; raises UnresolvedReference."""
+    target_model = field.remote_field.model
+    target_field = field.target_field
+    if travels_by_natural_key(target_field):
+        try:
+            target = target_model._default_manager.db_manager(using).get_by_natural_key(*value)
+        except ObjectDoesNotExist:
+            raise UnresolvedReference(
+                f"{field.model._meta.label}.{field.name}: no {target_model._meta.label} "
+                f"with natural key {value!r}"
+            ) from None
+        return getattr(target, target_field.attname)
+    if not target_model._base_manager.using(using).filter(**{target_field.attname: value}).exists():
+        raise UnresolvedReference(
+            f"{field.model._meta.label}.{field.name}: no {target_model._meta.label} "
+            f"with {target_field.name}={value!r}"
+        )
+    return value
+
+
+def resolve_values(model, record: dict, using: str) -> tuple[dict, dict]:
+    """attname -> value for the concrete fields, field name -> [target pks] for m2m."""
+    values = {}
+    for f in synced_fields(model):
+        if f.name not in record["fields"]:
+            continue
+        value = record["fields"][f.name]
+        if (f.many_to_one or f.one_to_one) and value is not None:
+            value = resolve_target(f, value, using)
+        values[f.attname] = value
+    m2m = {}
+    for f in synced_m2m(model):
+        if f.name in (record.get("m2m") or {}):
+            m2m[f.name] = [resolve_target(f, v, using) for v in record["m2m"][f.name]]
+    return values, m2m

@@ -1,0 +1,132 @@
+"""Capture: every change of a synced model leaves exactly one OutgoingTransaction,
+in the change's own database and transaction."""
+
+import pytest
+from django.db import transaction
+
+from django_adapter.codec import unpackb
+from django_adapter.models import OutgoingTransaction
+from tests.test_app import models as m
+
+pytestmark = pytest.mark.django_db(databases=["default", "server"])
+
+
+def actions(using="default"):
+    return [(o.tx_name, o.action) for o in OutgoingTransaction.objects.using(using).order_by("id")]
+
+
+def test_insert_update_delete_are_captured_in_order():
+    hh = m.Household.objects.create(code="HH-1")
+    hh.village = "Mochudi"
+    hh.save()
+    hh.delete()
+    assert actions() == [
+        ("test_app.household", "I"),
+        ("test_app.household", "U"),
+        ("test_app.household", "D"),
+    ]
+    rows = list(OutgoingTransaction.objects.order_by("id"))
+    assert len({r.tx_id for r in rows}) == 3
+    assert rows[0].timestamp <= rows[1].timestamp <= rows[2].timestamp
+    record = unpackb(rows[1].tx)
+    assert record["fields"]["village"] == "Mochudi"
+    assert record["natural_key"] == ["HH-1"]
+    assert record["producer"].startswith("site-a/")
+    assert unpackb(rows[2].tx)["natural_key"] == ["HH-1"]
+
+
+def test_capture_goes_to_the_alias_of_the_change():
+    m.Household.objects.using("server").create(code="HH-S")
+    assert actions("default") == []
+    assert actions("server") == [("test_app.household", "I")]
+
+
+@pytest.mark.django_db(databases=["default", "server"], transaction=True)
+def test_rollback_leaves_no_outgoing_transaction():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        m.Household.objects.create(code="HH-1")
+        raise RuntimeError("form validation failed later")
+    assert not m.Household.objects.exists()
+    assert OutgoingTransaction.objects.count() == 0
+
+
+@pytest.mark.django_db(databases=["default", "server"], transaction=True)
+def test_autocommit_save_and_its_capture_commit_together(monkeypatch):
+    """A failure while capturing undoes the save itself: never a committed change
+    without its transaction."""
+    from django_adapter import capture
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(capture, "to_record", broken)
+    with pytest.raises(OSError):
+        m.Household.objects.create(code="HH-1")
+    assert not m.Household.objects.exists()
+
+
+def test_capture_off_via_setting(settings):
+    settings.ALLOW_MODEL_SERIALIZATION = False
+    m.Household.objects.create(code="HH-1")
+    m.Household.objects.filter(code="HH-1").update(village="x")
+    assert OutgoingTransaction.objects.count() == 0
+
+
+def test_m2m_changes_are_updates_of_the_owner_with_natural_keys():
+    s = m.Subject.objects.create(code="S-1")
+    t1, t2 = m.Tag.objects.create(code="a"), m.Tag.objects.create(code="b")
+    s.tags.add(t1, t2)
+    s.tags.remove(t1)
+    t2.subject_set.clear()  # reverse side
+    rows = list(OutgoingTransaction.objects.filter(tx_name="test_app.subject").order_by("id"))
+    assert [r.action for r in rows] == ["I", "U", "U", "U"]
+    assert [unpackb(r.tx)["m2m"]["tags"] for r in rows] == [[], [["a"], ["b"]], [["b"]], []]
+
+
+def test_proxy_model_travels_as_its_concrete_model():
+    m.SubjectProxy.objects.create(code="S-P")
+    assert actions() == [("test_app.subject", "I")]
+
+
+def test_multi_table_child_is_one_record_with_parent_fields():
+    c = m.Clinic.objects.create(name="Clinic 1", district="Kweneng", beds=4)
+    record = unpackb(OutgoingTransaction.objects.get().tx)
+    assert record["model"] == "test_app.clinic"
+    assert record["fields"]["name"] == "Clinic 1" and record["fields"]["beds"] == 4
+    assert "place_ptr" not in record["fields"] and "id" not in record["fields"]
+    c.delete()
+    # The collector deletes child then parent; both travel.
+    assert actions()[1:] == [("test_app.clinic", "D"), ("test_app.place", "D")]
+
+
+def test_queryset_update_and_bulk_create_are_captured():
+    objs = m.Tag.objects.bulk_create([m.Tag(code=f"t{i}") for i in range(3)])
+    assert all(o.pk for o in objs)
+    n = m.Tag.objects.filter(code__in=["t0", "t1"]).update(code=m.models.functions.Upper("code"))
+    assert n == 2
+    rows = list(OutgoingTransaction.objects.order_by("id"))
+    assert [r.action for r in rows] == ["I", "I", "I", "U", "U"]
+    assert sorted(unpackb(r.tx)["fields"]["code"] for r in rows[3:]) == ["T0", "T1"]
+
+
+def test_queryset_delete_is_captured_per_row():
+    m.Tag.objects.bulk_create([m.Tag(code=f"t{i}") for i in range(3)])
+    m.Tag.objects.all().delete()
+    assert [a for _, a in actions()] == ["I"] * 3 + ["D"] * 3
+
+
+def test_bulk_create_ignore_conflicts_is_refused():
+    from django_adapter.exceptions import SyncError
+
+    with pytest.raises(SyncError):
+        m.Tag.objects.bulk_create([m.Tag(code="x")], ignore_conflicts=True)
+    assert not m.Tag.objects.exists()
+
+
+def test_foreign_keys_travel_as_natural_keys_or_uuid_pks(subject_tree):
+    crf_record = unpackb(OutgoingTransaction.objects.filter(tx_name="test_app.crf").first().tx)
+    assert crf_record["pk"] == subject_tree["crf"].pk  # UUID pk travels
+    assert crf_record["fields"]["visit"] == ["1000", ["S-1"]]  # nested natural key
+    req = unpackb(OutgoingTransaction.objects.filter(tx_name="test_app.requisition").get().tx)
+    assert req["fields"]["crf"] == subject_tree["crf"].pk
+    assert req["fields"]["panel"] == subject_tree["panels"][0].pk
