@@ -276,6 +276,9 @@ class Inbox:
         rejection: BundleError | None = None
         if self.check is not None:
             try:
+                if self._seen[name].size == 0:
+                    # Explorer and SMB clients create the file before the first write.
+                    raise TruncatedBundle("is empty (0 bytes): the copy never started or failed")
                 self.check(source)
             except TruncatedBundle as exc:
                 seen = self._seen[name]

@@ -13,6 +13,7 @@ import pytest
 
 from bundlekit.errors import BundleError, NotABundle, TruncatedBundle
 from bundlekit.inbox import Inbox, Outcome, is_candidate_name
+from bundlekit.keys import Identity
 
 MAGIC = b"TESTBUNDLE\n"
 END = b"\nEND"
@@ -422,3 +423,43 @@ def test_loop_survives_a_vanishing_folder(tmp_path):
     finally:
         stop.set()
         thread.join(5)
+
+
+def test_empty_file_waits_like_a_truncated_one(tmp_path):
+    (tmp_path / "a.bundle").write_bytes(b"")
+    inbox = Inbox(tmp_path, Recorder(), check=fake_check, truncated_grace_seconds=30, **FAST)
+    time.sleep(0.1)
+    assert inbox.scan_once() == []
+    (tmp_path / "a.bundle").write_bytes(MAGIC + END)
+    assert [o.status for o in scan_until(inbox, lambda o: o)] == ["done"]
+
+
+def test_real_bundle_half_copied_then_completed(tmp_path):
+    """The default check on a real sealed bundle: half a copy waits, the whole is taken."""
+    from bundlekit.writer import ChainLink, seal
+
+    site, server = Identity.generate("site-a"), Identity.generate("central")
+    out = tmp_path / "stick"
+    out.mkdir()
+    (sealed,) = seal(
+        [{"id": i, "model": "app.thing", "n": i} for i in range(50)],
+        identity=site,
+        recipients=[server.public],
+        out_dir=out,
+        after=ChainLink(seq=0, digest=None),
+    )
+    data = Path(sealed.path).read_bytes()
+    inbox_dir = tmp_path / "inbox"
+    inbox_dir.mkdir()
+    target = inbox_dir / Path(sealed.path).name
+    target.write_bytes(data[: len(data) // 2])
+
+    handler = Recorder()
+    inbox = Inbox(inbox_dir, handler, settle_seconds=0, truncated_grace_seconds=30, watch=False)
+    assert inbox.scan_once() == []
+    assert handler.calls == []
+    with target.open("ab") as f:
+        f.write(data[len(data) // 2 :])
+    outcomes = inbox.scan_once()
+    assert [o.status for o in outcomes] == ["done"]
+    assert outcomes[0].path.read_bytes() == data
