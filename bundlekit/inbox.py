@@ -317,7 +317,13 @@ class Inbox:
             self._unclaim(claimed, name)  # Ctrl-C mid-import: leave it for next time
             raise
         self._retry.pop(name, None)
-        final = self._finish(claimed, self.done_dir, name)
+        try:
+            final = self._finish(claimed, self.done_dir, name)
+        except OSError:
+            # Handled all the same; the claim is recovered (and deduplicated by
+            # the caller's ledger) after a restart.
+            log.exception("handled %s but cannot move it to %s", name, self.done_dir)
+            final = claimed
         log.info("imported %s", name)
         return Outcome(name, final, "done", result=result)
 
