@@ -9,7 +9,9 @@ PostgreSQL and MariaDB are optional on a developer machine (their tests skip wit
 a reason) and required in CI (``CI=true``): see tests/conftest.py.
 """
 
+import json
 import os
+import tempfile
 
 BACKEND = os.environ.get("BUNDLEKIT_TEST_DB", "sqlite")
 # Several test runs may share one database server: keep their test databases apart.
@@ -60,12 +62,18 @@ def _database(alias: str) -> dict:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": f"bk_{alias}.sqlite3",
-            "TEST": {"NAME": None},
+            # A file, not memory: the crash test imports from a second process.
+            "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"test_bk_{alias}_{RUN_ID}.sqlite3")},
         }
     raise RuntimeError(f"BUNDLEKIT_TEST_DB={BACKEND!r}: expected sqlite, postgres or mysql")
 
 
 DATABASES = {alias: _database(alias) for alias in ("default", "server")}
+
+# A child process started by a test (the crash test) works on the parent's test
+# databases: the parent passes their names here.
+for _alias, _name in json.loads(os.environ.get("BUNDLEKIT_TEST_DB_NAMES", "{}")).items():
+    DATABASES[_alias]["NAME"] = _name
 
 # The admin pages of django_adapter are part of what is tested.
 MIDDLEWARE = [

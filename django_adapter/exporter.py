@@ -1,0 +1,160 @@
+"""export_pending(): seal pending OutgoingTransactions, in capture order, into bundles.
+
+Seal into a folder the site owns (an *outbox* on the laptop), then copy from
+there to a stick: the chain state and the files in the outbox then always agree,
+and a re-run never puts a second, different bundle with an already used seq on
+a stick.
+
+Crash between a file's rename and the DB commit: the file is in the outbox but
+the database still says its transactions are pending and its seq unused.  The
+next ``export_pending`` finds that file first (its seq is the next one, it is
+signed by this identity, it follows the last digest, and its first/last
+transaction ids and count match the next pending transactions) and *adopts* it
+instead of sealing a new bundle with the same seq.  A file in the outbox that
+does not match is refused with ``ChainError`` for a person to look at; it is
+never overwritten or silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.db import transaction
+
+from bundlekit.naming import is_bundle_name
+from bundlekit.reader import verify
+from bundlekit.writer import DEFAULT_MAX_BYTES, ChainLink, seal
+from django_adapter.codec import unpackb
+from django_adapter.exceptions import ChainError
+from django_adapter.models import ExportChainState, ExportedBundle, OutgoingTransaction
+from django_adapter.signals import bundles_exported
+
+CHUNK = 500
+
+
+def export_pending(out_dir, *, identity, recipients, using="default", max_bytes=None) -> list[ExportedBundle]:
+    """Seal every not-yet-exported OutgoingTransaction of ``using`` into ``out_dir``.
+
+    Transactions are marked ``exported`` (not consumed: only a receipt from the
+    server says they arrived) and each file gets an ``ExportedBundle`` row, in
+    the same DB transaction as the chain-state update.
+    """
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    made: list[ExportedBundle] = []
+    with transaction.atomic(using=using):
+        state = _lock_chain(identity, using)
+        made.extend(_adopt_orphans(out_dir, identity, state, using))
+        ids: list[int] = []
+        consumed = 0
+
+        def pending():
+            last = 0
+            while True:
+                chunk = list(
+                    OutgoingTransaction.objects.using(using)
+                    .filter(exported=False, id__gt=last)
+                    .order_by("id")
+                    .values_list("id", "tx")[:CHUNK]
+                )
+                if not chunk:
+                    return
+                for pk, tx in chunk:
+                    ids.append(pk)
+                    yield unpackb(tx)
+                last = chunk[-1][0]
+
+        def on_sealed(sealed):
+            nonlocal consumed
+            count = sealed.manifest.record_count
+            chunk = ids[consumed : consumed + count]
+            consumed += count
+            made.append(_record(sealed.path, sealed.manifest, sealed.digest, chunk, state, using))
+
+        seal(
+            pending(),
+            identity=identity,
+            recipients=recipients,
+            out_dir=out_dir,
+            after=_link(state),
+            max_bytes=max_bytes or DEFAULT_MAX_BYTES,
+            on_sealed=on_sealed,
+        )
+        if made:
+            transaction.on_commit(
+                lambda: bundles_exported.send(sender=ExportedBundle, bundles=made, using=using),
+                using=using,
+            )
+    return made
+
+
+def _lock_chain(identity, using: str) -> ExportChainState:
+    state, _ = (
+        ExportChainState.objects.using(using)
+        .select_for_update()
+        .get_or_create(fingerprint=identity.fingerprint, defaults={"site": identity.public.site})
+    )
+    return state
+
+
+def _link(state: ExportChainState) -> ChainLink:
+    return ChainLink(state.last_seq, bytes.fromhex(state.last_digest) if state.last_digest else None)
+
+
+def _record(path, manifest, digest: bytes, ids: list[int], state, using: str) -> ExportedBundle:
+    if len(ids) != manifest.record_count or not ids:
+        raise ChainError(f"{path}: sealed {manifest.record_count} records but tracked {len(ids)}")
+    bundle = ExportedBundle.objects.using(using).create(
+        fingerprint=state.fingerprint,
+        seq=manifest.seq,
+        digest=digest.hex(),
+        bundle_id=str(manifest.bundle_id),
+        file_name=os.path.basename(path),
+        record_count=manifest.record_count,
+        first_outgoing_id=ids[0],
+        last_outgoing_id=ids[-1],
+    )
+    for i in range(0, len(ids), CHUNK):
+        OutgoingTransaction.objects.using(using).filter(id__in=ids[i : i + CHUNK]).update(
+            exported=True, exported_bundle=bundle
+        )
+    state.last_seq = manifest.seq
+    state.last_digest = digest.hex()
+    state.save(using=using)
+    return bundle
+
+
+def _adopt_orphans(out_dir: str, identity, state, using: str) -> list[ExportedBundle]:
+    """Record bundles that were sealed but whose DB commit never happened."""
+    ahead = []
+    for name in os.listdir(out_dir):
+        if not is_bundle_name(name):
+            continue
+        path = os.path.join(out_dir, name)
+        try:
+            vb = verify(path, trusted=[identity.public])
+        except Exception:  # noqa: BLE001 - not ours or damaged: not an orphan of this chain
+            continue
+        if vb.manifest.seq > state.last_seq:
+            ahead.append(vb)
+    adopted = []
+    for vb in sorted(ahead, key=lambda v: v.manifest.seq):
+        m = vb.manifest
+        if m.seq != state.last_seq + 1 or m.prev != _link(state).digest:
+            raise ChainError(
+                f"{vb.path}: seq {m.seq} in the outbox does not continue this site's chain "
+                f"(last recorded seq {state.last_seq}); move it aside after checking it"
+            )
+        rows = list(
+            OutgoingTransaction.objects.using(using)
+            .filter(exported=False)
+            .order_by("id")
+            .values_list("id", "tx_id")[: m.record_count]
+        )
+        if len(rows) != m.record_count or rows[0][1] != m.first_key or rows[-1][1] != m.last_key:
+            raise ChainError(
+                f"{vb.path}: seq {m.seq} in the outbox holds other transactions than the "
+                "pending ones; move it aside after checking it"
+            )
+        adopted.append(_record(vb.path, m, vb.digest, [r[0] for r in rows], state, using))
+    return adopted

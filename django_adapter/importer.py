@@ -1,0 +1,263 @@
+"""import_bundle(): verify -> ledger -> apply in order, one DB transaction per bundle.
+
+Order and chain rules, per sender (its signing key fingerprint):
+
+* bundles apply strictly by ``seq``; records within a bundle by their position;
+* ``seq == last applied + 1`` whose ``prev`` is the last applied digest applies now,
+  then any waiting successors that continue the chain apply in the same transaction;
+* ``seq > last applied + 1``: its transactions are stored ``pending`` and the bundle
+  waits (``waiting-for-gap``); the report names the missing seqs;
+* a bundle that disagrees with what is already known for its chain position (same
+  seq with another digest, a ``prev`` that is not the digest of the bundle before
+  it, a seq already passed) is a fork: quarantined, nothing stored or applied.
+  The first bundle received for a position wins;
+* the same bundle id again is a duplicate: nothing happens.
+
+The sender's ``SenderState`` row is locked (SELECT ... FOR UPDATE) for the whole
+transaction, so importers running in parallel on PostgreSQL/MariaDB serialize per
+sender and never wait for another sender.  (SQLite serializes all writers.)
+A killed process leaves nothing: the transaction never committed, and a rerun
+imports the bundle from scratch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from bundlekit.errors import BundleError, CorruptBundle
+from bundlekit.reader import open_bundle, verify
+from django_adapter.apply import ApplyResult, apply_rows, store_records
+from django_adapter.exceptions import SyncError
+from django_adapter.models import (
+    BundleStatus,
+    ImportedBundle,
+    IncomingTransaction,
+    SenderState,
+    TxStatus,
+)
+from django_adapter.signals import bundle_imported
+
+DUPLICATE = "duplicate"
+
+
+@dataclass
+class BundleReport:
+    """What importing one bundle file did.  ``status`` is a BundleStatus value or
+    ``duplicate`` (the bundle id was already received)."""
+
+    bundle_id: str
+    site: str
+    sender: str
+    seq: int
+    status: str
+    file_name: str
+    record_count: int = 0
+    applied: int = 0
+    duplicate: int = 0
+    stale: int = 0
+    conflict: int = 0
+    failed: int = 0
+    deleted_missing: int = 0
+    missing_seqs: list[int] = field(default_factory=list)
+    applied_successors: list[int] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    def add(self, result: ApplyResult) -> None:
+        for name in ("applied", "duplicate", "stale", "conflict", "failed", "deleted_missing"):
+            setattr(self, name, getattr(self, name) + getattr(result, name))
+        self.messages.extend(result.messages)
+
+    def to_dict(self) -> dict:
+        return {
+            "bundle_id": self.bundle_id,
+            "site": self.site,
+            "sender": self.sender,
+            "seq": self.seq,
+            "status": self.status,
+            "file_name": self.file_name,
+            "record_count": self.record_count,
+            "applied": self.applied,
+            "duplicate": self.duplicate,
+            "stale": self.stale,
+            "conflict": self.conflict,
+            "failed": self.failed,
+            "deleted_missing": self.deleted_missing,
+            "missing_seqs": list(self.missing_seqs),
+            "applied_successors": list(self.applied_successors),
+            "messages": list(self.messages),
+        }
+
+
+def import_bundle(path, *, identities, trusted=None, revoked=(), using="default") -> BundleReport:
+    """Import one bundle file into the ``using`` database; see the module docstring.
+
+    Raises bundlekit's ``BundleError`` family for a file that is not acceptable
+    (nothing is written then) and ``SyncError`` for records that are not
+    django_adapter records.
+    """
+    vb = verify(path, trusted=trusted, revoked=revoked)
+    m = vb.manifest
+    report = BundleReport(
+        bundle_id=str(m.bundle_id),
+        site=m.sender.site,
+        sender=m.sender.fingerprint,
+        seq=m.seq,
+        status="",
+        file_name=os.path.basename(os.fspath(path)),
+        record_count=m.record_count,
+    )
+    with transaction.atomic(using=using):
+        state = _lock_sender(m.sender.fingerprint, m.sender.site, using)
+        known = ImportedBundle.objects.using(using).filter(bundle_id=report.bundle_id).first()
+        if known is not None:
+            report.status = DUPLICATE
+            report.duplicate = m.record_count
+            report.messages.append(f"bundle already received ({known.status}); nothing to do")
+            report.missing_seqs = _missing(state, using)
+            return report
+        digest, prev = vb.digest.hex(), (m.prev.hex() if m.prev else None)
+        bundle = ImportedBundle(
+            bundle_id=report.bundle_id,
+            fingerprint=report.sender,
+            site=report.site,
+            seq=m.seq,
+            digest=digest,
+            prev=prev,
+            record_count=m.record_count,
+            file_name=report.file_name[:255],
+            status=BundleStatus.WAITING,
+        )
+        why = _fork_reason(state, bundle, using)
+        if why:
+            bundle.status = BundleStatus.FORK
+            bundle.report = {"messages": [why]}
+            bundle.save(using=using)
+            report.status = BundleStatus.FORK
+            report.messages.append(why)
+            report.missing_seqs = _missing(state, using)
+            return report
+        bundle.save(using=using)
+        stored = ApplyResult()
+        with open_bundle(path, identities=identities, trusted=trusted, revoked=revoked) as opened:
+            if opened.digest != vb.digest:
+                raise CorruptBundle("the file changed while it was being imported", path=path)
+            rows = store_records(opened, using, bundle=bundle, result=stored)
+        _count(bundle, stored)
+        report.add(stored)
+        if m.seq == state.last_seq + 1:
+            applied = ApplyResult()
+            apply_rows(rows, using, applied)
+            _finish(bundle, state, applied, using)
+            report.add(applied)
+            _apply_successors(state, report, using)
+        else:
+            bundle.report = {"messages": stored.messages}
+            bundle.save(using=using)
+        report.status = ImportedBundle.objects.using(using).get(pk=bundle.pk).status
+        report.missing_seqs = _missing(state, using)
+        if report.missing_seqs:
+            report.messages.append(
+                f"waiting for seq {', '.join(map(str, report.missing_seqs))} from {report.site}"
+            )
+        transaction.on_commit(
+            lambda: bundle_imported.send(sender=ImportedBundle, report=report, using=using),
+            using=using,
+        )
+    return report
+
+
+def _lock_sender(fingerprint: str, site: str, using: str) -> SenderState:
+    qs = SenderState.objects.using(using).select_for_update()
+    try:
+        with transaction.atomic(using=using):
+            state, _ = qs.get_or_create(fingerprint=fingerprint, defaults={"site": site})
+    except IntegrityError:  # another importer created it first
+        state = qs.get(fingerprint=fingerprint)
+    return state
+
+
+def _fork_reason(state: SenderState, bundle: ImportedBundle, using: str) -> str:
+    chain = ImportedBundle.objects.using(using).filter(fingerprint=bundle.fingerprint).exclude(
+        status__in=[BundleStatus.FORK, BundleStatus.FAILED]
+    )
+    same = chain.filter(seq=bundle.seq).first()
+    if same is not None:
+        return f"fork: seq {bundle.seq} was already received with another digest ({same.bundle_id})"
+    if bundle.seq <= state.last_seq:
+        return f"fork: seq {bundle.seq} is already passed (applied through {state.last_seq})"
+    if bundle.seq == state.last_seq + 1 and bundle.prev != state.last_digest:
+        return f"fork: seq {bundle.seq} does not follow the last applied bundle (prev differs)"
+    before = chain.filter(seq=bundle.seq - 1).first()
+    if before is not None and before.digest != bundle.prev:
+        return f"fork: seq {bundle.seq} does not follow the received seq {bundle.seq - 1}"
+    after = chain.filter(seq=bundle.seq + 1).first()
+    if after is not None and after.prev != bundle.digest:
+        return f"fork: the received seq {bundle.seq + 1} does not follow this bundle"
+    return ""
+
+
+def _count(bundle: ImportedBundle, result: ApplyResult) -> None:
+    bundle.applied_count += result.applied
+    bundle.duplicate_count += result.duplicate
+    bundle.stale_count += result.stale
+    bundle.conflict_count += result.conflict
+    bundle.failed_count += result.failed
+    bundle.deleted_missing_count += result.deleted_missing
+
+
+def _finish(bundle: ImportedBundle, state: SenderState, applied: ApplyResult, using: str) -> None:
+    _count(bundle, applied)
+    bundle.status = BundleStatus.APPLIED
+    bundle.applied_datetime = timezone.now()
+    messages = list(bundle.report.get("messages", [])) + applied.messages
+    bundle.report = {"messages": messages}
+    bundle.save(using=using)
+    state.last_seq = bundle.seq
+    state.last_digest = bundle.digest
+    state.save(using=using)
+
+
+def _apply_successors(state: SenderState, report: BundleReport, using: str) -> None:
+    """Apply waiting bundles that now continue the chain (a filled gap)."""
+    while True:
+        nxt = (
+            ImportedBundle.objects.using(using)
+            .filter(fingerprint=state.fingerprint, seq=state.last_seq + 1, status=BundleStatus.WAITING)
+            .first()
+        )
+        if nxt is None:
+            return
+        if nxt.prev != state.last_digest:
+            nxt.status = BundleStatus.FORK
+            nxt.save(using=using)
+            report.messages.append(f"fork: waiting seq {nxt.seq} does not follow seq {state.last_seq}")
+            return
+        rows = list(
+            IncomingTransaction.objects.using(using)
+            .filter(bundle=nxt, status=TxStatus.PENDING)
+            .order_by("position")
+        )
+        applied = ApplyResult()
+        apply_rows(rows, using, applied)
+        _finish(nxt, state, applied, using)
+        report.applied_successors.append(nxt.seq)
+        report.add(applied)
+
+
+def _missing(state: SenderState, using: str) -> list[int]:
+    received = set(
+        ImportedBundle.objects.using(using)
+        .filter(fingerprint=state.fingerprint, seq__gt=state.last_seq)
+        .exclude(status__in=[BundleStatus.FORK, BundleStatus.FAILED])
+        .values_list("seq", flat=True)
+    )
+    if not received:
+        return []
+    return [s for s in range(state.last_seq + 1, max(received)) if s not in received]
+
+
+__all__ = ["BundleReport", "import_bundle", "BundleError", "SyncError"]
