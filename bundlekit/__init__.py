@@ -1,6 +1,7 @@
 """bundlekit: sealed, signed, encrypted bundles for store-and-forward sync.
 
 This package never imports Django; ``django_adapter`` builds on it.
+The file format is specified in docs/FORMAT.md.
 """
 
 from bundlekit.errors import (
@@ -17,20 +18,55 @@ from bundlekit.errors import (
     UnsupportedVersion,
     WriteFailed,
 )
+from bundlekit.keys import (
+    Identity,
+    PublicKey,
+    generate_keypair,
+    load_identity,
+    load_public_key,
+    write_keypair,
+)
+from bundlekit.manifest import Manifest
+from bundlekit.reader import (
+    OpenedBundle,
+    VerifiedBundle,
+    copy_payload,
+    open_bundle,
+    read_manifest,
+    verify,
+)
+from bundlekit.writer import DEFAULT_MAX_BYTES, ChainLink, SealedBundle, seal
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "BadSignature",
     "BundleError",
+    "ChainLink",
     "CorruptBundle",
+    "Identity",
     "KeyFileError",
+    "Manifest",
     "NotABundle",
     "NotARecipient",
+    "OpenedBundle",
+    "PublicKey",
     "ReceiptError",
     "RevokedKey",
+    "SealedBundle",
     "TruncatedBundle",
     "UnknownSender",
     "UnsupportedVersion",
+    "VerifiedBundle",
     "WriteFailed",
+    "copy_payload",
+    "generate_keypair",
+    "load_identity",
+    "load_public_key",
+    "open_bundle",
+    "read_manifest",
+    "seal",
+    "verify",
+    "write_keypair",
 ]

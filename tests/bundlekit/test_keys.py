@@ -85,7 +85,7 @@ def test_the_wrong_kind_of_file_is_named_in_the_error(tmp_path):
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"\x89PNG\r\n\x1a\n\x00\x00", b"hello\n", "# bundlekit-key: v1\n".encode(), b"\xff" * 100],
+    [b"", b"\x89PNG\r\n\x1a\n\x00\x00", b"hello\n", b"# bundlekit-key: v1\n", b"\xff" * 100],
 )
 def test_garbage_is_a_key_file_error(tmp_path, content):
     p = tmp_path / "x.key"

@@ -1,0 +1,326 @@
+"""verify(), open_bundle(), read_manifest(), copy_payload() (FORMAT.md §9).
+
+Order of checks, as in FORMAT.md §9.1: layout, manifest, signature, sender
+policy, payload SHA-256 — all without a decryption key — and only then
+decryption, decompression under a hard cap, and record decoding.  The payload
+is hashed again while it is decrypted and checked at the end, so a file
+swapped between the two passes is still caught.
+
+Every failure is a :class:`~bundlekit.errors.BundleError` naming the file.
+Nothing read from inside a bundle is used as a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import zstandard
+
+from bundlekit import age, container
+from bundlekit.errors import (
+    BundleError,
+    CorruptBundle,
+    NotARecipient,
+    RevokedKey,
+    TruncatedBundle,
+    UnknownSender,
+)
+from bundlekit.keys import Identity, PublicKey
+from bundlekit.manifest import Manifest, bundle_digest, check_signature
+from bundlekit.records import iter_records
+
+#: FORMAT.md §5.1: readers refuse zstd frames needing a larger window.
+MAX_WINDOW_SIZE = 8 * 1024 * 1024
+_READ = 1024 * 1024
+
+KeySet = Iterable[PublicKey | str] | None
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose structure, signature, sender and payload digest checked out."""
+
+    path: str
+    manifest: Manifest
+    digest: bytes
+    sender: PublicKey
+
+
+def _open_file(path: str | os.PathLike[str]) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise BundleError("does not exist", path=path) from None
+    except IsADirectoryError:
+        raise BundleError("is a folder, not a bundle file", path=path) from None
+    except OSError as e:
+        raise BundleError(f"cannot be read ({e.strerror})", path=path) from None
+
+
+@contextmanager
+def _reading(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Every problem while reading becomes a BundleError naming ``path``."""
+    try:
+        yield
+    except BundleError as e:
+        e.with_path(path)
+        raise
+    except OSError as e:
+        raise BundleError(f"cannot be read ({e.strerror}; was the stick removed?)", path=path) from None
+
+
+@contextmanager
+def _opened(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """For reads that finish inside the block (no caller code runs in it)."""
+    f = _open_file(path)
+    with f, _reading(path):
+        yield f
+
+
+def _parse(f: BinaryIO) -> tuple[container.Layout, Manifest]:
+    layout = container.read_layout(f)
+    manifest = Manifest.from_bytes(layout.manifest)
+    if manifest.payload_size != layout.payload_size:
+        raise CorruptBundle("its footer and manifest disagree on the payload size: it was altered")
+    return layout, manifest
+
+
+def _matches(pub: PublicKey, entry: PublicKey | str, *, signing_key_only: bool) -> bool:
+    if isinstance(entry, str):
+        return hmac.compare_digest(entry.strip().lower(), pub.fingerprint)
+    if signing_key_only:
+        return hmac.compare_digest(entry.ed25519, pub.ed25519)
+    return pub.same_key(entry)
+
+
+def _authenticate(f: BinaryIO, trusted: KeySet, revoked: Iterable[PublicKey | str]):
+    """FORMAT.md §9.1 steps 1-4: everything but the payload digest."""
+    layout, manifest = _parse(f)
+    sender = manifest.sender
+    check_signature(sender, layout.manifest, layout.signature)
+    # A revoked signing key is refused whatever encryption key it is paired with.
+    if any(_matches(sender, r, signing_key_only=True) for r in revoked):
+        raise RevokedKey(
+            f"was sealed by site {sender.site!r} with key {sender.fingerprint}, "
+            "which has been revoked"
+        )
+    if trusted is not None and not any(_matches(sender, t, signing_key_only=False) for t in trusted):
+        raise UnknownSender(
+            f"was sealed by site {sender.site!r} with key {sender.fingerprint}, "
+            "which is not one of the trusted senders"
+        )
+    return layout, manifest, bundle_digest(layout.manifest, layout.signature)
+
+
+def _digest_mismatch() -> CorruptBundle:
+    return CorruptBundle(
+        "its encrypted contents do not match the signed checksum: the file was damaged in copying"
+    )
+
+
+def _hash_payload(f: BinaryIO, layout: container.Layout, dst: BinaryIO | None = None) -> bytes:
+    f.seek(layout.payload_offset)
+    h = hashlib.sha256()
+    left = layout.payload_size
+    while left:
+        chunk = f.read(min(_READ, left))
+        if not chunk:
+            raise TruncatedBundle("the file ends early: it looks half-copied")
+        h.update(chunk)
+        if dst is not None:
+            dst.write(chunk)
+        left -= len(chunk)
+    return h.digest()
+
+
+def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """The manifest, structurally checked but NOT authenticated: for display and triage."""
+    with _opened(path) as f:
+        return _parse(f)[1]
+
+
+def verify(
+    path: str | os.PathLike[str], trusted: KeySet = None, revoked: Iterable[PublicKey | str] = ()
+) -> VerifiedBundle:
+    """Check everything that can be checked without a decryption key.
+
+    ``trusted`` (public keys or fingerprints) limits who may have signed;
+    None accepts any correctly signed bundle.  ``revoked`` always wins.
+    """
+    with _opened(path) as f:
+        layout, manifest, digest = _authenticate(f, trusted, revoked)
+        if not hmac.compare_digest(_hash_payload(f, layout), manifest.payload_sha256):
+            raise _digest_mismatch()
+    return VerifiedBundle(os.fspath(path), manifest, digest, manifest.sender)
+
+
+def copy_payload(
+    path: str | os.PathLike[str],
+    dst: BinaryIO,
+    trusted: KeySet = None,
+    revoked: Iterable[PublicKey | str] = (),
+) -> VerifiedBundle:
+    """Write the payload (a standard age file) to ``dst``, for ``age -d`` elsewhere.
+
+    Raises after writing if the payload does not match its signed digest, so
+    the caller should write to a temporary file and keep it only on success.
+    """
+    with _opened(path) as f:
+        layout, manifest, digest = _authenticate(f, trusted, revoked)
+        if not hmac.compare_digest(_hash_payload(f, layout, dst), manifest.payload_sha256):
+            raise _digest_mismatch()
+    return VerifiedBundle(os.fspath(path), manifest, digest, manifest.sender)
+
+
+class _Region(io.RawIOBase):
+    """Exactly ``size`` bytes of ``f`` from where it stands, hashed as they are read."""
+
+    def __init__(self, f: BinaryIO, size: int):
+        super().__init__()
+        self._f, self._left, self.hash = f, size, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), self._left)
+        if n == 0:
+            return 0
+        data = self._f.read(n)
+        if not data:
+            raise TruncatedBundle("the file ends early: it looks half-copied")
+        self.hash.update(data)
+        buf[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+    @property
+    def exhausted(self) -> bool:
+        return self._left == 0
+
+
+class _Capped(io.RawIOBase):
+    """Reads from ``src`` and fails as soon as more than ``limit`` bytes come out.
+
+    This is the decompression-bomb guard (FORMAT.md §9.2): the manifest says
+    how big the plaintext is, and not one byte more is produced.
+    """
+
+    def __init__(self, src: Any, limit: int, what: str):
+        super().__init__()
+        self._src, self._limit, self._what, self.total = src, limit, what, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        data = self._src.read(len(buf))
+        n = len(data)
+        self.total += n
+        if self.total > self._limit:
+            raise CorruptBundle(f"its {self._what} is larger than its manifest says: it was altered")
+        buf[:n] = data
+        return n
+
+
+class OpenedBundle:
+    """An authenticated bundle being read; iterate it once for its records."""
+
+    def __init__(self, path: str, f: BinaryIO, layout: container.Layout, manifest: Manifest,
+                 digest: bytes, plaintext: Any, region: _Region):
+        self.path, self.manifest, self.digest = path, manifest, digest
+        self.sender = manifest.sender
+        self._f, self._layout, self._age, self._region = f, layout, plaintext, region
+        self._used = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._used:
+            raise ValueError("a bundle's records can be iterated only once; open it again")
+        self._used = True
+        return self._records()
+
+    def _records(self) -> Iterator[dict[str, Any]]:
+        m = self.manifest
+        try:
+            compressed = _Capped(self._age, m.compressed_size, "compressed data")
+            dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_SIZE)
+            zreader = dctx.stream_reader(compressed, read_across_frames=True)
+            plain = _Capped(zreader, m.uncompressed_size, "uncompressed data")
+            count = 0
+            for record in iter_records(plain, expected_size=m.uncompressed_size):
+                count += 1
+                if count > m.record_count:
+                    raise CorruptBundle("it holds more records than its manifest says: it was altered")
+                yield record
+            if count != m.record_count or plain.total != m.uncompressed_size:
+                raise CorruptBundle("it holds fewer records than its manifest says: it was altered")
+            if compressed.total != m.compressed_size or self._age.read(1) != b"":
+                raise CorruptBundle("its compressed data does not match its manifest: it was altered")
+            if not self._region.exhausted or not hmac.compare_digest(
+                self._region.hash.digest(), m.payload_sha256
+            ):
+                raise CorruptBundle("the file changed while it was being read")
+        except BundleError as e:
+            e.with_path(self.path)
+            raise
+        except age.TruncatedPayload:
+            raise TruncatedBundle("its encrypted contents end early: it looks half-copied",
+                                  path=self.path) from None
+        except age.AgeError:
+            raise CorruptBundle("its encrypted contents are damaged", path=self.path) from None
+        except zstandard.ZstdError:
+            raise CorruptBundle("its compressed data is damaged", path=self.path) from None
+        except OSError as e:
+            raise BundleError(f"cannot be read ({e.strerror}; was the stick removed?)",
+                              path=self.path) from None
+        except Exception as e:  # a decoder below us raising something unforeseen
+            raise CorruptBundle(f"its contents cannot be decoded ({type(e).__name__})",
+                                path=self.path) from None
+
+
+@contextmanager
+def open_bundle(
+    path: str | os.PathLike[str],
+    identities: Iterable[Identity],
+    trusted: KeySet = None,
+    revoked: Iterable[PublicKey | str] = (),
+) -> Iterator[OpenedBundle]:
+    """Verify, then decrypt with the first of ``identities`` that is a recipient.
+
+    NotARecipient is raised on entry.  Records stream during iteration; the
+    last checks (counts, sizes, digest of what was decrypted) run when the
+    iteration ends, so treat an import as done only once the loop finished.
+    """
+    secrets_ = [i.x25519_secret for i in identities]
+    if not secrets_:
+        raise ValueError("open_bundle needs at least one identity")
+    f = _open_file(path)
+    try:
+        with _reading(path):
+            layout, manifest, digest = _authenticate(f, trusted, revoked)
+            if not hmac.compare_digest(_hash_payload(f, layout), manifest.payload_sha256):
+                raise _digest_mismatch()
+            f.seek(layout.payload_offset)
+            region = _Region(f, layout.payload_size)
+            try:
+                plaintext = age.decrypt(secrets_, region)
+            except age.NoIdentityMatch:
+                raise NotARecipient(
+                    "was sealed for other servers (key fingerprints "
+                    f"{', '.join(manifest.recipients)}); none of the keys given can read it"
+                ) from None
+            except age.TruncatedPayload:
+                raise TruncatedBundle("its encrypted contents end early: it looks half-copied") from None
+            except age.AgeError:
+                raise CorruptBundle("its encryption header is damaged") from None
+        # Outside _reading: errors raised by the caller's code pass through untouched.
+        yield OpenedBundle(os.fspath(path), f, layout, manifest, digest, plaintext, region)
+    finally:
+        f.close()

@@ -1,0 +1,106 @@
+"""Whatever bytes arrive on a stick, the reader answers with a BundleError, nothing else."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bundlekit import container
+from bundlekit.errors import BundleError
+from bundlekit.keys import Identity
+from bundlekit.manifest import Manifest
+from bundlekit.reader import open_bundle, read_manifest, verify
+from bundlekit.writer import ChainLink, seal
+
+from .conftest import FIXED_TIME
+
+SITE = Identity.generate("fuzz-site")
+SERVER = Identity.generate("fuzz-server")
+FUZZ = settings(max_examples=300, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> bytes:
+    out = tmp_path_factory.mktemp("fuzz")
+    (sealed,) = seal([{"id": 1, "model": "m", "v": "x"}, {"id": 2, "model": "n"}], identity=SITE,
+                     recipients=[SERVER.public], out_dir=out, after=ChainLink(0, None),
+                     created=FIXED_TIME)
+    with open(sealed.path, "rb") as f:
+        return f.read()
+
+
+def _all_readers_refuse_cleanly(path) -> None:
+    for read in (read_manifest, verify, _open_all):
+        try:
+            read(path)
+        except BundleError:
+            pass
+
+
+def _open_all(path) -> None:
+    with open_bundle(path, [SERVER]) as bundle:
+        list(bundle)
+
+
+@FUZZ
+@given(data=st.binary(max_size=2048))
+def test_random_bytes(tmp_path, data):
+    p = tmp_path / "random.bundle"
+    p.write_bytes(data)
+    _all_readers_refuse_cleanly(p)
+
+
+@FUZZ
+@given(body=st.binary(max_size=1024), p_len=st.integers(0, 2**64 - 1), m_len=st.integers(0, 2**32 - 1))
+def test_random_bytes_in_a_well_formed_frame(tmp_path, body, p_len, m_len):
+    """Past the magic and footer checks, so the deeper parsers get fuzzed too."""
+    data = container.MAGIC + body + p_len.to_bytes(8, "big") + m_len.to_bytes(4, "big")
+    p = tmp_path / "framed.bundle"
+    p.write_bytes(data + container.END_MAGIC)
+    _all_readers_refuse_cleanly(p)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_bundles(tmp_path, good, data):
+    mutated = bytearray(good)
+    for _ in range(data.draw(st.integers(1, 8))):
+        action = data.draw(st.sampled_from(["flip", "delete", "insert", "cut"]))
+        i = data.draw(st.integers(0, max(len(mutated) - 1, 0)))
+        if action == "flip" and mutated:
+            mutated[i] ^= data.draw(st.integers(1, 255))
+        elif action == "delete":
+            del mutated[i : i + data.draw(st.integers(1, 64))]
+        elif action == "insert":
+            mutated[i:i] = data.draw(st.binary(min_size=1, max_size=64))
+        else:
+            del mutated[i:]
+    p = tmp_path / "mutated.bundle"
+    p.write_bytes(bytes(mutated))
+    _all_readers_refuse_cleanly(p)
+
+
+@FUZZ
+@given(st.binary(max_size=4096))
+def test_manifest_parser_is_strict_and_total(data):
+    try:
+        Manifest.from_bytes(data)
+    except BundleError:
+        pass
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_manifests(good, data):
+    footer = good[-container.FOOTER_SIZE :]
+    m_len = int.from_bytes(footer[8:12], "big")
+    start = len(good) - container.FOOTER_SIZE - container.SIGNATURE_SIZE - m_len
+    manifest = bytearray(good[start : start + m_len])
+    i = data.draw(st.integers(0, len(manifest) - 1))
+    manifest[i] = data.draw(st.integers(0, 255))
+    try:
+        Manifest.from_bytes(bytes(manifest))
+    except BundleError:
+        pass

@@ -1,0 +1,176 @@
+"""A server checks and opens bundles: verify() needs no secret, open_bundle() decrypts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import msgpack
+import pytest
+import zstandard
+
+from bundlekit import age, container
+from bundlekit.errors import (
+    BadSignature,
+    BundleError,
+    CorruptBundle,
+    NotABundle,
+    NotARecipient,
+    RevokedKey,
+    TruncatedBundle,
+    UnknownSender,
+    UnsupportedVersion,
+)
+from bundlekit.keys import Identity, write_keypair
+from bundlekit.reader import copy_payload, open_bundle, read_manifest, verify
+from bundlekit.writer import ChainLink, seal
+
+from .conftest import FIXED_TIME, make_records
+from .test_keys import require_tool
+
+
+def test_verify_needs_no_decryption_key(small_bundle, site):
+    vb = verify(small_bundle.path)
+    assert vb.digest == small_bundle.digest
+    assert vb.sender == site.public
+    assert vb.manifest.created == FIXED_TIME
+    assert read_manifest(small_bundle.path) == vb.manifest
+
+
+def test_trusted_senders_only(small_bundle, site):
+    stranger = Identity.generate("stranger")
+    assert verify(small_bundle.path, trusted=[site.public]).sender == site.public
+    assert verify(small_bundle.path, trusted=[site.public.fingerprint]).sender == site.public
+    with pytest.raises(UnknownSender, match="not one of the trusted senders"):
+        verify(small_bundle.path, trusted=[stranger.public])
+    with pytest.raises(UnknownSender):
+        verify(small_bundle.path, trusted=[])
+
+
+def test_revoked_key_is_refused_even_if_trusted(small_bundle, site, community):
+    with pytest.raises(RevokedKey, match="revoked"):
+        verify(small_bundle.path, trusted=[site.public], revoked=[site.public])
+    with pytest.raises(RevokedKey):
+        with open_bundle(small_bundle.path, [community], revoked=[site.public.fingerprint]):
+            pass
+
+
+def test_wrong_key_is_not_a_recipient(small_bundle, middleman):
+    with pytest.raises(NotARecipient, match="sealed for other servers") as e:
+        with open_bundle(small_bundle.path, [middleman]):
+            pass
+    assert small_bundle.path in str(e.value)
+
+
+def test_any_of_several_keys_will_do(small_bundle, middleman, central):
+    with open_bundle(small_bundle.path, [middleman, central]) as bundle:
+        assert list(bundle) == [{"id": 1, "model": "m", "v": "x"}]
+
+
+def test_records_can_be_iterated_once(small_bundle, community):
+    with open_bundle(small_bundle.path, [community]) as bundle:
+        list(bundle)
+        with pytest.raises(ValueError):
+            list(bundle)
+
+
+def test_callers_errors_inside_the_with_block_pass_through(small_bundle, community):
+    with pytest.raises(OSError):
+        with open_bundle(small_bundle.path, [community]):
+            raise OSError("the caller's own problem")
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"", NotABundle),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, NotABundle),
+        (b"bundlekit.org/v2\n" + b"\x00" * 100, UnsupportedVersion),
+        (b"bundlekit.org/v1\n", TruncatedBundle),
+        (b"bundlek", TruncatedBundle),
+    ],
+)
+def test_what_is_not_a_bundle_says_so(tmp_path, content, error):
+    p = tmp_path / "x.bundle"
+    p.write_bytes(content)
+    with pytest.raises(error) as e:
+        verify(p)
+    assert str(p) in str(e.value)
+
+
+def test_missing_file_is_a_bundle_error(tmp_path):
+    with pytest.raises(BundleError, match="does not exist"):
+        verify(tmp_path / "gone.bundle")
+
+
+def test_half_copied_file_says_so(small_bundle, tmp_path):
+    data = open(small_bundle.path, "rb").read()
+    p = tmp_path / "half.bundle"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TruncatedBundle, match="half-copied"):
+        verify(p)
+
+
+def test_a_swapped_payload_is_caught(tmp_path, site, community):
+    """A valid age file for the same recipient, but not the one the sender signed."""
+    a, b = (tmp_path / "a", tmp_path / "b")
+    a.mkdir(), b.mkdir()
+    (one,) = seal(make_records(3), identity=site, recipients=[community.public], out_dir=a,
+                  after=ChainLink(0, None))
+    (two,) = seal(make_records(3), identity=site, recipients=[community.public], out_dir=b,
+                  after=ChainLink(0, None))
+    d1, d2 = open(one.path, "rb").read(), open(two.path, "rb").read()
+    p1 = one.manifest.payload_size
+    spliced = d1[:17] + d2[17 : 17 + p1] + d1[17 + p1 :]
+    p = tmp_path / "spliced.bundle"
+    p.write_bytes(spliced)
+    with pytest.raises(CorruptBundle, match="checksum"):
+        verify(p)
+
+
+def test_forged_manifest_fails_the_signature(tmp_path, small_bundle, site):
+    """Re-signing by someone else: the sender key in the manifest no longer matches."""
+    from bundlekit.manifest import SIGNATURE_CONTEXT
+
+    data = open(small_bundle.path, "rb").read()
+    lay_m = small_bundle.manifest.to_bytes()
+    forger = Identity.generate("forger")
+    forged_sig = forger.sign(SIGNATURE_CONTEXT + lay_m)
+    i = data.index(lay_m) + len(lay_m)
+    p = tmp_path / "forged.bundle"
+    p.write_bytes(data[:i] + forged_sig + data[i + 64 :])
+    with pytest.raises(BadSignature):
+        verify(p)
+
+
+def test_copy_payload_gives_a_standard_age_file(small_bundle, community, tmp_path):
+    dst = tmp_path / "payload.age"
+    with open(dst, "wb") as f:
+        copy_payload(small_bundle.path, f)
+    with open(dst, "rb") as f:
+        compressed = age.decrypt([community.x25519_secret], f).read()
+    plain = zstandard.ZstdDecompressor().stream_reader(compressed).read()
+    assert msgpack.unpackb(plain) == {"id": 1, "model": "m", "v": "x"}
+
+
+def test_format_md_standard_tools_recipe_works(tmp_path, site, community):
+    """docs/FORMAT.md §10: footer -> payload length; tail|head; age -d; zstd -d; msgpack."""
+    require_tool("age"), require_tool("zstd")
+    bash = shutil.which("bash") or pytest.skip("bash is not installed")
+    key_path, _ = write_keypair(community, tmp_path)
+    recs = [{"id": i, "name": f"row {i}"} for i in range(100)]
+    (sealed,) = seal(recs, identity=site, recipients=[community.public], out_dir=tmp_path,
+                     after=ChainLink(0, None))
+    script = f"""
+        set -euo pipefail
+        F={sealed.path}
+        P=$(tail -c {container.FOOTER_SIZE} "$F" | head -c 8 | od -An -t u8 --endian=big | tr -d ' ')
+        tail -c +{container.PAYLOAD_OFFSET + 1} "$F" | head -c "$P" > payload.age
+        age -d -i {key_path} payload.age > payload.zst
+        zstd -q -d payload.zst -o payload.msgpack
+    """
+    subprocess.run([bash, "-c", script], cwd=tmp_path, check=True, capture_output=True)
+    with open(tmp_path / "payload.msgpack", "rb") as f:
+        assert list(msgpack.Unpacker(f)) == recs
+    assert os.path.getsize(tmp_path / "payload.age") == sealed.manifest.payload_size

@@ -1,0 +1,147 @@
+"""seal(): a site turns pending records into bundle files on a stick."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bundlekit.errors import WriteFailed
+from bundlekit.naming import is_bundle_name
+from bundlekit.reader import open_bundle, verify
+from bundlekit.writer import ChainLink, SealedBundle, seal
+
+from .conftest import FIXED_TIME, make_records
+
+
+def test_seal_then_open_gives_back_the_same_records(tmp_path, site, community):
+    recs = make_records(50)
+    (sealed,) = seal(recs, identity=site, recipients=[community.public], out_dir=tmp_path,
+                     after=ChainLink(0, None))
+    assert is_bundle_name(os.path.basename(sealed.path))
+    assert os.path.basename(sealed.path).startswith("site-a-kisumu-00000001-")
+    m = sealed.manifest
+    assert (m.seq, m.prev, m.record_count) == (1, None, 50)
+    assert m.kinds == {"survey.member": 17, "survey.household": 33}
+    assert (m.first_key, m.last_key) == (recs[0]["id"], recs[-1]["id"])
+    with open_bundle(sealed.path, [community]) as bundle:
+        assert bundle.digest == sealed.digest
+        assert list(bundle) == recs
+
+
+def test_every_recipient_can_open_it(tmp_path, site, servers):
+    (sealed,) = seal(make_records(5), identity=site, recipients=[s.public for s in servers],
+                     out_dir=tmp_path, after=ChainLink(0, None))
+    for server in servers:
+        with open_bundle(sealed.path, [server]) as bundle:
+            assert len(list(bundle)) == 5
+
+
+def test_roll_over_keeps_each_file_under_the_limit_and_chains_them(tmp_path, site, community):
+    recs = make_records(1500)
+    seen: list[SealedBundle] = []
+    sealed = seal(recs, identity=site, recipients=[community.public], out_dir=tmp_path,
+                  after=ChainLink(7, b"\x01" * 32), max_bytes=4096, on_sealed=seen.append)
+    assert len(sealed) > 3 and seen == sealed
+    assert all(os.path.getsize(s.path) <= 4096 for s in sealed)
+    assert [s.manifest.seq for s in sealed] == list(range(8, 8 + len(sealed)))
+    assert sealed[0].manifest.prev == b"\x01" * 32
+    for before, after in zip(sealed, sealed[1:], strict=False):
+        assert after.manifest.prev == before.digest
+    got = []
+    for s in sealed:
+        with open_bundle(s.path, [community]) as bundle:
+            got.extend(bundle)
+    assert got == recs
+
+
+def test_roll_over_with_incompressible_records(tmp_path, site, community):
+    recs = [{"id": i, "blob": os.urandom(700)} for i in range(60)]
+    sealed = seal(recs, identity=site, recipients=[community.public], out_dir=tmp_path,
+                  after=ChainLink(0, None), max_bytes=8192)
+    assert all(os.path.getsize(s.path) <= 8192 for s in sealed)
+    # Conservative but not wasteful: files are filled to more than half.
+    assert all(os.path.getsize(s.path) > 4096 for s in sealed[:-1])
+    assert sum(s.manifest.record_count for s in sealed) == 60
+
+
+def test_empty_input_seals_nothing(tmp_path, site, community):
+    assert seal([], identity=site, recipients=[community.public], out_dir=tmp_path,
+                after=ChainLink(0, None)) == []
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_record_larger_than_the_limit_is_refused(tmp_path, site, community):
+    with pytest.raises(ValueError, match="cannot fit"):
+        seal([{"blob": os.urandom(10_000)}], identity=site, recipients=[community.public],
+             out_dir=tmp_path, after=ChainLink(0, None), max_bytes=4096)
+    assert os.listdir(tmp_path) == []
+
+
+def test_created_is_a_seam_for_deterministic_manifests(tmp_path, site, community):
+    (sealed,) = seal(make_records(1), identity=site, recipients=[community.public],
+                     out_dir=tmp_path, after=ChainLink(0, None), created=FIXED_TIME)
+    assert verify(sealed.path).manifest.created == FIXED_TIME
+
+
+def test_misuse_is_a_programming_error(tmp_path, site, community):
+    common = dict(identity=site, out_dir=tmp_path, after=ChainLink(0, None))
+    with pytest.raises(ValueError):
+        seal(make_records(1), recipients=[], **common)
+    with pytest.raises(ValueError):
+        seal(make_records(1), recipients=[community.public], max_bytes=10, **common)
+    with pytest.raises(ValueError):
+        ChainLink(0, b"\x00" * 32)
+    with pytest.raises(TypeError):
+        seal([{1: "x"}], recipients=[community.public], **common)
+
+
+class FailingFile:
+    """A file object whose disk fills up after ``budget`` bytes."""
+
+    def __init__(self, path: str, budget: int):
+        self._f = open(path, "xb")
+        self._budget = budget
+
+    def write(self, data) -> int:
+        if len(data) > self._budget:
+            raise OSError(28, "No space left on device")
+        self._budget -= len(data)
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+@pytest.mark.parametrize("budget", [0, 10, 300, 5000, 150_000])
+def test_full_disk_mid_write_leaves_no_bundle_behind(tmp_path, site, community, budget):
+    incompressible = [{"id": i, "blob": os.urandom(100)} for i in range(2000)]  # > 200 kB
+    with pytest.raises(WriteFailed, match="full") as e:
+        seal(incompressible, identity=site, recipients=[community.public], out_dir=tmp_path,
+             after=ChainLink(0, None), opener=lambda p: FailingFile(p, budget))
+    assert str(tmp_path) in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_earlier_bundles_stay_when_a_later_one_fails(tmp_path, site, community):
+    opened = []
+
+    def opener(path):
+        opened.append(path)
+        return FailingFile(path, 10**9 if len(opened) < 3 else 100)
+
+    seen = []
+    with pytest.raises(WriteFailed):
+        seal(make_records(1500), identity=site, recipients=[community.public], out_dir=tmp_path,
+             after=ChainLink(0, None), max_bytes=4096, opener=opener, on_sealed=seen.append)
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(s.path) for s in seen)
+    assert len(seen) == 2
+    for s in seen:
+        verify(s.path)
+
+
+def test_read_only_target_is_write_failed(tmp_path, site, community):
+    missing = tmp_path / "stick-was-removed"
+    with pytest.raises(WriteFailed):
+        seal(make_records(1), identity=site, recipients=[community.public], out_dir=missing,
+             after=ChainLink(0, None))
