@@ -27,7 +27,7 @@ from uuid import UUID
 
 import typer
 
-from bundlekit.errors import BundleError, KeyFileError
+from bundlekit.errors import BundleError
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ def verify(
         results.append(info)
         if not json_out:
             out(
-                f"OK      {path}: site {m.sender_site} seq {m.seq}, {m.record_count} records, "
+                f"OK      {path}: site {m.sender.site} seq {m.seq}, {m.record_count} records, "
                 f"signed by {vb.sender.fingerprint}"
             )
     if json_out:
@@ -458,18 +458,21 @@ def load_plugins() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; turn every expected failure into one line and an exit code."""
+    """Run the CLI; turn every expected failure into one line and an exit code.
+
+    Typer handles its own usage errors (exit 2, with usage help); everything the
+    commands raise is mapped here so no person ever sees a traceback.
+    """
     load_plugins()
     try:
-        result = app(args=argv, prog_name="bundle", standalone_mode=False)
-        if isinstance(result, int):
-            return result
-    except typer.Exit as exc:
-        return exc.exit_code
+        app(args=argv, prog_name="bundle")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_INVALID)
     except CommandFailed as exc:
         err(str(exc))
         return exc.code
-    except (BundleError, KeyFileError) as exc:
+    except BundleError as exc:
         err(str(exc))
         return EXIT_INVALID
     except FileNotFoundError as exc:
@@ -485,15 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err("interrupted")
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            err("aborted")
-            return EXIT_INVALID
+    except Exception as exc:
         if os.environ.get("BUNDLEKIT_DEBUG") == "1":
             raise
         err(f"internal error: {type(exc).__name__}: {exc} (set BUNDLEKIT_DEBUG=1 for details)")
