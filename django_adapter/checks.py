@@ -16,60 +16,64 @@ from django_adapter.serialization import (
 
 @checks.register()
 def check_synced_models(app_configs=None, **kwargs):
+    configs = app_configs or apps.get_app_configs()
+    return check_models(model for config in configs for model in config.get_models())
+
+
+def check_models(candidates) -> list:
+    """Errors and warnings for the synced models among ``candidates``."""
     from django_adapter.models import SyncManager, SyncQuerySet
 
     errors = []
-    configs = app_configs or apps.get_app_configs()
-    for config in configs:
-        for model in config.get_models():
-            if not is_synced(model) or model._meta.proxy:
-                continue
-            label = model._meta.label
-            if not callable(getattr(model, "natural_key", None)):
+    for model in candidates:
+        if not is_synced(model) or model._meta.proxy:
+            continue
+        label = model._meta.label
+        if not callable(getattr(model, "natural_key", None)):
+            errors.append(
+                checks.Error(
+                    f"{label} is synced but has no natural_key() method.",
+                    hint="Rows are found on the server by natural key; add natural_key().",
+                    obj=model,
+                    id="django_adapter.E001",
+                )
+            )
+        manager = model._default_manager
+        if not callable(getattr(manager, "get_by_natural_key", None)):
+            errors.append(
+                checks.Error(
+                    f"{label}'s default manager has no get_by_natural_key().",
+                    hint="Subclass django_adapter.models.SyncManager and add get_by_natural_key().",
+                    obj=model,
+                    id="django_adapter.E002",
+                )
+            )
+        for name, mgr in ((m.name, m) for m in model._meta.managers):
+            if not isinstance(mgr, SyncManager) and not issubclass(
+                getattr(mgr, "_queryset_class", object), SyncQuerySet
+            ):
                 errors.append(
-                    checks.Error(
-                        f"{label} is synced but has no natural_key() method.",
-                        hint="Rows are found on the server by natural key; add natural_key().",
+                    checks.Warning(
+                        f"{label}.{name}: update() and bulk_create() through this manager "
+                        "are not captured.",
+                        hint="Build the manager from django_adapter.models.SyncManager / SyncQuerySet.",
                         obj=model,
-                        id="django_adapter.E001",
+                        id="django_adapter.W001",
                     )
                 )
-            manager = model._default_manager
-            if not callable(getattr(manager, "get_by_natural_key", None)):
+        refs = [f for f in synced_fields(model) if f.many_to_one or f.one_to_one]
+        refs += synced_m2m(model)
+        for f in refs:
+            target = f.remote_field.model
+            if travels_by_natural_key(f.target_field) and not callable(
+                getattr(target, "natural_key", None)
+            ):
                 errors.append(
                     checks.Error(
-                        f"{label}'s default manager has no get_by_natural_key().",
-                        hint="Subclass django_adapter.models.SyncManager and add get_by_natural_key().",
+                        f"{label}.{f.name} points at {target._meta.label}, whose autoincrement "
+                        "pk cannot travel and which has no natural_key().",
                         obj=model,
-                        id="django_adapter.E002",
+                        id="django_adapter.E003",
                     )
                 )
-            for name, mgr in ((m.name, m) for m in model._meta.managers):
-                if not isinstance(mgr, SyncManager) and not issubclass(
-                    getattr(mgr, "_queryset_class", object), SyncQuerySet
-                ):
-                    errors.append(
-                        checks.Warning(
-                            f"{label}.{name}: update() and bulk_create() through this manager "
-                            "are not captured.",
-                            hint="Build the manager from django_adapter.models.SyncManager / SyncQuerySet.",
-                            obj=model,
-                            id="django_adapter.W001",
-                        )
-                    )
-            refs = [f for f in synced_fields(model) if f.many_to_one or f.one_to_one]
-            refs += synced_m2m(model)
-            for f in refs:
-                target = f.remote_field.model
-                if travels_by_natural_key(f.target_field) and not callable(
-                    getattr(target, "natural_key", None)
-                ):
-                    errors.append(
-                        checks.Error(
-                            f"{label}.{f.name} points at {target._meta.label}, whose autoincrement "
-                            "pk cannot travel and which has no natural_key().",
-                            obj=model,
-                            id="django_adapter.E003",
-                        )
-                    )
     return errors
