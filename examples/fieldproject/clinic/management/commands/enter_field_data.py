@@ -1,0 +1,103 @@
+"""What a research assistant types into one field laptop during a shift.
+
+``python manage.py enter_field_data`` enters this laptop's participants, their
+first visit and the specimens drawn (requisitioned and labelled in the field),
+then corrects one record and deletes one entered twice by mistake: inserts,
+updates and deletes, each captured as an outgoing transaction.
+"""
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from clinic.models import Participant, SpecimenRequisition, Visit
+from django_adapter.models import OutgoingTransaction
+
+# (subject identifier, initials, date of birth, gender, [(specimen type, volume mL), ...])
+SHIFTS = {
+    "laptop-a": {
+        "prefix": "RA",
+        "participants": [
+            ("066-11100001-3", "KM", date(1988, 3, 14), "F", [("WB", "4.00"), ("PL", "2.50")]),
+            ("066-11100002-1", "TB", date(1975, 11, 2), "M", [("WB", "4.00")]),
+            ("066-11100003-9", "OL", date(1993, 6, 21), "F", [("SR", "3.00"), ("DBS", "0.25")]),
+        ],
+        "correct_initials": ("066-11100003-9", "OLM"),
+    },
+    "laptop-b": {
+        "prefix": "RB",
+        "participants": [
+            ("066-22200001-7", "NM", date(1990, 1, 30), "F", [("WB", "4.00"), ("PL", "2.00")]),
+            ("066-22200002-5", "GS", date(1969, 8, 9), "M", [("DBS", "0.25")]),
+        ],
+        "correct_initials": ("066-22200002-5", "GSK"),
+    },
+}
+
+
+class Command(BaseCommand):
+    help = "Enter a field shift's participants, visits and specimen requisitions."
+
+    def handle(self, *args, **options):
+        role = settings.BUNDLEKIT["SITE"]
+        shift = SHIFTS.get(role)
+        if shift is None:
+            raise CommandError(f"{role} is not a field laptop; nobody enters data here")
+        if Participant.objects.exists():
+            raise CommandError("this laptop already holds a shift's data")
+        now = timezone.now().replace(microsecond=123456)
+        number = 0
+        with transaction.atomic():
+            for i, (subject, initials, dob, gender, specimens) in enumerate(shift["participants"]):
+                consented = now - timedelta(hours=5, minutes=40 - 7 * i)
+                participant = Participant.objects.create(
+                    subject_identifier=subject,
+                    initials=initials,
+                    dob=dob,
+                    gender=gender,
+                    consent_datetime=consented,
+                )
+                visit = Visit.objects.create(
+                    participant=participant,
+                    visit_code="1000",
+                    report_datetime=consented + timedelta(minutes=12),
+                )
+                for specimen_type, volume in specimens:
+                    number += 1
+                    SpecimenRequisition.objects.create(
+                        visit=visit,
+                        requisition_identifier=f"{shift['prefix']}{number:04d}",
+                        specimen_type=specimen_type,
+                        volume=Decimal(volume),
+                        drawn_datetime=consented + timedelta(minutes=20 + number),
+                    )
+                self.stdout.write(
+                    f"  entered {subject} ({initials}), visit 1000, "
+                    f"{len(specimens)} specimen(s) requisitioned"
+                )
+
+            subject, initials = shift["correct_initials"]
+            participant = Participant.objects.get(subject_identifier=subject)
+            old, participant.initials = participant.initials, initials
+            participant.save()
+            self.stdout.write(f"  corrected initials of {subject}: {old} -> {initials}")
+
+            visit = Visit.objects.get(participant=participant, visit_code="1000")
+            number += 1
+            twice = SpecimenRequisition.objects.create(
+                visit=visit,
+                requisition_identifier=f"{shift['prefix']}{number:04d}",
+                specimen_type="WB",
+                volume=Decimal("4.00"),
+                drawn_datetime=now,
+            )
+            twice.delete()
+            self.stdout.write(
+                f"  deleted requisition {twice.requisition_identifier} (entered twice by mistake)"
+            )
+        pending = OutgoingTransaction.objects.filter(exported=False).count()
+        self.stdout.write(f"  {pending} changes waiting to leave this laptop")

@@ -1,0 +1,65 @@
+"""Settings for every machine in the field story; the role comes from the environment.
+
+    FIELD_ROLE   laptop-a | laptop-b | middleman | server   (default: laptop-a)
+    FIELD_HOME   this machine's data folder: keys/, db.sqlite3, outbox/, inbox/,
+                 receipts-out/ (default: ./field-home/<role>)
+
+Each machine keeps its own secret key in FIELD_HOME/keys/<role>.key and the public
+keys (.pub) of the machines it writes to or trusts in the same folder. Run
+``bundle keygen <role> --dir $FIELD_HOME/keys`` once per machine, then copy the
+.pub files around (they are not secret).
+"""
+
+import os
+from pathlib import Path
+
+ROLES = ("laptop-a", "laptop-b", "middleman", "server")
+
+ROLE = os.environ.get("FIELD_ROLE", "laptop-a")
+if ROLE not in ROLES:
+    raise RuntimeError(f"FIELD_ROLE={ROLE!r}: expected one of {', '.join(ROLES)}")
+HOME = Path(os.environ.get("FIELD_HOME") or Path.cwd() / "field-home" / ROLE).resolve()
+KEYS = HOME / "keys"
+
+SECRET_KEY = "field-example-not-secret"  # an example project; never deploy this value
+DEBUG = False
+ALLOWED_HOSTS: list[str] = []
+USE_TZ = True
+TIME_ZONE = "Africa/Gaborone"  # data is entered in local time and stored in UTC
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django_adapter",
+    "clinic",
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(HOME / "db.sqlite3"),
+    }
+}
+
+# Who this machine is, whom it writes to and whom it believes.
+#   laptops write to the server and to the middleman (the driver's laptop reads
+#   bundles to reconcile specimens); everybody trusts the two laptops, and the
+#   laptops trust the server's receipts.
+BUNDLEKIT = {
+    "SITE": ROLE,
+    "IDENTITY": str(KEYS / f"{ROLE}.key"),
+    "RECIPIENTS": [str(KEYS / "server.pub"), str(KEYS / "middleman.pub")],
+    "TRUSTED": [str(KEYS / "laptop-a.pub"), str(KEYS / "laptop-b.pub"), str(KEYS / "server.pub")],
+    "REVOKED": [],
+    "OUTBOX": str(HOME / "outbox"),  # bundles sealed here first, then copied to the stick
+    "INBOX": str(HOME / "inbox"),  # the folder `bundle watch` takes bundles from
+    "RECEIPTS_OUT": str(HOME / "receipts-out"),  # receipts the server writes after importing
+    # The middleman passes the original files on, untouched, to this folder (its
+    # own stick for the server); the server forwards nothing.
+    "FORWARD": str(HOME / "forward") if ROLE == "middleman" else None,
+    "MAX_BYTES": 1 << 30,
+    "DATABASE": "default",
+}
+# The producer name on captured changes (edc-sync's "producer"): site/hostname.
+BUNDLEKIT_SITE = ROLE
