@@ -30,5 +30,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+# The long form of the reliability suite (crash, tamper, concurrency, fuzz);
+# it rewrites docs/RELIABILITY.md from what it measured.
+soak: $(STAMP)
+	BUNDLEKIT_SOAK=1 $(PY) -m pytest -q tests/reliability
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
