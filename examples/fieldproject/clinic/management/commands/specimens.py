@@ -31,8 +31,7 @@ class Command(BaseCommand):
                     for v in Visit.objects.select_related("participant")
                 ),
                 "requisitions": sorted(
-                    f"{r.requisition_identifier}:{r.specimen_type}:{r.volume}"
-                    for r in requisitions
+                    f"{r.requisition_identifier}:{r.specimen_type}:{r.volume}" for r in requisitions
                 ),
             }
             self.stdout.write(json.dumps(summary, indent=2))
