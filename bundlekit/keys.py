@@ -320,7 +320,7 @@ def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
     if PUB_HEADER not in lines:
         raise KeyFileError(f"is not {expected}", path=path)
     try:
-        fields = _fields(lines, "")
+        fields = _fields((line for line in lines if not line.startswith("#")), "")
         hrp, ed_pub = bech32.decode(fields["verify-key"])
         if hrp != VERIFY_KEY_HRP:
             raise ValueError("bad verify-key")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -155,22 +159,24 @@ def test_copy_payload_gives_a_standard_age_file(small_bundle, community, tmp_pat
 
 
 def test_format_md_standard_tools_recipe_works(tmp_path, site, community):
-    """docs/FORMAT.md §10: footer -> payload length; tail|head; age -d; zstd -d; msgpack."""
+    """Runs the shell recipe of docs/FORMAT.md §10 as written: footer, tail|head, age, zstd."""
     require_tool("age"), require_tool("zstd")
     bash = shutil.which("bash") or pytest.skip("bash is not installed")
     key_path, _ = write_keypair(community, tmp_path)
     recs = [{"id": i, "name": f"row {i}"} for i in range(100)]
     (sealed,) = seal(recs, identity=site, recipients=[community.public], out_dir=tmp_path,
                      after=ChainLink(0, None))
-    script = f"""
-        set -euo pipefail
-        F={sealed.path}
-        P=$(tail -c {container.FOOTER_SIZE} "$F" | head -c 8 | od -An -t u8 --endian=big | tr -d ' ')
-        tail -c +{container.PAYLOAD_OFFSET + 1} "$F" | head -c "$P" > payload.age
-        age -d -i {key_path} payload.age > payload.zst
-        zstd -q -d payload.zst -o payload.msgpack
-    """
-    subprocess.run([bash, "-c", script], cwd=tmp_path, check=True, capture_output=True)
+    doc = (Path(__file__).parents[2] / "docs" / "FORMAT.md").read_text()
+    recipe = doc.split("## 10.", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    assert f"tail -c {container.FOOTER_SIZE} " in recipe
+    assert f"tail -c +{container.PAYLOAD_OFFSET + 1} " in recipe
+    recipe = re.sub(r"^F=.*$", f"F={shlex.quote(sealed.path)}", recipe, flags=re.M)
+    recipe = recipe.replace("central-server.key", shlex.quote(key_path))
+    recipe = recipe.replace("python3 ", f"{shlex.quote(sys.executable)} ")
+    out = subprocess.run([bash, "-euo", "pipefail", "-c", recipe], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [str(r) for r in recs]
     with open(tmp_path / "payload.msgpack", "rb") as f:
         assert list(msgpack.Unpacker(f)) == recs
     assert os.path.getsize(tmp_path / "payload.age") == sealed.manifest.payload_size
