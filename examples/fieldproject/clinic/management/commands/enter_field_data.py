@@ -76,7 +76,7 @@ class Command(BaseCommand):
                         drawn_datetime=consented + timedelta(minutes=20 + number),
                     )
                 self.stdout.write(
-                    f"  entered {subject} ({initials}), visit 1000, "
+                    f"entered {subject} ({initials}), visit 1000, "
                     f"{len(specimens)} specimen(s) requisitioned"
                 )
 
@@ -84,7 +84,7 @@ class Command(BaseCommand):
             participant = Participant.objects.get(subject_identifier=subject)
             old, participant.initials = participant.initials, initials
             participant.save()
-            self.stdout.write(f"  corrected initials of {subject}: {old} -> {initials}")
+            self.stdout.write(f"corrected initials of {subject}: {old} -> {initials}")
 
             visit = Visit.objects.get(participant=participant, visit_code="1000")
             number += 1
@@ -97,7 +97,7 @@ class Command(BaseCommand):
             )
             twice.delete()
             self.stdout.write(
-                f"  deleted requisition {twice.requisition_identifier} (entered twice by mistake)"
+                f"deleted requisition {twice.requisition_identifier} (entered twice by mistake)"
             )
         pending = OutgoingTransaction.objects.filter(exported=False).count()
-        self.stdout.write(f"  {pending} changes waiting to leave this laptop")
+        self.stdout.write(f"{pending} changes waiting to leave this laptop")

@@ -37,12 +37,12 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(summary, indent=2))
             return
         if not requisitions:
-            self.stdout.write("  no specimen requisitions")
+            self.stdout.write("no specimen requisitions")
             return
         for r in requisitions:
             local = timezone.localtime(r.drawn_datetime)
             self.stdout.write(
-                f"  {r.requisition_identifier}  {r.visit.participant.subject_identifier}  "
+                f"{r.requisition_identifier}  {r.visit.participant.subject_identifier}  "
                 f"visit {r.visit.visit_code}  {r.get_specimen_type_display():<16} "
                 f"{r.volume:>5} mL  drawn {local:%H:%M}"
             )
