@@ -31,7 +31,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from django_adapter import capture
-from django_adapter.codec import RECORD_FORMAT, content_digest, object_key, packb, unpackb
+from django_adapter.codec import RECORD_FORMAT, content_digest, load, object_key, packb
 from django_adapter.exceptions import SyncError, UnresolvedReference
 from django_adapter.models import (
     BundleStatus,
@@ -190,7 +190,7 @@ def copy_to_incoming(queryset, using: str) -> CopyResult:
     result = ApplyResult()
     rows = list(queryset.order_by("id"))
     with transaction.atomic(using=using):
-        new = store_records((unpackb(r.tx) for r in rows), using, result=result)
+        new = store_records((load(r.tx, r.format) for r in rows), using, result=result)
     copied.copied = len(new)
     copied.duplicate = result.duplicate
     copied.conflict = result.conflict
@@ -289,8 +289,8 @@ def apply_rows(rows: list, using: str, result: ApplyResult) -> None:
             if row.object_key in deferred_keys:
                 deferred.append(row)
                 continue
-            record = unpackb(row.tx)
             try:
+                record = load(row.tx, row.format)
                 with transaction.atomic(using=using):
                     status = apply_record(row, record, using)
             except UnresolvedReference as exc:

@@ -24,6 +24,15 @@ def unpackb(data: bytes) -> dict[str, Any]:
     return _records.unpackb(bytes(data))
 
 
+def load(data: bytes, format: int = RECORD_FORMAT) -> dict[str, Any]:
+    """A stored record, read according to the format it was written in."""
+    if format == 1:
+        return unpackb(data)
+    from django_adapter.exceptions import SyncError
+
+    raise SyncError(f"record format {format} is unknown to this release of django_adapter")
+
+
 def _canonical(value: Any) -> Any:
     if isinstance(value, dict):
         return [[k, _canonical(value[k])] for k in sorted(value)]

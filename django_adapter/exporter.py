@@ -24,7 +24,7 @@ from django.db import transaction
 from bundlekit.naming import is_bundle_name
 from bundlekit.reader import verify
 from bundlekit.writer import DEFAULT_MAX_BYTES, ChainLink, seal
-from django_adapter.codec import unpackb
+from django_adapter.codec import load
 from django_adapter.exceptions import ChainError
 from django_adapter.models import ExportChainState, ExportedBundle, OutgoingTransaction
 from django_adapter.signals import bundles_exported
@@ -55,13 +55,13 @@ def export_pending(out_dir, *, identity, recipients, using="default", max_bytes=
                     OutgoingTransaction.objects.using(using)
                     .filter(exported=False, id__gt=last)
                     .order_by("id")
-                    .values_list("id", "tx")[:CHUNK]
+                    .values_list("id", "tx", "format")[:CHUNK]
                 )
                 if not chunk:
                     return
-                for pk, tx in chunk:
+                for pk, tx, fmt in chunk:
                     ids.append(pk)
-                    yield unpackb(tx)
+                    yield load(tx, fmt)
                 last = chunk[-1][0]
 
         def on_sealed(sealed):

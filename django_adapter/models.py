@@ -17,7 +17,7 @@ import uuid
 
 from django.db import models, router, transaction
 
-from django_adapter.codec import RECORD_FORMAT, unpackb
+from django_adapter.codec import RECORD_FORMAT, load
 
 
 class Action(models.TextChoices):
@@ -151,7 +151,7 @@ class OutgoingTransaction(models.Model):
 
     @property
     def record(self) -> dict:
-        return unpackb(self.tx)
+        return load(self.tx, self.format)
 
 
 class ExportChainState(models.Model):
@@ -293,7 +293,7 @@ class IncomingTransaction(models.Model):
 
     @property
     def record(self) -> dict:
-        return unpackb(self.tx)
+        return load(self.tx, self.format)
 
 
 class ConflictingTransaction(models.Model):

@@ -209,3 +209,13 @@ def test_incoming_timestamp_is_aware():
     m.Household.objects.create(code="HH-1")
     sync()
     assert timezone.is_aware(IncomingTransaction.objects.using("server").get().timestamp)
+
+
+def test_row_in_an_unknown_record_format_fails_visibly_and_stays_retryable():
+    m.Household.objects.create(code="HH-1")
+    OutgoingTransaction.objects.all().copy_to_incoming_transaction("server")
+    IncomingTransaction.objects.using("server").update(format=99)
+    result = IncomingTransaction.objects.using("server").deserialize(check_hostname=False)
+    assert result.failed == 1 and "format 99" in result.messages[0]
+    IncomingTransaction.objects.using("server").update(format=1)  # a release that reads it
+    assert retry_failed(using="server").applied == 1

@@ -1,0 +1,301 @@
+"""The one settings dict of the field workflow: ``settings.BUNDLEKIT``.
+
+Everything a machine needs to take part (its name, its key, who may read what it
+exports, whose bundles and receipts it accepts, where its folders are) lives in
+one dict so a deployment is reviewed in one place, and so the site laptop, the
+middleman, the hub and central differ only in that dict::
+
+    BUNDLEKIT = {
+        "SITE": "site-a",                  # this machine's site name (required)
+        "IDENTITY": "keys/site-a.key",     # this machine's key (required)
+        "RECIPIENTS": ["keys/central.pub", "keys/hub.pub"],  # who may read what we export
+        "TRUSTED": ["keys/site-a.pub"],    # senders whose bundles / issuers whose receipts we accept
+        "REVOKED": [],                     # .pub files or fingerprints refused even if trusted
+        "OUTBOX": "var/outbox",            # site: local copy of every sealed bundle until acknowledged
+        "INBOX": "var/inbox",              # server: the watched folder
+        "RECEIPTS_OUT": "var/receipts",    # server: where signed receipts are written (None: none)
+        "FORWARD": None,                   # hub/middleman: folder to forward original bundles to
+        "MAX_BYTES": 1 << 30,              # roll over to a new bundle below this size
+        "DATABASE": "default",             # database alias used by the commands
+    }
+
+Relative paths resolve against ``settings.BASE_DIR`` when it is set, else the
+current directory.  Key files are read only when a command needs them, so a
+missing ``.pub`` of a peer does not stop ``bundle status``; when one is needed
+and cannot be read, :class:`ConfigError` names the setting and the file in one
+line.  The command line overrides (``--identity``, ``--to``, ``--trust``,
+``--database``) go through :func:`get_config`'s keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from bundlekit.errors import BundleError
+from bundlekit.keys import Identity, PublicKey, load_identity, load_public_key
+from bundlekit.writer import DEFAULT_MAX_BYTES
+
+SETTING = "BUNDLEKIT"
+
+DEFAULTS: dict[str, Any] = {
+    "RECIPIENTS": [],
+    "TRUSTED": [],
+    "REVOKED": [],
+    "OUTBOX": "var/outbox",
+    "INBOX": "var/inbox",
+    "RECEIPTS_OUT": "var/receipts",
+    "FORWARD": None,
+    "MAX_BYTES": DEFAULT_MAX_BYTES,
+    "DATABASE": "default",
+}
+REQUIRED = ("SITE", "IDENTITY")
+KNOWN = frozenset(REQUIRED) | frozenset(DEFAULTS)
+_LISTS = ("RECIPIENTS", "TRUSTED", "REVOKED")
+_FINGERPRINT = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
+
+
+class ConfigError(BundleError):
+    """``settings.BUNDLEKIT`` (or a flag overriding it) is missing, wrong, or names a
+    key file that cannot be used.  The message names the setting and the file."""
+
+    code = "bad-config"
+
+
+@dataclass(frozen=True)
+class Config:
+    """``settings.BUNDLEKIT`` checked and resolved; keys are loaded on first use."""
+
+    site: str
+    identity_path: Path
+    recipient_paths: tuple[Path, ...] = ()
+    trusted_paths: tuple[Path, ...] = ()
+    revoked: tuple[str, ...] = ()  # .pub paths or fingerprints, as configured
+    outbox: Path = Path("var/outbox")
+    inbox: Path = Path("var/inbox")
+    receipts_out: Path | None = Path("var/receipts")
+    forward: Path | None = None
+    max_bytes: int = DEFAULT_MAX_BYTES
+    database: str = "default"
+    base_dir: Path = Path(".")
+
+    @cached_property
+    def identity(self) -> Identity:
+        return _load("IDENTITY", self.identity_path, load_identity)
+
+    @cached_property
+    def recipients(self) -> tuple[PublicKey, ...]:
+        return tuple(_load("RECIPIENTS", p, load_public_key) for p in self.recipient_paths)
+
+    @cached_property
+    def trusted(self) -> tuple[PublicKey, ...]:
+        return tuple(_load("TRUSTED", p, load_public_key) for p in self.trusted_paths)
+
+    @cached_property
+    def revoked_keys(self) -> tuple[PublicKey | str, ...]:
+        """Fingerprints stay strings (bundlekit's verify accepts both forms)."""
+        out: list[PublicKey | str] = []
+        for item in self.revoked:
+            if _FINGERPRINT.fullmatch(item.strip().lower()):
+                out.append(item.strip().lower())
+            else:
+                out.append(_load("REVOKED", self._path(item), load_public_key))
+        return tuple(out)
+
+    def _path(self, value: str | os.PathLike[str]) -> Path:
+        return _resolve(value, self.base_dir)
+
+    def need_recipients(self) -> tuple[PublicKey, ...]:
+        """Exporting to nobody would seal bundles no server can read: refuse early."""
+        if not self.recipient_paths:
+            raise ConfigError(
+                f"{SETTING}['RECIPIENTS'] is empty: nobody could read the exported bundles "
+                "(list the servers' .pub files, or pass --to)"
+            )
+        return self.recipients
+
+    def need_trusted(self) -> tuple[PublicKey, ...]:
+        """Accepting any signer would let anyone with a stick write into this database."""
+        if not self.trusted_paths:
+            raise ConfigError(
+                f"{SETTING}['TRUSTED'] is empty: no sender or receipt issuer is trusted "
+                "(list their .pub files, or pass --trust)"
+            )
+        return self.trusted
+
+    def trusted_issuers(self) -> tuple[PublicKey, ...]:
+        """Trusted keys minus revoked ones: who may tell us that data arrived."""
+        revoked = self.revoked_keys
+        return tuple(k for k in self.need_trusted() if not _is_revoked(k, revoked))
+
+
+def _is_revoked(key: PublicKey, revoked: Iterable[PublicKey | str]) -> bool:
+    for r in revoked:
+        if isinstance(r, str) and r == key.fingerprint:
+            return True
+        if isinstance(r, PublicKey) and r.ed25519 == key.ed25519:
+            return True
+    return False
+
+
+def _load(setting: str, path: Path, loader):
+    try:
+        return loader(path)
+    except BundleError as exc:
+        raise ConfigError(f"{SETTING}['{setting}']: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{SETTING}['{setting}']: {path}: cannot be read ({exc.strerror or exc})"
+        ) from None
+
+
+def _resolve(value: str | os.PathLike[str], base: Path) -> Path:
+    path = Path(os.path.expanduser(os.fspath(value)))
+    return path if path.is_absolute() else base / path
+
+
+def _base_dir(settings) -> Path:
+    base = getattr(settings, "BASE_DIR", None)
+    return Path(base) if base else Path.cwd()
+
+
+def problems(raw: Any) -> list[str]:
+    """Everything wrong with the dict itself (not the key files); empty when fine."""
+    if not isinstance(raw, dict):
+        return [f"{SETTING} must be a dict, got {type(raw).__name__}"]
+    found = []
+    for key in REQUIRED:
+        if not raw.get(key):
+            found.append(f"{SETTING}['{key}'] is required")
+    for key in sorted(set(raw) - KNOWN):
+        found.append(f"{SETTING}[{key!r}] is not a known setting (known: {', '.join(sorted(KNOWN))})")
+    for key in _LISTS:
+        value = raw.get(key, [])
+        if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
+            found.append(f"{SETTING}['{key}'] must be a list of key files")
+    if "SITE" in raw and raw["SITE"] and not isinstance(raw["SITE"], str):
+        found.append(f"{SETTING}['SITE'] must be a string")
+    max_bytes = raw.get("MAX_BYTES", DEFAULT_MAX_BYTES)
+    if type(max_bytes) is not int or max_bytes <= 0:
+        found.append(f"{SETTING}['MAX_BYTES'] must be a positive integer")
+    if not isinstance(raw.get("DATABASE", "default"), str):
+        found.append(f"{SETTING}['DATABASE'] must be a database alias")
+    return found
+
+
+def get_config(
+    *,
+    identity: str | os.PathLike[str] | None = None,
+    recipients: Iterable[str | os.PathLike[str]] | None = None,
+    trusted: Iterable[str | os.PathLike[str]] | None = None,
+    database: str | None = None,
+    settings=None,
+) -> Config:
+    """Read ``settings.BUNDLEKIT``; non-empty keyword arguments override it.
+
+    Flag values are paths as typed on the command line, so they resolve against
+    the current directory, not ``BASE_DIR``.
+    """
+    if settings is None:
+        from django.conf import settings
+    raw = getattr(settings, SETTING, None)
+    if raw is None:
+        raise ConfigError(f"settings.{SETTING} is not set: see docs/WORKFLOW.md")
+    found = problems(raw)
+    if found:
+        raise ConfigError(found[0])
+    base = _base_dir(settings)
+    values = {**DEFAULTS, **raw}
+
+    def paths(key: str) -> tuple[Path, ...]:
+        return tuple(_resolve(p, base) for p in values[key])
+
+    def optional(key: str) -> Path | None:
+        return _resolve(values[key], base) if values[key] else None
+
+    config = Config(
+        site=values["SITE"],
+        identity_path=_resolve(values["IDENTITY"], base),
+        recipient_paths=paths("RECIPIENTS"),
+        trusted_paths=paths("TRUSTED"),
+        revoked=tuple(os.fspath(_resolve(r, base)) if not _FINGERPRINT.fullmatch(str(r).lower())
+                      else str(r) for r in values["REVOKED"]),
+        outbox=_resolve(values["OUTBOX"], base),
+        inbox=_resolve(values["INBOX"], base),
+        receipts_out=optional("RECEIPTS_OUT"),
+        forward=optional("FORWARD"),
+        max_bytes=values["MAX_BYTES"],
+        database=values["DATABASE"],
+        base_dir=base,
+    )
+    changes: dict[str, Any] = {}
+    if identity:
+        changes["identity_path"] = Path(identity).absolute()
+    if recipients:
+        changes["recipient_paths"] = tuple(Path(p).absolute() for p in recipients)
+    if trusted:
+        changes["trusted_paths"] = tuple(Path(p).absolute() for p in trusted)
+    if database:
+        changes["database"] = database
+    if changes:
+        config = dataclasses.replace(config, **changes)
+    from django.db import connections
+
+    if config.database not in connections.settings:
+        raise ConfigError(f"{SETTING}['DATABASE']: no database alias {config.database!r} in DATABASES")
+    return config
+
+
+__all__ = ["Config", "ConfigError", "get_config", "problems", "DEFAULTS", "SETTING"]
+
+
+# ------------------------------------------------------------------ system check
+
+
+def check_settings(app_configs=None, **kwargs):
+    """``manage.py check``: find a wrong BUNDLEKIT dict at deploy time, not in the field.
+
+    Silent when the dict is absent: a project may use django_adapter only for
+    capture (or through edc-sync's two-alias calls) and never run the commands.
+    """
+    from django.conf import settings
+    from django.core import checks
+
+    raw = getattr(settings, SETTING, None)
+    if raw is None:
+        return []
+    errors = [checks.Error(p, id="django_adapter.E101") for p in problems(raw)]
+    if errors:
+        return errors
+    try:
+        config = get_config(settings=settings)
+        identity = config.identity
+        config.recipients  # noqa: B018 - loading is the check
+        config.trusted  # noqa: B018
+        config.revoked_keys  # noqa: B018
+    except ConfigError as exc:
+        return [checks.Error(str(exc), id="django_adapter.E102")]
+    if identity.site != config.site:
+        errors.append(
+            checks.Warning(
+                f"{SETTING}['SITE'] is {config.site!r} but the key {config.identity_path.name} "
+                f"belongs to site {identity.site!r}; bundles carry the key's name.",
+                id="django_adapter.W101",
+            )
+        )
+    return errors
+
+
+def _register_check() -> None:
+    from django.core import checks
+
+    checks.register(check_settings)
+
+
+_register_check()
