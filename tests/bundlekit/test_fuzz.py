@@ -104,3 +104,62 @@ def test_mutated_manifests(good, data):
         Manifest.from_bytes(bytes(manifest))
     except BundleError:
         pass
+
+
+def _signed_by_site(tmp_path, plaintext: bytes, *, records: int = 1, uncompressed: int = 1) -> str:
+    """A correctly signed bundle around any age plaintext: what a malicious sender could make."""
+    import hashlib
+    import io
+    import uuid
+
+    from bundlekit import age
+    from bundlekit.manifest import bundle_digest, sign
+
+    buf = io.BytesIO()
+    w = age.encrypt([SERVER.public.x25519], buf)
+    w.write(plaintext)
+    w.close()
+    payload = buf.getvalue()
+    manifest = Manifest(
+        bundle_id=uuid.uuid4(), sender=SITE.public, recipients=(SERVER.public.fingerprint,),
+        seq=1, prev=None, created=FIXED_TIME, record_count=records, kinds={}, key_field="id",
+        kind_field="model", first_key=None, last_key=None, uncompressed_size=uncompressed,
+        compressed_size=max(len(plaintext), 1), payload_size=len(payload),
+        payload_sha256=hashlib.sha256(payload).digest(),
+    ).to_bytes()
+    sig = sign(SITE, manifest)
+    assert bundle_digest(manifest, sig)
+    p = tmp_path / "signed.bundle"
+    p.write_bytes(container.MAGIC + payload + container.trailer(len(payload), manifest, sig))
+    return str(p)
+
+
+def test_a_signed_decompression_bomb_is_stopped_early(tmp_path):
+    import zstandard
+
+    bomb = zstandard.ZstdCompressor().compress(b"\x00" * (64 * 1024 * 1024))
+    path = _signed_by_site(tmp_path, bomb, records=1, uncompressed=10)
+    with pytest.raises(BundleError, match="larger than its manifest says"):
+        _open_all(path)
+
+
+@FUZZ
+@given(plain=st.binary(max_size=512), records=st.integers(1, 5), size=st.integers(1, 600))
+def test_signed_garbage_inside_the_encryption(tmp_path, plain, records, size):
+    """Past signature and digest: age, zstd and msgpack decoding get arbitrary input."""
+    path = _signed_by_site(tmp_path, plain, records=records, uncompressed=size)
+    with pytest.raises(BundleError):
+        _open_all(path)
+
+
+@FUZZ
+@given(packed=st.binary(max_size=256), records=st.integers(1, 5))
+def test_signed_valid_zstd_around_garbage_records(tmp_path, packed, records):
+    import zstandard
+
+    frame = zstandard.ZstdCompressor(write_checksum=True).compress(packed)
+    path = _signed_by_site(tmp_path, frame, records=records, uncompressed=max(len(packed), 1))
+    try:
+        _open_all(path)
+    except BundleError:
+        pass
