@@ -35,6 +35,7 @@ from bundlekit.reader import (
     read_manifest,
     verify,
 )
+from bundlekit.receipt import Receipt, ReceiptEntry, read_receipt, write_receipt
 from bundlekit.writer import DEFAULT_MAX_BYTES, ChainLink, SealedBundle, seal
 
 __version__ = "0.1.0"
@@ -52,6 +53,8 @@ __all__ = [
     "NotARecipient",
     "OpenedBundle",
     "PublicKey",
+    "Receipt",
+    "ReceiptEntry",
     "ReceiptError",
     "RevokedKey",
     "SealedBundle",
@@ -66,7 +69,9 @@ __all__ = [
     "load_public_key",
     "open_bundle",
     "read_manifest",
+    "read_receipt",
     "seal",
     "verify",
     "write_keypair",
+    "write_receipt",
 ]
