@@ -7,8 +7,8 @@ on disk (a revocation) takes effect at once.
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +21,46 @@ DEFAULT_MAX_UPLOAD_BYTES = 2 << 30
 DEFAULT_UPLOAD_DIR = "var/uploads"
 
 
-@dataclass(frozen=True)
 class RestConfig:
-    tokens: tuple[str, ...]
-    import_on_upload: bool
-    max_upload_bytes: int
-    upload_dir: Path
-    identities: tuple[Identity, ...]
-    #: None means "no TRUSTED setting": every upload is refused (never "trust anyone").
-    trusted: tuple[PublicKey | str, ...] | None
-    revoked: tuple[PublicKey | str, ...]
-    outbox: Path | None
-    inbox: Path | None
-    receipts_out: Path | None
-    database: str
+    """Paths and switches read at once; key files only when a view needs them.
+
+    Listing an outbox must keep working when, say, the server's secret key is
+    not readable by the web server's user: keys are loaded on first use.
+    """
+
+    def __init__(self, raw: dict[str, Any]):
+        self.raw = raw
+        rest = dict(raw.get("REST") or {})
+        self.tokens = _tokens(rest)
+        self.import_on_upload = bool(rest.get("IMPORT_ON_UPLOAD", True))
+        self.max_upload_bytes = int(rest.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+        self.upload_dir = Path(os.fspath(rest.get("UPLOAD_DIR") or DEFAULT_UPLOAD_DIR))
+        self.outbox = _path(raw.get("OUTBOX"))
+        self.inbox = _path(raw.get("INBOX"))
+        self.receipts_out = _path(raw.get("RECEIPTS_OUT"))
+        self.database = str(raw.get("DATABASE") or "default")
+
+    @functools.cached_property
+    def identities(self) -> tuple[Identity, ...]:
+        return _identity(self.raw.get("IDENTITY"))
+
+    @functools.cached_property
+    def trusted(self) -> tuple[PublicKey | str, ...] | None:
+        """None when no TRUSTED keys are set: then every upload is refused, never
+        "any correctly signed bundle"."""
+        keys = _keys(self.raw.get("TRUSTED"))
+        return keys or None
+
+    @functools.cached_property
+    def revoked(self) -> tuple[PublicKey | str, ...]:
+        return _keys(self.raw.get("REVOKED"))
+
+
+def _tokens(rest: dict[str, Any]) -> tuple[str, ...]:
+    tokens = rest.get("TOKENS") or ()
+    if isinstance(tokens, str):
+        tokens = (tokens,)
+    return tuple(str(t) for t in tokens if t)
 
 
 def _raw() -> dict[str, Any]:
@@ -74,31 +100,9 @@ def _keys(value: Any) -> tuple[PublicKey | str, ...]:
 
 
 def rest_config() -> RestConfig:
-    raw = _raw()
-    rest = dict(raw.get("REST") or {})
-    tokens = rest.get("TOKENS") or ()
-    if isinstance(tokens, str):
-        tokens = (tokens,)
-    trusted = raw.get("TRUSTED")
-    return RestConfig(
-        tokens=tuple(str(t) for t in tokens if t),
-        import_on_upload=bool(rest.get("IMPORT_ON_UPLOAD", True)),
-        max_upload_bytes=int(rest.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
-        upload_dir=Path(os.fspath(rest.get("UPLOAD_DIR") or DEFAULT_UPLOAD_DIR)),
-        identities=_identity(raw.get("IDENTITY")),
-        trusted=_keys(trusted) if trusted else None,
-        revoked=_keys(raw.get("REVOKED")),
-        outbox=_path(raw.get("OUTBOX")),
-        inbox=_path(raw.get("INBOX")),
-        receipts_out=_path(raw.get("RECEIPTS_OUT")),
-        database=str(raw.get("DATABASE") or "default"),
-    )
+    return RestConfig(_raw())
 
 
 def tokens_configured() -> tuple[str, ...]:
-    """Only the tokens: auth must not fail because a key file is missing."""
-    rest = dict(_raw().get("REST") or {})
-    tokens = rest.get("TOKENS") or ()
-    if isinstance(tokens, str):
-        tokens = (tokens,)
-    return tuple(str(t) for t in tokens if t)
+    """Only the tokens: auth must not depend on key files being readable."""
+    return _tokens(dict(_raw().get("REST") or {}))
