@@ -222,6 +222,7 @@ def rotate(
     if os.path.lexists(rotation_path):
         raise KeyFileError("already exists; refusing to overwrite it", path=rotation_path)
     text = rotation_text(old, new, created)
+    os.makedirs(folder, exist_ok=True)
     key_path, pub_path = write_keypair(new, folder, stem)
     try:
         fd = os.open(rotation_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
