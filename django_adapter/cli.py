@@ -1,0 +1,505 @@
+"""The Django commands of ``bundle``: export, import, watch, receipt, prune, status,
+and the Django-free ``forward``.
+
+bundlekit's CLI loads this module through the ``bundlekit.cli`` entry point and
+calls :func:`register`.  The same command functions are mounted on
+``manage.py bundle`` by ``management/commands/bundle.py``, so both spellings
+behave alike.  This module imports Django only inside commands: a middleman
+laptop with bundlekit alone still gets ``bundle forward``.
+
+Each command is a thin layer: it reads the config, calls one function of
+:mod:`django_adapter.workflow` (or status/forward), and prints its report as a
+table on a terminal, plain lines otherwise, or JSON with ``--json``.  Failures
+are typed errors that become one line and exit code 1.
+"""
+
+import functools
+import inspect
+import os
+import signal
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bundlekit.cli import (
+    EXIT_INVALID,
+    CommandFailed,
+    err,
+    out,
+    print_json,
+    progress,
+)
+from bundlekit.errors import WriteFailed
+
+# ---------------------------------------------------------------------- options
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+IdentityOpt = Annotated[
+    Path | None, typer.Option("--identity", "-i", help="This machine's NAME.key (overrides IDENTITY).")
+]
+ToOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--to", "-r", help="A recipient's NAME.pub, repeatable (overrides RECIPIENTS)."),
+]
+TrustOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--trust", "-t", help="A trusted NAME.pub, repeatable (overrides TRUSTED)."),
+]
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database", help="Database alias (overrides DATABASE).")
+]
+ForwardOpt = Annotated[
+    Path | None,
+    typer.Option("--forward", help="Copy accepted bundles, byte-identical, to this folder."),
+]
+
+
+def config(identity=None, to=None, trust=None, database=None):
+    from django_adapter.conf import get_config
+
+    return get_config(identity=identity, recipients=to, trusted=trust, database=database)
+
+
+def on_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for row in rows:
+        t.add_row(*[str(v) for v in row])
+    Console().print(t)
+
+
+# --------------------------------------------------------------------- export
+
+
+def export(
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="The stick (or folder) to write bundles to.")
+    ],
+    resend: Annotated[
+        bool,
+        typer.Option("--resend", help="Rewrite unacknowledged bundles that differ on the target."),
+    ] = False,
+    identity: IdentityOpt = None,
+    to: ToOpt = None,
+    database: DatabaseOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Seal pending changes into the next bundle(s) and copy every unacknowledged
+    bundle that is not yet on OUT there (atomically).  Transactions are marked
+    exported, not consumed: only a receipt from the server does that."""
+    from django_adapter.workflow import export_to
+
+    cfg = config(identity=identity, to=to, database=database)
+    with progress("copying") as advance:
+        try:
+            report = export_to(
+                out_dir, config=cfg, resend=resend, on_copied=lambda b: advance(b.record_count)
+            )
+        except WriteFailed as exc:
+            partial = getattr(exc, "report", None)
+            if partial is not None and not json_out:
+                _export_lines(partial)
+            raise CommandFailed(
+                f"{exc} (the bundles stay in the outbox; run export again with a working stick)"
+            ) from None
+    if json_out:
+        print_json(report.to_dict())
+        return
+    if report.nothing_to_do:
+        where = (
+            f"; the {len(report.present)} unacknowledged bundles are already on {out_dir}"
+            if report.present
+            else ""
+        )
+        out(f"nothing to export: no pending changes{where}")
+    else:
+        _export_lines(report)
+    for name in report.missing:
+        err(f"{cfg.outbox / name}: not acknowledged yet but missing from the outbox; cannot resend it")
+
+
+def _export_lines(report) -> None:
+    for b in report.sealed:
+        out(f"sealed   seq {b['seq']} ({b['records']} records): {b['file']}")
+    for name in report.copied:
+        out(f"copied   {Path(report.out_dir) / name}")
+    if report.copied or report.sealed:
+        out(
+            f"{report.unacknowledged} bundle(s) await a receipt from the server "
+            f"({len(report.present)} were already on the target)"
+        )
+
+
+# --------------------------------------------------------------------- import
+
+
+def _file_line(f) -> str:
+    if f.kind == "receipt":
+        if f.status == "rejected":
+            return f"REJECTED {f.file}: {f.reason}"
+        r = f.receipt or {}
+        line = (
+            f"RECEIPT  {f.file}: from {f.site}, {r.get('acknowledged', 0)} bundle(s) acknowledged "
+            f"({r.get('transactions', 0)} transactions), {r.get('already', 0)} already"
+        )
+        return "; ".join([line, *f.messages])
+    if f.status in ("rejected", "failed"):
+        return f"{f.status.upper():<8} {f.file}: {f.reason}"
+    if f.status == "own":
+        return f"own      {f.file}: {f.reason}"
+    line = (
+        f"{f.status:<8} {f.file}: site {f.site} seq {f.seq}, {f.records} records: "
+        f"applied {f.applied}, duplicate {f.duplicate}, stale {f.stale}, "
+        f"conflict {f.conflict}, failed {f.failed}"
+    )
+    if f.missing_seqs:
+        line += f"; waiting for seq {', '.join(map(str, f.missing_seqs))}"
+    if f.forwarded:
+        line += f"; forwarded to {f.forwarded}"
+    if f.code:
+        line += f"; {f.reason}"
+    return line
+
+
+def _print_run(run, json_out: bool) -> None:
+    if json_out:
+        print_json(run.to_dict())
+    elif on_terminal() and run.files:
+        rows = []
+        for f in run.files:
+            gaps = ", ".join(map(str, f.missing_seqs))
+            note = f.reason or "; ".join(f.messages[:2])
+            rows.append([Path(f.file).name, f.kind, f.site, f.seq or "", f.status, f.applied,
+                         f.duplicate, f.stale, f.conflict, f.failed, gaps, note])
+        table(
+            "import",
+            ["file", "kind", "site", "seq", "status", "applied", "dup", "stale", "conflict",
+             "failed", "gaps", "note"],
+            rows,
+        )
+    else:
+        for f in run.files:
+            out(_file_line(f))
+    if not json_out:
+        for path in run.receipts_written:
+            out(f"receipt  {path}")
+    if not run.files and not json_out:
+        out("nothing to import")
+
+
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="Bundles, receipts, or folders of them.")],
+    forward: ForwardOpt = None,
+    identity: IdentityOpt = None,
+    trust: TrustOpt = None,
+    database: DatabaseOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import bundles (verify, dedupe, apply) and apply receipts; one report per file.
+
+    On a server, one signed receipt per sending site is then written to
+    RECEIPTS_OUT.  Exit code 1 if any file was refused or anything failed."""
+    from django_adapter.workflow import import_paths
+
+    cfg = config(identity=identity, trust=trust, database=database)
+    for f in files:
+        if not f.exists():
+            raise CommandFailed(f"{f}: no such file or folder")
+    with progress("importing") as advance:
+        run = import_paths(files, config=cfg, forward_dir=forward, on_file=lambda r: advance(r.records))
+    _print_run(run, json_out)
+    if not run.ok:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def receipt(
+    files: Annotated[list[Path], typer.Argument(help="Receipt files or folders of them.")],
+    identity: IdentityOpt = None,
+    trust: TrustOpt = None,
+    database: DatabaseOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Apply receipts from the server: mark the bundles it holds as delivered."""
+    from django_adapter.workflow import import_receipts
+
+    cfg = config(identity=identity, trust=trust, database=database)
+    run = import_receipts(files, config=cfg)
+    _print_run(run, json_out)
+    if not run.ok:
+        raise typer.Exit(EXIT_INVALID)
+
+
+# ---------------------------------------------------------------------- watch
+
+
+def _outcome_line(o) -> str:
+    if o.status == "done":
+        return _file_line(o.result).replace(str(o.result.file), o.name, 1)
+    if o.status == "rejected":
+        return f"REJECTED {o.reason} (moved to {o.path.parent})"
+    return f"retry    {o.name}: {o.reason}"
+
+
+def watch(
+    folder: Annotated[
+        Path | None, typer.Argument(help="The inbox folder (default: INBOX).")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    settle: Annotated[
+        float, typer.Option("--settle", help="Seconds a file must stay unchanged first.")
+    ] = 5.0,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between scans.")] = 10.0,
+    forward: ForwardOpt = None,
+    identity: IdentityOpt = None,
+    trust: TrustOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Import complete bundles dropped into the inbox, once each; write receipts.
+
+    Files move to DIR/done/ or DIR/rejected/ (with a reason file); half-copied
+    files wait.  Several processes may watch one folder against one database."""
+    from django_adapter.workflow import WatchedInbox
+
+    cfg = config(identity=identity, trust=trust, database=database)
+    cfg.need_trusted()
+    folder = folder or cfg.inbox
+    folder.mkdir(parents=True, exist_ok=True)
+    inbox = WatchedInbox(
+        folder, config=cfg, forward_dir=forward, settle_seconds=settle, poll_seconds=poll,
+        watch=not once,
+    )
+    rejected = 0
+
+    def report(o) -> None:
+        nonlocal rejected
+        rejected += o.status == "rejected"
+        stamp = "" if once else datetime.now().strftime("%Y-%m-%d %H:%M:%S ")
+        out(f"{stamp}{_outcome_line(o)}")
+
+    def receipts(paths) -> None:
+        for p in paths:
+            out(f"receipt  {p}")
+
+    inbox.on_receipts = receipts
+    if once:
+        for o in inbox.scan_once():
+            report(o)
+        if rejected:
+            raise typer.Exit(EXIT_INVALID)
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    out(f"watching {folder} (Ctrl-C to stop)")
+    inbox.run(stop, on_outcome=report)
+
+
+# ---------------------------------------------------------------- prune/status
+
+
+def prune(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
+    """Delete outgoing transactions the server confirmed, and their outbox files.
+    Nothing without a receipt is ever deleted."""
+    from django_adapter.workflow import prune as prune_
+
+    report = prune_(config=config(database=database))
+    if json_out:
+        print_json(report.to_dict())
+        return
+    out(f"pruned {report.transactions} confirmed transaction(s), {len(report.files)} outbox file(s)")
+
+
+def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
+    """Site: pending / exported / acknowledged; server: per sender, last seq, gaps."""
+    from django_adapter.status import status as status_
+
+    data = status_(config(database=database))
+    if json_out:
+        print_json(data)
+        return
+    s = data["site"]
+    unacked = s["bundles_unacknowledged"]
+    if on_terminal():
+        table(
+            f"site {s['site']}",
+            ["pending", "exported (no receipt yet)", "acknowledged", "last seq",
+             "unacknowledged bundles", "outbox files"],
+            [[s["pending"], s["exported"], s["acknowledged"], s["last_seq"],
+              ", ".join(map(str, unacked)) or "-", len(s["outbox_files"])]],
+        )
+    else:
+        out(
+            f"site {s['site']}: {s['pending']} pending, {s['exported']} exported (no receipt yet), "
+            f"{s['acknowledged']} acknowledged; last seq {s['last_seq']}; "
+            f"unacknowledged bundles: {', '.join(map(str, unacked)) or 'none'}; "
+            f"{len(s['outbox_files'])} file(s) in {s['outbox']}"
+        )
+    senders = data["senders"]
+    if not senders:
+        return
+    rows = []
+    for r in senders:
+        gaps = ", ".join(map(str, r["open_gaps"])) or "none"
+        if r["open_gap_count"] > len(r["open_gaps"]):
+            gaps += f" (+{r['open_gap_count'] - len(r['open_gaps'])} more)"
+        seen = r["last_seen"].strftime("%Y-%m-%d %H:%M") if r["last_seen"] else "-"
+        rows.append([r["site"], r["last_seq_applied"], gaps, r["waiting"], seen, r["failed"],
+                     r["conflict"], r["quarantined_forks"]])
+    if on_terminal():
+        table("senders", ["site", "applied through", "open gaps", "waiting", "last seen",
+                          "failed", "conflict", "forks"], rows)
+        return
+    for site, last, gaps, waiting, seen, failed, conflict, forks in rows:
+        out(
+            f"sender {site}: applied through seq {last}, open gaps: {gaps}, waiting {waiting}, "
+            f"last seen {seen}, failed {failed}, conflict {conflict}, quarantined forks {forks}"
+        )
+
+
+# -------------------------------------------------------------------- forward
+
+
+def forward(
+    files: Annotated[list[Path], typer.Argument(help="Bundles or folders of bundles.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to copy them.")],
+    trust: Annotated[
+        list[Path] | None,
+        typer.Option("--trust", "-t", help="Accept only senders with these NAME.pub keys."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify bundles (no decryption key needed) and copy the valid ones, untouched,
+    to OUT.  Invalid files are refused with one line each and never copied."""
+    from bundlekit.cli import load_publics
+    from django_adapter.forward import forward_bundles
+
+    trusted = load_publics(trust) if trust else None
+    for f in files:
+        if not f.exists():
+            raise CommandFailed(f"{f}: no such file or folder")
+
+    def line(r) -> None:
+        if json_out:
+            return
+        if r.status == "refused":
+            out(f"REFUSED   {r.file}: {r.reason}")
+        else:
+            out(f"{r.status:<9} {r.file}: site {r.site} seq {r.seq} -> {r.target}")
+
+    results = forward_bundles(files, out_dir, trusted=trusted, on_file=line)
+    if json_out:
+        print_json([r.to_dict() for r in results])
+    if not results:
+        raise CommandFailed("no bundle files found in " + ", ".join(map(str, files)))
+    if any(not r.ok for r in results):
+        raise typer.Exit(EXIT_INVALID)
+
+
+# ------------------------------------------------------------------- plumbing
+
+#: (name, function, needs Django)
+COMMANDS = [
+    ("export", export, True),
+    ("import", import_, True),
+    ("watch", watch, True),
+    ("receipt", receipt, True),
+    ("prune", prune, True),
+    ("status", status, True),
+    ("forward", forward, False),
+]
+
+
+def setup_django(settings_module: str | None) -> None:
+    """``--settings`` or DJANGO_SETTINGS_MODULE, then ``django.setup()``.
+
+    The current folder goes on ``sys.path`` as ``manage.py`` would have it, so
+    ``bundle export --settings mysite.settings`` works from the project folder.
+    """
+    if settings_module:
+        os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not module:
+        raise CommandFailed(
+            "this command needs Django settings: pass --settings yourproject.settings "
+            "or set DJANGO_SETTINGS_MODULE"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        import django
+        from django.core.exceptions import ImproperlyConfigured
+    except ImportError:
+        raise CommandFailed("Django is not installed: pip install 'bundlekit[django]'") from None
+    try:
+        django.setup()
+    except ImportError as exc:
+        raise CommandFailed(f"cannot load the settings module {module!r}: {exc}") from None
+    except ImproperlyConfigured as exc:
+        raise CommandFailed(f"settings {module!r}: {exc}") from None
+
+
+def database_errors(func):
+    """A database that is missing, locked or unmigrated is one line, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from django.db import DatabaseError
+
+        try:
+            return func(*args, **kwargs)
+        except DatabaseError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CommandFailed(f"database error: {first} (did you run `manage.py migrate`?)") from None
+
+    return wrapper
+
+
+def with_settings(func):
+    """``func`` plus a ``--settings`` option that sets Django up before it runs."""
+    inner = database_errors(func)
+    sig = inspect.signature(func, eval_str=True)
+    settings_param = inspect.Parameter(
+        "settings",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option(
+                "--settings",
+                help="Django settings module (default: $DJANGO_SETTINGS_MODULE).",
+            ),
+        ],
+    )
+
+    def wrapper(**kwargs):
+        setup_django(kwargs.pop("settings", None))
+        return inner(**kwargs)
+
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()]
+    wrapper.__signature__ = sig.replace(parameters=[*params, settings_param])
+    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
+    wrapper.__doc__ = func.__doc__
+    wrapper.__name__ = func.__name__
+    wrapper.__module__ = func.__module__
+    return wrapper
+
+
+def register(app: typer.Typer) -> None:
+    """Entry point of the ``bundlekit.cli`` group: add our commands to ``bundle``."""
+    for name, func, needs_django in COMMANDS:
+        app.command(name)(with_settings(func) if needs_django else func)
+
+
+__all__ = ["COMMANDS", "register", "setup_django"]

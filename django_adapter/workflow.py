@@ -1,0 +1,462 @@
+"""The field workflow as library calls: export to a stick, import at the server
+(by hand or from the watched inbox), receipts back, prune.
+
+The commands (``bundle export`` ... and ``manage.py bundle ...``) are thin layers
+over these functions, and tests call them directly.  Nothing here prints; each
+function returns a report the CLI turns into lines, a table or JSON.
+
+Safety rules that shape the code:
+
+* A site seals into its own OUTBOX first and only then copies to the stick, so
+  what the database records (exported, seq) never depends on a stick that may be
+  full, read-only or pulled out.  Nothing records what is on which stick: every
+  export copies whatever is still unacknowledged and not yet on the target, so a
+  lost or broken stick is replaced by exporting again (``resend``).
+* One bad file never stops the others; each gets its own report line.
+* Only a verified receipt from a trusted issuer marks anything delivered, and only
+  delivered transactions are ever pruned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import DatabaseError, transaction
+
+from bundlekit.errors import BundleError, WriteFailed
+from bundlekit.inbox import Inbox, Outcome, is_candidate_name
+from bundlekit.naming import is_bundle_name
+from bundlekit.reader import read_manifest
+from bundlekit.receipt import is_receipt_name
+from django_adapter.conf import Config
+from django_adapter.exceptions import SyncError
+from django_adapter.exporter import export_pending
+from django_adapter.forward import copy_atomic, need_folder, same_file
+from django_adapter.importer import DUPLICATE, BundleReport, import_bundle
+from django_adapter.models import BundleStatus, ExportedBundle, OutgoingTransaction
+from django_adapter.receipts import ReceiptReport, apply_receipt, write_receipts
+
+log = logging.getLogger(__name__)
+
+
+class NotSyncRecords(BundleError):
+    """A valid bundle whose records are not django_adapter transactions (a bundle
+    sealed by another tool with the same keys)."""
+
+    code = "not-sync-records"
+
+
+class QuarantinedFork(BundleError):
+    """The bundle contradicts the sender's chain as this server knows it; it is
+    recorded in the ledger, nothing in it is applied, and a person must look."""
+
+    code = "quarantined-fork"
+
+
+# ------------------------------------------------------------------------ export
+
+
+@dataclass
+class ExportReport:
+    """``sealed``: new bundles this run; ``copied``: files written to the target;
+    ``present``: unacknowledged bundles already there; ``missing``: unacknowledged
+    bundles whose outbox copy is gone (they cannot be resent from here)."""
+
+    out_dir: str
+    sealed: list[dict] = field(default_factory=list)
+    copied: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unacknowledged: int = 0
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.sealed and not self.copied
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "nothing_to_do": self.nothing_to_do}
+
+
+def export_to(
+    out_dir,
+    *,
+    config: Config,
+    resend: bool = False,
+    on_copied: Callable[[ExportedBundle], None] | None = None,
+) -> ExportReport:
+    """Seal pending transactions into OUTBOX (next seq, roll-over), then copy every
+    unacknowledged bundle that is not yet in ``out_dir`` there, atomically.
+
+    ``resend`` also rewrites same-named files in ``out_dir`` whose bytes differ
+    from the outbox copy (a damaged stick).  A target that refuses (full,
+    read-only, removed) raises :class:`WriteFailed` with ``report`` attached; the
+    bundles stay sealed in the outbox and go out with the next export.
+    """
+    target = need_folder(out_dir)
+    identity, recipients = config.identity, config.need_recipients()
+    report = ExportReport(out_dir=str(target))
+    made = export_pending(
+        config.outbox,
+        identity=identity,
+        recipients=list(recipients),
+        using=config.database,
+        max_bytes=config.max_bytes,
+    )
+    report.sealed = [
+        {"seq": b.seq, "file": b.file_name, "records": b.record_count} for b in made
+    ]
+    waiting = ExportedBundle.objects.using(config.database).filter(
+        fingerprint=identity.fingerprint, acknowledged=False
+    )
+    for bundle in waiting.order_by("seq"):
+        report.unacknowledged += 1
+        src = config.outbox / bundle.file_name
+        dst = target / bundle.file_name
+        if not src.is_file():
+            report.missing.append(bundle.file_name)
+            continue
+        try:
+            if dst.exists() and (not resend or same_file(src, dst)):
+                report.present.append(bundle.file_name)
+                continue
+            copy_atomic(src, target, replace=resend)
+        except WriteFailed as exc:
+            exc.report = report  # type: ignore[attr-defined]
+            raise
+        report.copied.append(bundle.file_name)
+        if on_copied is not None:
+            on_copied(bundle)
+    return report
+
+
+# ------------------------------------------------------------------------ import
+
+
+@dataclass
+class FileReport:
+    """One file given to ``bundle import`` (a bundle or a receipt).
+
+    Bundle ``status``: ``applied``, ``waiting-for-gap``, ``quarantined-fork``,
+    ``duplicate`` (from the importer), or ``rejected`` (the file was refused;
+    ``code``/``reason`` say why) / ``failed`` (the database refused).  Receipt
+    ``status``: ``accepted`` or ``rejected``.
+    """
+
+    file: str
+    kind: str
+    status: str
+    site: str = ""
+    sender: str = ""
+    seq: int | None = None
+    records: int = 0
+    applied: int = 0
+    duplicate: int = 0
+    stale: int = 0
+    conflict: int = 0
+    failed: int = 0
+    missing_seqs: list[int] = field(default_factory=list)
+    code: str = ""
+    reason: str = ""
+    messages: list[str] = field(default_factory=list)
+    forwarded: str = ""
+    receipt: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether this file needs no one's attention (drives the exit code)."""
+        return (
+            self.status not in ("rejected", "failed", BundleStatus.FORK)
+            and not self.failed
+            and not self.code
+        )
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "ok": self.ok}
+
+
+@dataclass
+class ImportRun:
+    files: list[FileReport] = field(default_factory=list)
+    receipts_written: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.files)
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "files": [f.to_dict() for f in self.files],
+            "receipts_written": list(self.receipts_written),
+        }
+
+
+def from_bundle_report(path, r: BundleReport) -> FileReport:
+    return FileReport(
+        file=os.fspath(path),
+        kind="bundle",
+        status=r.status,
+        site=r.site,
+        sender=r.sender,
+        seq=r.seq,
+        records=r.record_count,
+        applied=r.applied,
+        duplicate=r.duplicate,
+        stale=r.stale,
+        conflict=r.conflict,
+        failed=r.failed,
+        missing_seqs=list(r.missing_seqs),
+        messages=list(r.messages),
+    )
+
+
+def import_one(path, *, config: Config) -> FileReport:
+    """Import one bundle; raise the BundleError family for a file to refuse.
+
+    A valid bundle whose records are not ours raises :class:`NotSyncRecords`;
+    database errors propagate (retry later: the data is fine).
+    """
+    try:
+        report = import_bundle(
+            path,
+            identities=[config.identity],
+            trusted=list(config.need_trusted()),
+            revoked=list(config.revoked_keys),
+            using=config.database,
+        )
+    except SyncError as exc:
+        raise NotSyncRecords(f"its records are not sync transactions ({exc})", path=path) from None
+    except BundleError as exc:
+        exc.with_path(path)
+        raise
+    return from_bundle_report(path, report)
+
+
+def forward_copy(path, forward_dir) -> str:
+    """Copy an accepted bundle's original bytes on (hub -> central, middleman -> server)."""
+    path, target = Path(path), need_folder(forward_dir)
+    dst = target / path.name
+    if dst.exists() and same_file(path, dst):
+        return str(dst)
+    return str(copy_atomic(path, target, replace=True))
+
+
+def split_files(paths: Iterable) -> tuple[list[Path], list[Path]]:
+    """(bundles, receipts): files as given, folders expanded to what they hold."""
+    bundles: list[Path] = []
+    receipts: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for child in sorted(p.iterdir()):
+                if not child.is_file():
+                    continue
+                if is_receipt_name(child.name):
+                    receipts.append(child)
+                elif is_bundle_name(child.name) or is_candidate_name(child.name):
+                    bundles.append(child)
+        elif p.name.lower().endswith(".receipt"):
+            receipts.append(p)
+        else:
+            bundles.append(p)
+    return bundles, receipts
+
+
+def import_paths(
+    paths: Iterable,
+    *,
+    config: Config,
+    forward_dir=None,
+    receipts: bool = True,
+    on_file: Callable[[FileReport], None] | None = None,
+) -> ImportRun:
+    """Import bundles and apply receipts from files and folders; see the module doc.
+
+    Every file gets a :class:`FileReport`; nothing one file does stops the
+    others.  Afterwards, when ``receipts`` and RECEIPTS_OUT is set, one signed
+    receipt per sender touched is written there.  ``forward_dir`` (default
+    FORWARD) receives byte-identical copies of accepted bundles.
+    """
+    run = ImportRun()
+    bundle_paths, receipt_paths = split_files(paths)
+    forward_dir = forward_dir or config.forward
+    touched: set[str] = set()
+    for path in bundle_paths:
+        report = _import_reporting(path, config)
+        if report.sender and report.status != "rejected":
+            touched.add(report.sender)
+        if forward_dir and report.kind == "bundle" and report.status in _FORWARDABLE:
+            try:
+                report.forwarded = forward_copy(path, forward_dir)
+            except BundleError as exc:
+                report.code, report.reason = exc.code, f"not forwarded: {exc}"
+        run.files.append(report)
+        if on_file is not None:
+            on_file(report)
+    for path in receipt_paths:
+        report = import_receipt(path, config=config)
+        run.files.append(report)
+        if on_file is not None:
+            on_file(report)
+    if receipts and touched and config.receipts_out:
+        run.receipts_written = [str(p) for p in write_receipts(touched, config=config)]
+    return run
+
+
+_FORWARDABLE = (BundleStatus.APPLIED, BundleStatus.WAITING, DUPLICATE)
+
+
+def _import_reporting(path: Path, config: Config) -> FileReport:
+    if _sealed_here(path, config):
+        # The stick comes back with our own bundles beside the receipts: not an error.
+        return FileReport(os.fspath(path), "bundle", "own", site=config.site,
+                          reason="sealed by this machine; skipped")
+    try:
+        return import_one(path, config=config)
+    except BundleError as exc:
+        exc.with_path(path)
+        return FileReport(os.fspath(path), "bundle", "rejected", code=exc.code, reason=exc.reason)
+    except DatabaseError as exc:
+        # The file is fine; the database is not.  Say so, and go on with the others.
+        return FileReport(
+            os.fspath(path), "bundle", "failed", code="database", reason=f"database error: {exc}"
+        )
+
+
+def _sealed_here(path: Path, config: Config) -> bool:
+    """Whether the (unauthenticated) manifest names our own key: only used to skip."""
+    try:
+        return read_manifest(path).sender.fingerprint == config.identity.fingerprint
+    except BundleError:
+        return False
+
+
+def import_receipt(path, *, config: Config) -> FileReport:
+    """Apply one receipt; a refused receipt is a ``rejected`` report, never raised."""
+    try:
+        r: ReceiptReport = apply_receipt(path, config=config)
+    except BundleError as exc:
+        exc.with_path(path)
+        return FileReport(os.fspath(path), "receipt", "rejected", code=exc.code, reason=exc.reason)
+    report = FileReport(os.fspath(path), "receipt", "accepted", site=r.issuer, receipt=r.to_dict())
+    for note in r.rejected:
+        report.messages.append(f"server refused seq {note['seq']}: {note['reason']}")
+    for note in r.quarantined:
+        report.messages.append(f"server quarantined seq {note['seq']}: {note['reason']}")
+    if r.mismatched:
+        report.messages.append(
+            f"{r.mismatched} bundles have our id but another digest: not acknowledged"
+        )
+    return report
+
+
+def import_receipts(paths: Iterable, *, config: Config, on_file=None) -> ImportRun:
+    """``bundle receipt``: every file is treated as a receipt, whatever its name."""
+    run = ImportRun()
+    for path in paths:
+        p = Path(path)
+        files = sorted(c for c in p.iterdir() if is_receipt_name(c.name)) if p.is_dir() else [p]
+        for f in files:
+            report = import_receipt(f, config=config)
+            run.files.append(report)
+            if on_file is not None:
+                on_file(report)
+    return run
+
+
+# ------------------------------------------------------------------------- watch
+
+
+class WatchedInbox(Inbox):
+    """The server's inbox: each complete bundle is imported once; after each pass,
+    receipts for the senders touched are written to RECEIPTS_OUT.
+
+    Several processes may watch one folder against one database: the inbox's
+    rename claim gives each file to one process, and the importer's per-sender
+    lock plus the unique bundle id make a second copy of a bundle (another file
+    name, another route) a ``duplicate``.
+    """
+
+    def __init__(self, path=None, *, config: Config, forward_dir=None, **kwargs):
+        self.config = config
+        self.forward_dir = forward_dir or config.forward
+        self.touched: set[str] = set()
+        self.receipts_written: list[Path] = []
+        #: Called with the receipts written after a pass (the CLI prints them).
+        self.on_receipts: Callable[[list[Path]], None] | None = None
+        super().__init__(path or config.inbox, self.handle, **kwargs)
+
+    def handle(self, path: Path) -> FileReport:
+        report = import_one(path, config=self.config)
+        self.touched.add(report.sender)
+        if report.status == BundleStatus.FORK:
+            raise QuarantinedFork("; ".join(report.messages) or "fork of the sender's chain", path)
+        if self.forward_dir and report.status in _FORWARDABLE:
+            report.forwarded = forward_copy(path, self.forward_dir)
+        return report
+
+    def scan_once(self) -> list[Outcome]:
+        outcomes = super().scan_once()
+        self.receipts_written = []
+        if self.touched and self.config.receipts_out:
+            try:
+                self.receipts_written = write_receipts(self.touched, config=self.config)
+                self.touched.clear()
+                if self.on_receipts is not None:
+                    self.on_receipts(self.receipts_written)
+            except (BundleError, OSError):
+                log.exception("cannot write receipts; will try again after the next pass")
+        return outcomes
+
+
+# ------------------------------------------------------------------------- prune
+
+
+@dataclass
+class PruneReport:
+    transactions: int = 0
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def prune(*, config: Config) -> PruneReport:
+    """Delete outgoing transactions the server has confirmed (``is_consumed_server``)
+    and the outbox files of acknowledged bundles.  Nothing unacknowledged, ever."""
+    using = config.database
+    report = PruneReport()
+    with transaction.atomic(using=using):
+        done = OutgoingTransaction.objects.using(using).filter(is_consumed_server=True)
+        report.transactions = done.delete()[0]
+        names = list(
+            ExportedBundle.objects.using(using)
+            .filter(acknowledged=True)
+            .values_list("file_name", flat=True)
+        )
+    for name in names:
+        path = config.outbox / name
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        report.files.append(str(path))
+    return report
+
+
+__all__ = [
+    "ExportReport",
+    "FileReport",
+    "ImportRun",
+    "PruneReport",
+    "WatchedInbox",
+    "export_to",
+    "import_one",
+    "import_paths",
+    "import_receipt",
+    "import_receipts",
+    "prune",
+]
