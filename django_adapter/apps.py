@@ -7,6 +7,6 @@ class DjangoAdapterConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from django_adapter import capture, checks  # noqa: F401  (checks register on import)
+        from django_adapter import capture, checks, conf  # noqa: F401  (checks register on import)
 
         capture.register_all()
