@@ -3,7 +3,7 @@
 Endpoints and protocol: docs/REST.md.
 """
 
-from django.urls import path
+from django.urls import path, re_path
 
 from django_adapter.rest import views
 
@@ -16,4 +16,6 @@ urlpatterns = [
     path("outbox/<str:name>", views.outbox_file, name="outbox-file"),
     path("receipts/", views.receipts_list, name="receipts"),
     path("receipts/<str:name>", views.receipt_file, name="receipt-file"),
+    # Anything else under the prefix (a "/" smuggled in as %2F, a typo) gets a JSON 404.
+    re_path(r"^.*$", views.not_found),
 ]

@@ -53,6 +53,11 @@ def index(request: HttpRequest) -> JsonResponse:
     )
 
 
+@api("GET", "PUT", "POST", "DELETE")
+def not_found(request: HttpRequest) -> JsonResponse:
+    raise ApiError(404, "bad-name", "no such endpoint or file name (see docs/REST.md)")
+
+
 # ------------------------------------------------------------------------- uploads
 
 
