@@ -41,6 +41,7 @@ from bundlekit.reader import open_bundle, verify  # noqa: E402
 from django_adapter.exporter import export_pending  # noqa: E402
 from django_adapter.importer import import_bundle  # noqa: E402
 from django_adapter.models import (  # noqa: E402
+    BundleStatus,
     ImportedBundle,
     IncomingTransaction,
     OutgoingTransaction,
@@ -175,7 +176,7 @@ def check_server(ctx: dict, bundle_paths, rng) -> dict:
         "lost": lost,
         "applied_twice": max(0, applied_total - len(set(applied_ids))),
         "data_equal": server == ctx["expected"],
-        "forks": statuses.count("fork"),
+        "forks": statuses.count(BundleStatus.FORK),
         "not_applied_bundles": ImportedBundle.objects.using("server").exclude(status="applied").count(),
     }
 
