@@ -297,7 +297,7 @@ class Vectors:
     def write(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         for old in out.iterdir():
-            if old.is_file() and old.name != "README.md":
+            if old.is_file() and old.name != "README.md" and not old.name.startswith("."):
                 old.unlink()
         for name, data in sorted(self.files.items()):
             (out / name).write_bytes(data)

@@ -217,7 +217,8 @@ def check_vector(path: Path, workdir: Path) -> None:
 
 
 def _vector_paths() -> list[Path]:
-    return sorted(p for p in VECTORS.iterdir() if p.is_file() and p.name != "README.md")
+    return sorted(p for p in VECTORS.iterdir()
+                  if p.is_file() and p.name != "README.md" and not p.name.startswith("."))
 
 
 def _params() -> list:
