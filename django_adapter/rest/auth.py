@@ -16,6 +16,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from bundlekit.errors import BundleError
 from django_adapter.rest.config import tokens_configured
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,13 @@ def api(*methods: str) -> Callable[[View], View]:
             except ApiError as exc:
                 return error_response(
                     exc.status, exc.code, exc.reason, headers=exc.headers, **exc.extra
+                )
+            except BundleError:  # ConfigError: the settings, not the caller, are wrong
+                log.exception("BUNDLEKIT settings problem while serving %s", request.path)
+                return error_response(
+                    500,
+                    "server-misconfigured",
+                    "the server's BUNDLEKIT settings are wrong; its log says what",
                 )
 
         return wrapper

@@ -206,30 +206,25 @@ def _keep(path: Path, folder: Path, name: str, reason: str | None = None) -> Non
         (folder / (name + REASON_TXT)).write_text(reason + "\n")
 
 
-def _import(up: Upload, path: Path, vb: VerifiedBundle, cfg: RestConfig) -> tuple[int, dict]:
-    from django_adapter.exceptions import SyncError
-    from django_adapter.importer import DUPLICATE, import_bundle
-    from django_adapter.models import BundleStatus
+#: Import statuses after which the original file is kept and forwarded (as the watcher does).
+_HELD = ("applied", "waiting-for-gap")
 
-    if not cfg.identities:
-        raise ApiError(
-            500, "misconfigured", "BUNDLEKIT['IDENTITY'] is not set: the server cannot open bundles"
-        )
+
+def _import(up: Upload, path: Path, vb: VerifiedBundle, cfg: RestConfig) -> tuple[int, dict]:
+    """The watcher's path for one file: import, forward, write the sender's receipt."""
+    from django.db import DatabaseError
+
+    from django_adapter.importer import DUPLICATE
+    from django_adapter.models import BundleStatus
+    from django_adapter.workflow import forward_copy, import_one
+
+    config = cfg.workflow
     try:
-        report = import_bundle(
-            path,
-            identities=cfg.identities,
-            trusted=cfg.trusted,
-            revoked=cfg.revoked,
-            using=cfg.database,
-        )
-    except BundleError as exc:
+        report = import_one(path, config=config)
+    except BundleError as exc:  # not a recipient, not sync records, ...
         up.remove()
         raise ApiError(_http_status(exc), exc.code, exc.reason) from None
-    except SyncError as exc:
-        up.remove()
-        raise ApiError(422, "not-adapter-records", str(exc)) from None
-    except Exception as exc:  # the database is down, a disk is full: keep the file
+    except (DatabaseError, OSError) as exc:  # the data is fine; keep it for a retry
         log.exception("importing upload %s failed; it is kept for a retry", up.id)
         raise ApiError(
             503,
@@ -238,19 +233,55 @@ def _import(up: Upload, path: Path, vb: VerifiedBundle, cfg: RestConfig) -> tupl
             headers={"Retry-After": "30"},
         ) from None
     body = _about(vb, path.name, up)
-    body["report"] = report.to_dict()
+    body["report"] = _public_report(report)
     if report.status == DUPLICATE:
+        if config.forward:
+            _forward(forward_copy, path, config.forward, body)
         path.unlink(missing_ok=True)
         body["status"] = ALREADY_HELD
         return 200, body
     if report.status == BundleStatus.FORK:
-        reason = report.messages[-1] if report.messages else "fork of the sender's chain"
+        reason = "; ".join(report.messages) or "fork of the sender's chain"
         _keep(path, (cfg.inbox or cfg.upload_dir) / REJECTED, path.name, reason)
+        _receipt(config, report.sender)  # tells the site this bundle was refused
         body.update(error="fork", reason=reason)
         return 409, body
+    if config.forward and report.status in _HELD:
+        _forward(forward_copy, path, config.forward, body)
     _keep(path, _held_dir(cfg), path.name)
+    body["receipts"] = _receipt(config, report.sender)
     body["status"] = IMPORTED
     return 201, body
+
+
+def _public_report(report) -> dict[str, Any]:
+    """The import report without this server's paths."""
+    data = report.to_dict()
+    data["file"] = os.path.basename(data.get("file") or "")
+    data["forwarded"] = bool(data.get("forwarded"))
+    return data
+
+
+def _forward(forward_copy, path: Path, folder: Path, body: dict[str, Any]) -> None:
+    try:
+        forward_copy(path, folder)
+        body["forwarded"] = True
+    except (BundleError, OSError):
+        log.exception("cannot forward %s to %s", path.name, folder)
+        body["forwarded"] = False
+
+
+def _receipt(config, fingerprint: str) -> list[str]:
+    """Write the sender's receipt now, as the watcher does after a pass; names only."""
+    if not config.receipts_out or not fingerprint:
+        return []
+    from django_adapter.receipts import write_receipts
+
+    try:
+        return [p.name for p in write_receipts([fingerprint], config=config)]
+    except (BundleError, OSError):
+        log.exception("cannot write a receipt for %s; the next import writes it", fingerprint)
+        return []
 
 
 def _in_inbox(inbox: Path, name: str) -> bool:

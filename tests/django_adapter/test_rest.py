@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -68,10 +69,17 @@ def server(tmp_path_factory):
         folder.mkdir()
     central = Identity.generate("central")
     key_path, _ = write_keypair(central, keys)
+    # Settings are read at start-up: the field laptops of all tests are known now.
+    laptops = [Identity.generate(f"site-{i:02d}") for i in range(12)]
+    pubs = []
+    for ident in laptops:
+        pub = trusted / f"{ident.fingerprint}.pub"
+        pub.write_text(pub_file_text(ident.public))
+        pubs.append(str(pub))
     config = {
         "SITE": "central",
         "IDENTITY": str(key_path),
-        "TRUSTED": [str(trusted)],
+        "TRUSTED": pubs,
         "INBOX": str(base / "inbox"),
         "OUTBOX": str(base / "outbox"),
         "RECEIPTS_OUT": str(base / "receipts"),
@@ -119,9 +127,7 @@ def server(tmp_path_factory):
             identity = central
             db = base / "server.sqlite3"
 
-            @staticmethod
-            def trust(identity):
-                (trusted / f"{identity.fingerprint}.pub").write_text(pub_file_text(identity.public))
+            pool = laptops
 
             @staticmethod
             def count(table):
@@ -139,9 +145,7 @@ def server(tmp_path_factory):
 @pytest.fixture
 def site(server):
     """A field laptop: its own key (trusted by the server) and an outbox."""
-    ident = Identity.generate(f"site-{uuid.uuid4().hex[:6]}")
-    server.trust(ident)
-    return ident
+    return server.pool.pop()
 
 
 def export(tmp_path, site, server, name="outbox"):
@@ -160,6 +164,20 @@ def uploaded_sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def settled_state(server, bundle):
+    """The upload's state once the server has finished the interrupted request."""
+    url = server.url + f"uploads/{uploaded_sha(bundle)}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    last = None
+    for _ in range(100):
+        state = httpx.get(url, headers=auth).json()
+        if state == last:
+            return state
+        last = state
+        time.sleep(0.1)
+    raise AssertionError(f"the upload never settled: {state}")
+
+
 # ----------------------------------------------------------------------------- tests
 
 
@@ -170,11 +188,16 @@ def test_push_imports_and_answers_with_the_report(tmp_path, server, site):
     assert result.ok and result.status == "imported" and result.http_status == 201
     report = result.answer["report"]
     assert (report["status"], report["applied"], report["failed"]) == ("applied", 25, 0)
-    assert report["file_name"] == bundle.name and report["seq"] == 1
+    assert report["file"] == bundle.name and report["seq"] == 1
     with sqlite3.connect(server.db) as db:
         codes = {c for (c,) in db.execute("select code from test_app_household")}
     assert {f"{site.public.site}-{i:04d}" for i in range(25)} <= codes
     assert (server.root / "inbox" / "done" / bundle.name).read_bytes() == bundle.read_bytes()
+    # As after a watcher pass, the sender's receipt is waiting to be fetched.
+    (receipt,) = result.answer["receipts"]
+    assert f"-{site.public.site}-" in receipt
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert receipt in [r["name"] for r in httpx.get(server.url + "receipts/", headers=auth).json()["receipts"]]
 
     # The same bundle again: the server holds it, nothing is sent again.
     (again,) = transport.push(server.url, [bundle], token=TOKEN)
@@ -222,7 +245,9 @@ def test_dropped_connection_mid_upload_resumes_from_the_server_offset(tmp_path, 
     # Every byte reached the server exactly once: the resumed request began at
     # the server's offset, after the bytes of the interrupted one.
     assert upload["received"] == upload["length"] == size
-    assert result.bytes_sent == size
+    # (The client may have handed a few bytes more to the socket than the
+    # server kept: those in flight when the link dropped.)
+    assert result.bytes_sent >= size and result.attempts > 1 + size // chunk
     assert result.answer["report"]["applied"] == 1
 
 
@@ -246,8 +271,7 @@ def test_an_interrupted_push_resumes_in_the_next_run(tmp_path, server, site, fie
 
     with pytest.raises(PowerCut):
         transport.push(server.url, [bundle], token=TOKEN, chunk_size=chunk, progress=cut)
-    state = httpx.get(server.url + f"uploads/{uploaded_sha(bundle)}",
-                      headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    state = settled_state(server, bundle)
     assert chunk <= state["offset"] < size and not state["complete"]
 
     (result,) = transport.push(server.url, [bundle], token=TOKEN, chunk_size=chunk)
@@ -392,7 +416,7 @@ def test_receipts_and_names_that_are_not_ours(tmp_path, server):
     (server.root / "receipts" / name).write_bytes(b"bundlekit.org/v1/receipt\n...")
     auth = {"Authorization": f"Bearer {TOKEN}"}
     listing = httpx.get(server.url + "receipts/", headers=auth).json()["receipts"]
-    assert [r["name"] for r in listing] == [name]
+    assert name in [r["name"] for r in listing]
     got = httpx.get(server.url + f"receipts/{name}", headers=auth)
     assert got.status_code == 200 and got.content.startswith(b"bundlekit.org/v1/receipt")
     assert got.headers["X-Content-SHA256"] == hashlib.sha256(got.content).hexdigest()
