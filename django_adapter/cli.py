@@ -109,7 +109,9 @@ def export(
             )
         except WriteFailed as exc:
             partial = getattr(exc, "report", None)
-            if partial is not None and not json_out:
+            if partial is None:
+                raise
+            if not json_out:
                 _export_lines(partial)
             raise CommandFailed(
                 f"{exc} (the bundles stay in the outbox; run export again with a working stick)"
