@@ -1,0 +1,41 @@
+"""Django settings for benchmark worker processes.
+
+One database per process, named by ``BK_BENCH_DB``:
+
+    sqlite:<file>          a SQLite file
+    postgres:<database>    a PostgreSQL database (host, port and user from
+                           BK_BENCH_PG_HOST, BK_BENCH_PG_PORT, BK_BENCH_PG_USER)
+
+The harness (bench/run.py) creates and drops every database it names here.
+"""
+
+import os
+
+SECRET_KEY = "bench-only-not-secret"
+DEBUG = False  # with DEBUG, Django keeps every query in memory
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django_adapter",
+    "bench.benchapp",
+]
+BUNDLEKIT_SITE = os.environ.get("BK_BENCH_SITE", "bench-site")
+
+_DB = os.environ.get("BK_BENCH_DB", "sqlite::memory:")
+_kind, _, _name = _DB.partition(":")
+if _kind == "sqlite":
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _name}}
+elif _kind == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": _name,
+            "HOST": os.environ.get("BK_BENCH_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("BK_BENCH_PG_PORT", "5432"),
+            "USER": os.environ.get("BK_BENCH_PG_USER", "postgres"),
+        }
+    }
+else:
+    raise RuntimeError(f"BK_BENCH_DB={_DB!r}: expected sqlite:<file> or postgres:<database>")

@@ -1,0 +1,396 @@
+"""One measurement per process: ``python -m bench.worker TASK '{"json": "args"}'``.
+
+The database comes from ``BK_BENCH_DB`` (see bench/settings.py).  The last line
+printed is a JSON object with what was measured: ``seconds`` (the operation
+alone, after Django is set up), ``maxrss_mb`` (this process's peak resident
+set, which is what a fresh process per measurement makes meaningful),
+``setup_rss_mb`` (resident set once Django is set up, before the operation).
+"""
+
+from __future__ import annotations
+
+import gc
+import glob
+import hashlib
+import io
+import json
+import os
+import resource
+import sys
+import time
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    import django
+
+    django.setup()
+
+
+# --------------------------------------------------------------------- tasks
+
+
+def task_migrate(args):
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    return {}
+
+
+def task_generate(args):
+    """Fill a site database with ``n`` objects and one pending insert transaction
+    each, as capture writes them (same ``to_record``, same packing), in bulk."""
+    import uuid
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from bench import data
+    from bench.benchapp.models import SYNCED, Participant, Requisition, Visit
+    from django_adapter import capture
+    from django_adapter.codec import RECORD_FORMAT, packb
+    from django_adapter.models import OutgoingTransaction
+    from django_adapter.serialization import to_record
+
+    n, chunk = args["n"], 200  # families per batch
+    producer = capture.producer()
+    gen = data.families(n // data.OBJECTS_PER_FAMILY, seed=args["seed"], prefix=args["prefix"],
+                        models=SYNCED)
+    done = 0
+    with capture.suspended():
+        while True:
+            fams = [f for _, f in zip(range(chunk), gen, strict=False)]
+            if not fams:
+                break
+            with transaction.atomic():
+                Participant.objects.bulk_create([f[0] for f in fams])
+                Visit.objects.bulk_create([v for f in fams for v in f[1]])
+                Requisition.objects.bulk_create([r for f in fams for r in f[2]])
+                rows = []
+                for fam in fams:
+                    for obj in data.in_capture_order(fam):
+                        tx_id, ts = uuid.uuid4(), timezone.now()
+                        record = to_record(obj, "I", tx_id=tx_id, ts=ts, producer=producer,
+                                           using="default")
+                        rows.append(OutgoingTransaction(
+                            tx_id=tx_id, tx_name=record["model"], tx_pk=str(record["pk"]),
+                            producer=producer, action="I", timestamp=ts, tx=packb(record),
+                            format=RECORD_FORMAT))
+                OutgoingTransaction.objects.bulk_create(rows, batch_size=1000)
+            done += len(rows)
+    return {"objects": done}
+
+
+def task_capture(args):
+    """Save ``n`` objects one by one (``save()``), ``batch`` saves per transaction."""
+    from django.db import transaction
+
+    from bench import data
+    from bench.benchapp.models import PLAIN, SYNCED
+
+    models = SYNCED if args["synced"] else PLAIN
+    objs = [o for fam in data.families(args["n"] // data.OBJECTS_PER_FAMILY, seed=args["seed"],
+                                       prefix=args["prefix"], models=models)
+            for o in data.in_capture_order(fam)]
+    batch = args["batch"]
+    gc.collect()
+    t0 = time.perf_counter()
+    for i in range(0, len(objs), batch):
+        with transaction.atomic():
+            for obj in objs[i : i + batch]:
+                obj.save()
+    seconds = time.perf_counter() - t0
+    from django_adapter.models import OutgoingTransaction
+
+    captured = OutgoingTransaction.objects.count()
+    return {"seconds": seconds, "saves": len(objs), "captured": captured}
+
+
+def task_export(args):
+    from bundlekit import load_identity, load_public_key
+    from django_adapter.exporter import export_pending
+
+    identity = load_identity(args["key"])
+    recipients = [load_public_key(p) for p in args["recipients"]]
+    gc.collect()
+    t0 = time.perf_counter()
+    made = export_pending(args["out"], identity=identity, recipients=recipients)
+    seconds = time.perf_counter() - t0
+    paths = sorted(glob.glob(os.path.join(args["out"], "*.bundle")))
+    return {
+        "seconds": seconds,
+        "bundles": len(made),
+        "records": sum(b.record_count for b in made),
+        "bytes": sum(os.path.getsize(p) for p in paths),
+    }
+
+
+def task_dumpdata(args):
+    from django.core.management import call_command
+
+    gc.collect()
+    t0 = time.perf_counter()
+    call_command("dumpdata", *args["labels"], natural_foreign=True, output=args["out"],
+                 verbosity=0)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "bytes": os.path.getsize(args["out"])}
+
+
+def _ordered_bundles(paths):
+    from bundlekit import read_manifest
+
+    keyed = []
+    for p in paths:
+        m = read_manifest(p)
+        keyed.append((m.sender.fingerprint, m.seq, p))
+    return [p for _, _, p in sorted(keyed)]
+
+
+def task_import(args):
+    from bundlekit import load_identity
+    from django_adapter.importer import import_bundle
+
+    identity = load_identity(args["key"])
+    paths = _ordered_bundles(args["paths"])
+    gc.collect()
+    t0 = time.perf_counter()
+    totals = {"applied": 0, "failed": 0, "stale": 0, "conflict": 0, "duplicate": 0}
+    for p in paths:
+        report = import_bundle(p, identities=[identity])
+        for k in totals:
+            totals[k] += getattr(report, k)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "bundles": len(paths), **totals}
+
+
+def task_import_many(args):
+    """Scale-out: import these bundles once the ``go`` file appears; report wall-clock
+    start and end so the parent can compute the throughput of all workers together."""
+    from django.db import connection
+
+    from bundlekit import load_identity
+    from django_adapter.importer import import_bundle
+
+    identity = load_identity(args["key"])
+    paths = _ordered_bundles(args["paths"])
+    connection.ensure_connection()
+    print("ready", flush=True)
+    while not os.path.exists(args["go"]):
+        time.sleep(0.002)
+    start = time.time()
+    applied = failed = 0
+    for p in paths:
+        report = import_bundle(p, identities=[identity])
+        applied += report.applied
+        failed += report.failed
+    return {"start": start, "end": time.time(), "applied": applied, "failed": failed}
+
+
+def task_loaddata(args):
+    from django.core.management import call_command
+
+    gc.collect()
+    t0 = time.perf_counter()
+    call_command("loaddata", args["fixture"], verbosity=0)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds}
+
+
+def task_digest(args):
+    """Counts and digests of the benchmark rows, independent of autoincrement ids,
+    so the bundle import, loaddata and the site's own rows can be compared.
+    ``ms_digest`` is the same with datetimes cut to milliseconds (what Django's
+    JSON serializer keeps)."""
+    from bench.benchapp.models import Participant, Requisition, Visit
+
+    h, h_ms = hashlib.sha256(), hashlib.sha256()
+    counts = {}
+    p_fields = [f.attname for f in Participant._meta.concrete_fields]
+    qs = Participant.objects.order_by("subject_identifier").values_list(*p_fields)
+    counts["participant"] = _feed(h, h_ms, qs.iterator(chunk_size=5000))
+    v_fields = [f.attname for f in Visit._meta.concrete_fields if f.attname != "id"]
+    qs = (Visit.objects.order_by("participant__subject_identifier", "visit_code")
+          .values_list(*v_fields))
+    counts["visit"] = _feed(h, h_ms, qs.iterator(chunk_size=5000))
+    r_fields = [f.attname for f in Requisition._meta.concrete_fields if f.attname != "visit_id"]
+    qs = (Requisition.objects.order_by("requisition_identifier")
+          .values_list(*r_fields, "visit__visit_code", "visit__participant__subject_identifier"))
+    counts["requisition"] = _feed(h, h_ms, qs.iterator(chunk_size=5000))
+    return {"counts": counts, "digest": h.hexdigest(), "ms_digest": h_ms.hexdigest()}
+
+
+def _feed(h, h_ms, rows) -> int:
+    import datetime as dt
+
+    n = 0
+    for row in rows:
+        h.update(repr(row).encode())
+        h_ms.update(repr(tuple(
+            v.replace(microsecond=v.microsecond // 1000 * 1000) if isinstance(v, dt.datetime)
+            else v for v in row)).encode())
+        n += 1
+    return n
+
+
+# ------------------------------------------------------------- raw format
+
+
+def task_raw(args):
+    """Seal, open and verify against this machine's limit for the same work.
+
+    Limits, on the same records: msgpack packing with the record codec's typed
+    values, zstd at the same level, ChaCha20-Poly1305 over 64 KiB chunks, and
+    nothing else (no container, age header, manifest, signature, hashing, bounds
+    checks); SHA-256 of the file's bytes for verify.
+    """
+    import tempfile
+
+    import msgpack
+    import zstandard
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from bench import data
+    from bundlekit import Identity, open_bundle, verify
+    from bundlekit import records as rec
+    from bundlekit.writer import ChainLink, seal
+
+    n, reps = args["n"], args["reps"]
+    recs = list(data.records(n, seed=7, prefix="RAW", producer="raw/bench"))
+    sender, server = Identity.generate("raw-sender"), Identity.generate("raw-server")
+    out = {"records": n, "seal": [], "open": [], "verify": [], "limit_seal": [],
+           "limit_open": [], "limit_verify": []}
+    chunk = 64 * 1024
+    key = ChaCha20Poly1305.generate_key()
+
+    def nonce(i, last):
+        return i.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(reps):
+            d = os.path.join(tmp, str(rep))
+            os.mkdir(d)
+            gc.collect()
+            t0 = time.perf_counter()
+            sealed = seal(recs, identity=sender, recipients=[server.public], out_dir=d,
+                          after=ChainLink(0, None))
+            out["seal"].append(time.perf_counter() - t0)
+            (sb,) = sealed
+            out["uncompressed_bytes"] = sb.manifest.uncompressed_size
+            out["file_bytes"] = os.path.getsize(sb.path)
+
+            gc.collect()
+            t0 = time.perf_counter()
+            count = 0
+            with open_bundle(sb.path, identities=[server]) as b:
+                for _ in b:
+                    count += 1
+            out["open"].append(time.perf_counter() - t0)
+            assert count == n
+
+            # verify is fast: repeat it so the timing is not all noise
+            loops = args.get("verify_loops", 5)
+            t0 = time.perf_counter()
+            for _ in range(loops):
+                verify(sb.path)
+            out["verify"].append((time.perf_counter() - t0) / loops)
+
+            # --- limits
+            gc.collect()
+            t0 = time.perf_counter()
+            packer = rec.new_packer()
+            plain = b"".join([packer.pack(r) for r in recs])
+            comp = zstandard.ZstdCompressor(level=3).compress(plain)
+            aead = ChaCha20Poly1305(key)
+            mv = memoryview(comp)
+            cipher = []
+            last_i = (len(comp) - 1) // chunk
+            for i in range(last_i + 1):
+                cipher.append(aead.encrypt(nonce(i, i == last_i), mv[i * chunk : (i + 1) * chunk],
+                                           None))
+            out["limit_seal"].append(time.perf_counter() - t0)
+            del plain, comp, mv
+
+            gc.collect()
+            t0 = time.perf_counter()
+            parts = [aead.decrypt(nonce(i, i == last_i), c, None) for i, c in enumerate(cipher)]
+            plain = zstandard.ZstdDecompressor().decompress(b"".join(parts),
+                                                            max_output_size=2**31)
+            count = sum(1 for _ in msgpack.Unpacker(io.BytesIO(plain), ext_hook=rec.ext_hook,
+                                                    raw=False, strict_map_key=False))
+            out["limit_open"].append(time.perf_counter() - t0)
+            assert count == n
+            del parts, plain, cipher
+
+            t0 = time.perf_counter()
+            for _ in range(loops):
+                h = hashlib.sha256()
+                with open(sb.path, "rb") as f:
+                    while block := f.read(1024 * 1024):
+                        h.update(block)
+            out["limit_verify"].append((time.perf_counter() - t0) / loops)
+    return out
+
+
+# ------------------------------------------------------------- scale-out
+
+
+def task_scale_bundles(args):
+    """Seal ``bundles`` bundles of ``per_bundle`` records for each of ``senders``
+    senders (one chain each) into ``out``; keys go to ``keys``."""
+    from bench import data
+    from bundlekit import Identity, load_public_key, write_keypair
+    from bundlekit.writer import ChainLink, seal
+
+    server = load_public_key(args["recipient"])
+    total = 0
+    for s in range(args["senders"]):
+        ident = Identity.generate(f"scale-{s}")
+        write_keypair(ident, args["keys"])
+        recs = data.records(args["bundles"] * args["per_bundle"], seed=100 + s,
+                            prefix=f"S{s:02d}", producer=f"scale-{s}/bench")
+        link = ChainLink(0, None)
+        for _ in range(args["bundles"]):
+            batch = [r for _, r in zip(range(args["per_bundle"]), recs, strict=False)]
+            (sb,) = seal(batch, identity=ident, recipients=[server], out_dir=args["out"],
+                         after=link)
+            link = sb.link
+            total += len(batch)
+    return {"records": total}
+
+
+def task_keys(args):
+    from bundlekit import Identity, write_keypair
+
+    for site in args["sites"]:
+        write_keypair(Identity.generate(site), args["dir"])
+    return {}
+
+
+TASKS = {name[5:]: fn for name, fn in globals().items() if name.startswith("task_")}
+
+
+def main() -> None:
+    task = sys.argv[1]
+    args = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    _setup()
+    setup_rss = _rss_mb()
+    result = TASKS[task](args)
+    result["maxrss_mb"] = round(_maxrss_mb(), 1)
+    result["setup_rss_mb"] = round(setup_rss, 1)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
