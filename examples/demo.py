@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,7 @@ MANAGE = PROJECT / "manage.py"
 LAPTOPS = ("laptop-a", "laptop-b")
 ROLES = (*LAPTOPS, "middleman", "server")
 STICK = {"laptop-a": "usb-a", "laptop-b": "usb-b"}
-DRIVER_STICK = "middleman/forward"  # FORWARD in the middleman's settings
+DRIVER_STICK = "middleman/to-server"  # FORWARD in the middleman's settings
 
 
 class Demo:
@@ -63,53 +64,83 @@ class Demo:
         )
         return env
 
-    def run(
+    def command(self, args: list[str]) -> tuple[list, str]:
+        """The argv to run and the line a person would type: ``bundle ARGS``, or
+        ``python manage.py ...`` when ARGS starts with ``manage.py``."""
+        if args[0] == "manage.py":
+            return [sys.executable, str(MANAGE), *args[1:]], "python " + " ".join(args)
+        return [sys.executable, "-m", "bundlekit", *args], "bundle " + " ".join(args)
+
+    def run_all(
         self,
-        role: str,
-        args: list[str],
+        steps: list[tuple[str, list[str]]],
         *,
-        manage: bool = False,
         show: bool = True,
         expect: int | None = 0,
-    ) -> subprocess.CompletedProcess:
-        """Run ``bundle ARGS`` (or ``python manage.py ARGS``) as ROLE, from the demo folder."""
-        if manage:
-            argv = [sys.executable, str(MANAGE), *args]
-            shown = "python manage.py " + " ".join(args)
-        else:
-            argv = [sys.executable, "-m", "bundlekit", *args]
-            shown = "bundle " + " ".join(args)
-        if show:
-            self.say(f"  {role}$ {shown}")
-        proc = subprocess.run(
-            argv, cwd=self.home, env=self.env(role), capture_output=True, text=True, timeout=120
-        )
-        if show:
-            for line in (proc.stdout + proc.stderr).splitlines():
-                self.say(f"      {line}" if line.strip() else "")
-        if expect is not None and proc.returncode != expect:
-            if not show:
+    ) -> list[subprocess.CompletedProcess]:
+        """Run ``bundle ARGS`` (or ``python manage.py ...``) as each ROLE, from the demo
+        folder. The steps run on different machines, so they run at the same time;
+        their output is shown in order."""
+        started = []
+        for role, args in steps:
+            argv, shown = self.command(args)
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.home,
+                env=self.env(role),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            started.append((role, argv, shown, proc))
+        done = []
+        for role, argv, shown, proc in started:
+            try:
+                stdout, stderr = proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+            done.append(result)
+            failed = expect is not None and result.returncode != expect
+            if show or failed:
                 self.say(f"  {role}$ {shown}")
-                for line in (proc.stdout + proc.stderr).splitlines():
-                    self.say(f"      {line}")
-            self.check(f"`{shown}` on {role} exits {expect}", False, f"exit {proc.returncode}")
-        return proc
+                # Settings hold absolute paths; show them relative to the demo folder, as typed.
+                text = (stdout + stderr).replace(f"{self.home}{os.sep}", "")
+                for line in text.splitlines():
+                    self.say(f"      {line}" if line.strip() else "")
+            if failed:
+                self.check(
+                    f"`{shown}` on {role} exits {expect}", False, f"exit {result.returncode}"
+                )
+        return done
 
-    def bundle_json(self, role: str, args: list[str], *, expect: int | None = 0):
-        proc = self.run(role, [*args, "--json"], show=False, expect=expect)
-        try:
-            return json.loads(proc.stdout)
-        except ValueError:
-            self.check(f"`bundle {' '.join(args)} --json` on {role} prints JSON", False)
-            return None
+    def run(self, role: str, args: list[str], **kw) -> subprocess.CompletedProcess:
+        return self.run_all([(role, args)], **kw)[0]
 
-    def clinic(self, role: str) -> dict:
-        """Every clinic row ROLE's database holds, by natural key."""
-        proc = self.run(role, ["specimens", "--json"], manage=True, show=False)
-        try:
-            return json.loads(proc.stdout)
-        except ValueError:
-            return {"participants": [], "visits": [], "requisitions": []}
+    def bundle_json(self, roles, args: list[str]) -> list:
+        """``bundle ARGS --json`` on each of ROLES, parsed."""
+        out = []
+        for proc in self.run_all([(r, [*args, "--json"]) for r in roles], show=False):
+            try:
+                out.append(json.loads(proc.stdout))
+            except ValueError:
+                self.check(
+                    f"`bundle {' '.join(args)} --json` prints JSON", False, proc.stdout[:200]
+                )
+                out.append({})
+        return out
+
+    def clinic(self, *roles: str) -> list[dict]:
+        """Every clinic row each of ROLES' databases holds, by natural key."""
+        out = []
+        steps = [(r, ["manage.py", "specimens", "--json"]) for r in roles]
+        for proc in self.run_all(steps, show=False):
+            try:
+                out.append(json.loads(proc.stdout))
+            except ValueError:
+                out.append({"participants": [], "visits": [], "requisitions": []})
+        return out
 
     def check(self, what: str, ok: bool, detail: str = "") -> bool:
         self.checks.append({"check": what, "ok": bool(ok), "detail": detail})
@@ -163,19 +194,17 @@ class Demo:
             """Each machine makes its own key pair once. The .key never leaves the machine;
             the .pub files are copied to every machine (they are not secret).""",
         )
-        for role in ROLES:
-            self.run(role, ["keygen", role, "--dir", f"{role}/keys"])
+        self.run_all([(role, ["keygen", role, "--dir", f"{role}/keys"]) for role in ROLES])
         pubs = [self.home / role / "keys" / f"{role}.pub" for role in ROLES]
         for role in ROLES:
             self.copy_files([p for p in pubs if p.parent.parent.name != role], f"{role}/keys")
         self.say("  (copied laptop-a.pub, laptop-b.pub, middleman.pub, server.pub to every keys/)")
-        ok = all((self.home / r / "keys" / f"{r}.key").is_file() for r in ROLES)
-        self.check("four key pairs, public keys on every machine", ok)
+        ok = all((self.home / r / "keys" / f"{p.name}").is_file() for r in ROLES for p in pubs)
+        self.check("four key pairs, every public key on every machine", ok)
 
     def databases(self) -> None:
         self.hop("2. Databases", "Each machine has its own SQLite database, migrated once.")
-        for role in ROLES:
-            self.run(role, ["migrate", "--verbosity", "0"], manage=True)
+        self.run_all([(role, ["manage.py", "migrate", "--verbosity", "0"]) for role in ROLES])
 
     def shift(self) -> None:
         self.hop(
@@ -184,76 +213,90 @@ class Demo:
             offline. One record is corrected and one deleted: inserts, updates and deletes all
             travel.""",
         )
-        for laptop in LAPTOPS:
-            self.run(laptop, ["enter_field_data"], manage=True)
-            self.facts[laptop] = self.clinic(laptop)
+        self.run_all([(laptop, ["manage.py", "enter_field_data"]) for laptop in LAPTOPS])
+        self.facts["laptop-a"], self.facts["laptop-b"] = self.clinic(*LAPTOPS)
 
     def export(self) -> None:
         self.hop(
             "4. Export to the USB sticks",
-            """Each laptop seals its pending changes into a signed, encrypted bundle (for the
-            server and the middleman only) and writes it to its stick.""",
+            """Each laptop seals its pending changes into a signed, encrypted bundle that only
+            the server and the middleman can read, and copies it to its stick.""",
         )
         for laptop in LAPTOPS:
             (self.home / STICK[laptop]).mkdir(exist_ok=True)
-            self.run(laptop, ["export", "--out", STICK[laptop]])
-            found = self.bundles(STICK[laptop])
-            self.check(f"{STICK[laptop]} holds {laptop}'s bundle", len(found) >= 1)
+        self.run_all([(laptop, ["export", "--out", STICK[laptop]]) for laptop in LAPTOPS])
+        self.check(
+            "each stick holds its laptop's bundle",
+            all(len(self.bundles(STICK[laptop])) == 1 for laptop in LAPTOPS),
+        )
         self.say("")
         self.say("  Exporting again with nothing new writes nothing:")
         self.run("laptop-a", ["export", "--out", STICK["laptop-a"]])
         self.check("a second export wrote no new bundle", len(self.bundles("usb-a")) == 1)
+        self.say("")
+        self.say("  The changes have left, but stay on the laptop until the server confirms them:")
+        self.run("laptop-a", ["status"])
+        sites = [s.get("site", {}) for s in self.bundle_json(LAPTOPS, ["status"])]
+        self.facts["sent"] = {
+            laptop: site.get("exported") for laptop, site in zip(LAPTOPS, sites, strict=True)
+        }
+        self.check(
+            "every change exported, none confirmed yet",
+            all(s.get("pending") == 0 and s.get("exported", 0) > 0 for s in sites),
+            json.dumps(self.facts["sent"]),
+        )
 
     def middleman(self) -> None:
         self.hop(
             "5. The driver's middleman laptop",
-            """The driver copies the bundles off both sticks and checks them on the spot: the
-            signature, the chain and the digests need no decryption key.""",
+            """The driver fetches specimens and data from both research assistants. He checks
+            the bundles on their sticks on the spot: signature, chain and digests need no
+            decryption key.""",
         )
         self.run("middleman", ["verify", "usb-a", "usb-b"])
         self.say("")
-        self.say("  The middleman is a recipient, so it can read them into its own database")
-        self.say("  and reconcile the requisitions against the tubes in the cool box:")
+        self.say("  The middleman is a recipient, so it reads them into its own database to")
+        self.say("  reconcile the requisitions against the tubes in the cool box. Its FORWARD")
+        self.say("  setting (the driver's own stick, middleman/to-server) gets the original files:")
+        (self.home / DRIVER_STICK).mkdir(parents=True, exist_ok=True)
         self.run("middleman", ["import", "usb-a", "usb-b"])
-        self.run("middleman", ["specimens"], manage=True)
+        self.run("middleman", ["manage.py", "specimens"])
+        (self.facts["middleman"],) = self.clinic("middleman")
         expected = sorted(
             self.facts["laptop-a"]["requisitions"] + self.facts["laptop-b"]["requisitions"]
         )
-        self.facts["middleman"] = self.clinic("middleman")
         self.check(
             "the middleman sees every requisition from both laptops",
             self.facts["middleman"]["requisitions"] == expected,
         )
-        self.say("")
-        self.say(
-            "  It then passes the original files on, untouched, to its own stick for the server:"
-        )
-        self.run("middleman", ["forward", "usb-a", "usb-b"])
+        originals = self.bundles("usb-a") + self.bundles("usb-b")
         forwarded = sorted(p.name for p in self.bundles(DRIVER_STICK))
-        originals = sorted(p.name for p in self.bundles("usb-a") + self.bundles("usb-b"))
         self.check(
-            "the original files are on the driver's stick",
-            bool(originals) and forwarded == originals,
+            "the original files are on the driver's stick, byte for byte",
+            bool(originals)
+            and forwarded == sorted(p.name for p in originals)
+            and all(
+                (self.home / DRIVER_STICK / p.name).read_bytes() == p.read_bytes()
+                for p in originals
+            ),
         )
-        same = bool(originals) and all(
-            (self.home / DRIVER_STICK / p.name).read_bytes() == p.read_bytes()
-            for p in self.bundles("usb-a") + self.bundles("usb-b")
-        )
-        self.check("byte for byte", same)
 
     def server(self) -> None:
         self.hop(
             "6. The community server",
             """At the clinic the driver drops the files into the server's watched inbox folder
-            (here one pass; in production `bundle watch` runs as a service, see
-            examples/systemd/). Each file is imported once, moved to done/, and a signed
-            receipt per site is written.""",
+            (one pass here; in production `bundle watch` runs as a service, see
+            examples/systemd/). Each file is imported once and moved to done/, and a signed
+            receipt for each laptop is written.""",
         )
         self.copy_files(self.bundles(DRIVER_STICK), "server/inbox")
-        self.run("server", ["watch", "server/inbox", "--once"])
+        self.say("  (--settle 0: these files are known to be complete; the service waits 5 s)")
+        self.run("server", ["watch", "server/inbox", "--once", "--settle", "0"])
         done = sorted(p.name for p in self.bundles("server/inbox/done"))
-        self.check("every bundle moved to inbox/done/", len(done) == 2, f"{done}")
-        self.run("server", ["specimens"], manage=True)
+        self.check("both bundles imported and moved to inbox/done/", len(done) == 2, f"{done}")
+        self.say("")
+        self.say("  The lab assistant reconciles the specimens delivered against the server:")
+        self.run("server", ["manage.py", "specimens"])
         receipts = sorted((self.home / "server" / "receipts-out").glob("*.receipt"))
         self.check("a receipt for each laptop", len(receipts) == 2, f"{[p.name for p in receipts]}")
 
@@ -262,44 +305,71 @@ class Demo:
             "7. Receipts carried back",
             """The next trip takes each laptop's receipt back on its stick. The laptop checks
             the server's signature, marks what the server holds as delivered, and only then
-            may prune it.""",
+            can prune it.""",
         )
         receipts = sorted((self.home / "server" / "receipts-out").glob("*.receipt"))
+        mine = {laptop: [p for p in receipts if f"-{laptop}-" in p.name] for laptop in LAPTOPS}
         for laptop in LAPTOPS:
-            mine = [p for p in receipts if f"-{laptop}-" in p.name]
-            self.copy_files(mine, STICK[laptop])
-            self.run(laptop, ["receipt", *(f"{STICK[laptop]}/{p.name}" for p in mine)])
-            self.run(laptop, ["prune"])
-            status = self.bundle_json(laptop, ["status"])
-            self.facts[f"{laptop}-status"] = status
+            self.copy_files(mine[laptop], STICK[laptop])
+        self.run_all([(laptop, ["import", STICK[laptop]]) for laptop in LAPTOPS])
+        self.run_all([(laptop, ["prune"]) for laptop in LAPTOPS])
+        for laptop, status in zip(LAPTOPS, self.bundle_json(LAPTOPS, ["status"]), strict=True):
+            site = status.get("site", {})
+            self.check(
+                f"{laptop}: everything it sent is confirmed and pruned",
+                len(mine[laptop]) == 1
+                and site.get("pending") == 0
+                and site.get("exported") == 0
+                and site.get("bundles_unacknowledged") == []
+                and site.get("outbox_files") == [],
+                json.dumps(site, default=str),
+            )
         self.say("")
-        for role in (*LAPTOPS, "server"):
-            self.run(role, ["status"])
+        self.say("  Status at each end:")
+        self.run_all([(role, ["status"]) for role in (*LAPTOPS, "server")])
+
+    def server_state(self) -> tuple[dict, list]:
+        """The server's clinic rows and its per-sender ledger summary (without the clock)."""
+        (rows,) = self.clinic("server")
+        (status,) = self.bundle_json(["server"], ["status"])
+        senders = [
+            {k: v for k, v in row.items() if k != "last_seen"} for row in status.get("senders", [])
+        ]
+        return rows, senders
 
     def guarantees(self) -> None:
         self.hop(
             "8. The guarantees",
-            """The research assistant of laptop-a brings her own stick to the clinic too:
-            the same bundles again are all duplicates, nothing is applied twice.""",
+            """The research assistant of laptop-a brings her own stick to the clinic as well, and
+            its bundle goes into the inbox a second time: it is recognised, nothing is applied
+            twice.""",
         )
-        report = self.bundle_json("server", ["import", "usb-a"])
-        self.facts["reimport"] = report
+        before = self.server_state()
+        self.copy_files(self.bundles("usb-a"), "server/inbox")
+        proc = self.run("server", ["watch", "server/inbox", "--once", "--settle", "0"])
+        seen = re.search(r"^duplicate .*applied (\d+), duplicate (\d+)", proc.stdout, re.M)
+        applied, duplicate = (int(seen[1]), int(seen[2])) if seen else (None, None)
+        self.facts["reimport"] = {"applied": applied, "duplicate": duplicate}
+        self.check(
+            "the same stick again: every record a duplicate, none applied",
+            applied == 0 and duplicate == self.facts["sent"]["laptop-a"],
+            f"applied {applied}, duplicate {duplicate}",
+        )
         self.say("")
-        self.say("  Someone changes one byte of a copy of the bundle:")
+        self.say("  Someone changes one byte of a copy of that bundle:")
         original = self.bundles("usb-a")[0]
-        tampered_dir = self.home / "tampered"
-        tampered_dir.mkdir(exist_ok=True)
-        tampered = tampered_dir / original.name
+        tampered = self.home / "tampered" / original.name
+        tampered.parent.mkdir(exist_ok=True)
         data = bytearray(original.read_bytes())
         data[len(data) // 2] ^= 0x01
         tampered.write_bytes(bytes(data))
-        before = self.clinic("server")
         proc = self.run("server", ["import", f"tampered/{tampered.name}"], expect=1)
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        self.check(
-            "the tampered copy is rejected with one line", proc.returncode == 1 and len(lines) == 1
-        )
-        self.check("and the server database is unchanged", self.clinic("server") == before)
+        lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        self.facts["tampered_rejected"] = proc.returncode == 1 and len(lines) == 1
+        self.check("the tampered copy is refused with one line", self.facts["tampered_rejected"])
+        after = self.server_state()
+        self.facts["server"] = after[0]
+        self.check("after both, the server's rows and ledger are unchanged", after == before)
 
     def final_counts(self) -> None:
         self.hop("9. What each database holds")
@@ -307,17 +377,10 @@ class Demo:
             k: sorted(self.facts["laptop-a"][k] + self.facts["laptop-b"][k])
             for k in self.facts["laptop-a"]
         }
-        server = self.clinic("server")
-        self.facts["server"] = server
-        for role, rows in (
-            ("laptop-a", self.facts["laptop-a"]),
-            ("laptop-b", self.facts["laptop-b"]),
-            ("middleman", self.facts["middleman"]),
-            ("server", server),
-        ):
-            counts = ", ".join(f"{len(v)} {k}" for k, v in rows.items())
+        for role in ROLES:
+            counts = ", ".join(f"{len(v)} {k}" for k, v in self.facts[role].items())
             self.say(f"  {role:<10} {counts}")
-        self.check("the server holds exactly the laptops' rows", server == want)
+        self.check("the server holds exactly the laptops' rows", self.facts["server"] == want)
 
     def summary(self, seconds: float) -> dict:
         def counts(rows):

@@ -2,7 +2,7 @@
 
     FIELD_ROLE   laptop-a | laptop-b | middleman | server   (default: laptop-a)
     FIELD_HOME   this machine's data folder: keys/, db.sqlite3, outbox/, inbox/,
-                 receipts-out/ (default: ./field-home/<role>)
+                 receipts-out/, to-server/ (default: ./field-home/<role>)
 
 Each machine keeps its own secret key in FIELD_HOME/keys/<role>.key and the public
 keys (.pub) of the machines it writes to or trusts in the same folder. Run
@@ -54,10 +54,12 @@ BUNDLEKIT = {
     "REVOKED": [],
     "OUTBOX": str(HOME / "outbox"),  # bundles sealed here first, then copied to the stick
     "INBOX": str(HOME / "inbox"),  # the folder `bundle watch` takes bundles from
-    "RECEIPTS_OUT": str(HOME / "receipts-out"),  # receipts the server writes after importing
-    # The middleman passes the original files on, untouched, to this folder (its
-    # own stick for the server); the server forwards nothing.
-    "FORWARD": str(HOME / "forward") if ROLE == "middleman" else None,
+    # The server writes a signed receipt per laptop here after importing; the
+    # middleman reads bundles but issues no receipts (the laptops do not trust it to).
+    "RECEIPTS_OUT": str(HOME / "receipts-out") if ROLE == "server" else None,
+    # The middleman passes the original files on, untouched, to this folder (the
+    # driver's stick for the server) as it imports them; the others forward nothing.
+    "FORWARD": str(HOME / "to-server") if ROLE == "middleman" else None,
     "MAX_BYTES": 1 << 30,
     "DATABASE": "default",
 }
