@@ -295,8 +295,10 @@ def _push_one(client, base, path: Path, retries, backoff, chunk_size, progress) 
             try:
                 new = int(response.headers["Upload-Offset"])
             except (KeyError, ValueError):
+                new = -1
+            if not 0 <= new <= size:
                 return result("failed", response, error="bad-answer",
-                              reason="the server did not say how many bytes it holds (Upload-Offset)")
+                              reason="the server did not say how many bytes of the file it holds")
             if resumed_from is None:
                 resumed_from = new
                 if new and progress is not None:
