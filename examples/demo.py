@@ -440,11 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     say("")
     say("== Summary")
     if result["ok"]:
-        say(
-            f"  All {len(demo.checks)} checks passed in {result['seconds']} s: every change entered on"
-        )
-        say("  the two laptops reached the server exactly once, receipts closed the loop, the")
-        say("  same stick again changed nothing and a tampered copy was refused.")
+        say(f"  All {len(demo.checks)} checks passed in {result['seconds']} s.")
+        say("  Every change entered on the two laptops reached the server exactly once, by")
+        say("  way of the middleman; receipts closed the loop and let the laptops prune; the")
+        say("  same stick again changed nothing, and a tampered copy was refused.")
     else:
         say(f"  {len(failed)} of {len(demo.checks)} checks FAILED:")
         for c in failed:
