@@ -72,9 +72,10 @@ def table(title: str, columns: list[str], rows: list[list]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=title)
-    for c in columns:
-        t.add_column(c)
+    t = Table(title=title, title_justify="left")
+    for i, c in enumerate(columns):
+        # The first column names the thing (a file, a site): never cut it short.
+        t.add_column(c, no_wrap=i == 0, overflow="fold", justify="left" if i == 0 else "right")
     for row in rows:
         t.add_row(*[str(v) for v in row])
     Console().print(t)
@@ -179,18 +180,25 @@ def _print_run(run, json_out: bool) -> None:
     if json_out:
         print_json(run.to_dict())
     elif on_terminal() and run.files:
-        rows = []
+        rows, notes = [], []
         for f in run.files:
-            gaps = ", ".join(map(str, f.missing_seqs))
-            note = f.reason or "; ".join(f.messages[:2])
-            rows.append([Path(f.file).name, f.kind, f.site, f.seq or "", f.status, f.applied,
-                         f.duplicate, f.stale, f.conflict, f.failed, gaps, note])
-        table(
-            "import",
-            ["file", "kind", "site", "seq", "status", "applied", "dup", "stale", "conflict",
-             "failed", "gaps", "note"],
-            rows,
-        )
+            name = Path(f.file).name
+            if f.kind == "receipt":
+                notes.append(_file_line(f))
+                continue
+            if f.status in ("rejected", "failed", "own"):
+                notes.append(_file_line(f))
+                continue
+            # The file name is site-seq-digest: site and seq say which bundle it was.
+            rows.append([f.site, f.seq, f.status, f.applied, f.duplicate, f.stale,
+                         f.conflict, f.failed, ", ".join(map(str, f.missing_seqs)) or "-"])
+            if f.reason:
+                notes.append(f"{name}: {f.reason}")
+        if rows:
+            table("import", ["site", "seq", "status", "applied", "dup", "stale",
+                             "conflict", "failed", "gaps"], rows)
+        for note in notes:
+            out(note)
     else:
         for f in run.files:
             out(_file_line(f))
@@ -291,13 +299,13 @@ def watch(
         out(f"{stamp}{_outcome_line(o)}")
 
     def receipts(paths) -> None:
+        stamp = "" if once else datetime.now().strftime("%Y-%m-%d %H:%M:%S ")
         for p in paths:
-            out(f"receipt  {p}")
+            out(f"{stamp}receipt  {p}")
 
-    inbox.on_receipts = receipts
+    inbox.on_outcome, inbox.on_receipts = report, receipts
     if once:
-        for o in inbox.scan_once():
-            report(o)
+        inbox.scan_once()
         if rejected:
             raise typer.Exit(EXIT_INVALID)
         return
@@ -305,7 +313,7 @@ def watch(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     out(f"watching {folder} (Ctrl-C to stop)")
-    inbox.run(stop, on_outcome=report)
+    inbox.run(stop)
 
 
 # ---------------------------------------------------------------- prune/status
@@ -333,7 +341,11 @@ def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
         return
     s = data["site"]
     unacked = s["bundles_unacknowledged"]
-    if on_terminal():
+    senders = data["senders"]
+    sends = s["last_seq"] or s["pending"] or s["outbox_files"]
+    if not sends and senders:
+        pass  # a server that seals nothing: only the senders matter
+    elif on_terminal():
         table(
             f"site {s['site']}",
             ["pending", "exported (no receipt yet)", "acknowledged", "last seq",
@@ -348,7 +360,6 @@ def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
             f"unacknowledged bundles: {', '.join(map(str, unacked)) or 'none'}; "
             f"{len(s['outbox_files'])} file(s) in {s['outbox']}"
         )
-    senders = data["senders"]
     if not senders:
         return
     rows = []
@@ -356,7 +367,7 @@ def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
         gaps = ", ".join(map(str, r["open_gaps"])) or "none"
         if r["open_gap_count"] > len(r["open_gaps"]):
             gaps += f" (+{r['open_gap_count'] - len(r['open_gaps'])} more)"
-        seen = r["last_seen"].strftime("%Y-%m-%d %H:%M") if r["last_seen"] else "-"
+        seen = r["last_seen"].strftime("%m-%d %H:%M") if r["last_seen"] else "-"
         rows.append([r["site"], r["last_seq_applied"], gaps, r["waiting"], seen, r["failed"],
                      r["conflict"], r["quarantined_forks"]])
     if on_terminal():

@@ -385,7 +385,9 @@ class WatchedInbox(Inbox):
         self.forward_dir = forward_dir or config.forward
         self.touched: set[str] = set()
         self.receipts_written: list[Path] = []
-        #: Called with the receipts written after a pass (the CLI prints them).
+        #: Called for each outcome of a pass, then with the receipts written after
+        #: it, so a log reads in the order things happened (the CLI prints both).
+        self.on_outcome: Callable[[Outcome], None] | None = None
         self.on_receipts: Callable[[list[Path]], None] | None = None
         super().__init__(path or config.inbox, self.handle, **kwargs)
 
@@ -400,6 +402,9 @@ class WatchedInbox(Inbox):
 
     def scan_once(self) -> list[Outcome]:
         outcomes = super().scan_once()
+        if self.on_outcome is not None:
+            for outcome in outcomes:
+                self.on_outcome(outcome)
         self.receipts_written = []
         if self.touched and self.config.receipts_out:
             try:
