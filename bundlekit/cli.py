@@ -671,18 +671,26 @@ def pull(
         list[Path] | None,
         typer.Option("--trust", "-t", help="Keep only bundles signed by these NAME.pub keys."),
     ] = None,
+    receipts: Annotated[
+        bool, typer.Option("--receipts", help="Download the server's receipts instead of bundles.")
+    ] = False,
+    site: Annotated[
+        str | None, typer.Option("--site", help="With --receipts: only those for this site.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Download the bundles waiting in a machine's outbox; each is verified before it is kept.
 
-    Files already in --out with the same SHA-256 are skipped.
+    Files already in --out with the same SHA-256 are skipped.  With --receipts,
+    fetch the server's receipts; `bundle import DIR` then checks and applies them.
     """
     from bundlekit.transport import TransferError, pull_each
 
     trusted = load_publics(trust) if trust else None
     with progress("pulling") as advance:
         try:
-            results = pull_each(url, out_dir, token=token, trusted=trusted, progress=advance)
+            results = pull_each(url, out_dir, token=token, trusted=trusted, progress=advance,
+                                receipts=receipts, site=site)
         except ValueError as exc:
             raise CommandFailed(str(exc), EXIT_USAGE) from None
         except TransferError as exc:
@@ -698,7 +706,7 @@ def pull(
             else:
                 out(f"FAILED   {r.name}: {r.reason}")
         if not results:
-            out("nothing waiting in the outbox")
+            out("no receipts on the server" if receipts else "nothing waiting in the outbox")
     if any(not r.ok for r in results):
         raise typer.Exit(EXIT_INVALID)
 

@@ -25,11 +25,13 @@ import hashlib
 import hmac
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from bundlekit.errors import BundleError
 from bundlekit.fsutil import AtomicFile
@@ -49,6 +51,9 @@ DEFAULT_RETRIES = 5
 DEFAULT_TIMEOUT = 30.0
 READ_TIMEOUT = 900.0
 _PIECE = 64 * 1024
+_RECEIPT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,200}\.receipt")
+#: RECEIPTS.md §2.1 (checked here only to refuse an obviously wrong download).
+_RECEIPT_MAGIC = b"bundlekit.org/v1/receipt\n"
 
 #: Results whose answer means the server holds the bundle.
 HELD_STATUSES = frozenset({"imported", "queued", "already held"})
@@ -365,38 +370,63 @@ def pull_each(
     backoff: float = DEFAULT_BACKOFF,
     progress: Progress | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    receipts: bool = False,
+    site: str | None = None,
 ) -> list[PullResult]:
     """Download every bundle the server's outbox offers into ``out_dir``; one result each.
 
     ``trusted``/``revoked`` are passed to :func:`bundlekit.reader.verify`
     (None: any correctly signed bundle, as a middleman without keys checks).
+    With ``receipts``, download the server's receipts instead (only those for
+    ``site`` when given): they are checked
+    against the announced SHA-256 and their magic here, and fully (signature,
+    issuer, addressee) by the site's ``bundle import`` that applies them.
     Raises :class:`TransferError` only when the listing itself cannot be had.
     """
     base = _base(url)
     out = Path(out_dir)
     if not out.is_dir():
         raise TransferError(f"{out}: no such folder (is the stick mounted?)", code="no-folder")
+    folder, key = ("receipts/", "receipts") if receipts else ("outbox/", "bundles")
     with _client(token, timeout) as client:
-        listing = _json(_get(client, base + "outbox/", retries, backoff)).get("bundles")
+        query = f"?site={quote(site)}" if receipts and site else ""
+        listing = _json(_get(client, base + folder + query, retries, backoff)).get(key)
         if not isinstance(listing, list):
-            raise TransferError(f"{base}outbox/: the answer is not a bundle listing", code="bad-answer")
+            raise TransferError(f"{base}{folder}: the answer is not a listing of {key}", code="bad-answer")
         return [
-            _pull_one(client, base, out, item, trusted, revoked, retries, backoff, progress)
+            _pull_one(client, base + folder, out, item, trusted, revoked, retries, backoff,
+                      progress, receipts)
             for item in listing
         ]
 
 
-def _pull_one(client, base, out: Path, item, trusted, revoked, retries, backoff, progress) -> PullResult:
+def _receipt_name(name: str) -> bool:
+    from bundlekit.receipt import is_receipt_name
+
+    return is_receipt_name(name) and _RECEIPT_NAME.fullmatch(name) is not None
+
+
+def _check_receipt(path: str) -> None:
+    from bundlekit.errors import ReceiptError
+
+    with open(path, "rb") as f:
+        if f.read(len(_RECEIPT_MAGIC)) != _RECEIPT_MAGIC:
+            raise ReceiptError("is not a receipt")
+
+
+def _pull_one(client, folder_url, out: Path, item, trusted, revoked, retries, backoff, progress,
+              receipts: bool = False) -> PullResult:
     import httpx
 
     from bundlekit.reader import verify
 
     name = str(item.get("name", "")) if isinstance(item, dict) else ""
     want = str(item.get("sha256", "")).lower() if isinstance(item, dict) else ""
-    if not is_bundle_name(name):
+    if not (_receipt_name(name) if receipts else is_bundle_name(name)):
         # Never a path from the server: only names we could have made ourselves.
+        what = "receipt" if receipts else "bundle"
         return PullResult(name, "failed", error="bad-name",
-                          reason=f"the server offered {name!r}, which is not a bundle file name")
+                          reason=f"the server offered {name!r}, which is not a {what} file name")
     target = out / name
     if target.exists():
         have = file_sha256(target)
@@ -410,7 +440,7 @@ def _pull_one(client, base, out: Path, item, trusted, revoked, retries, backoff,
         size = 0
         with AtomicFile(out, name) as tmp:
             try:
-                with client.stream("GET", f"{base}outbox/{name}") as response:
+                with client.stream("GET", folder_url + name) as response:
                     if response.status_code != 200:
                         code, reason = _refusal(response)
                         if response.status_code < 500 or failures >= retries:
@@ -436,7 +466,10 @@ def _pull_one(client, base, out: Path, item, trusted, revoked, retries, backoff,
                                   reason="the download does not match the SHA-256 the server announced")
             tmp.file.flush()
             try:
-                verify(tmp.temp_path, trusted=trusted, revoked=revoked)
+                if receipts:
+                    _check_receipt(tmp.temp_path)
+                else:
+                    verify(tmp.temp_path, trusted=trusted, revoked=revoked)
             except BundleError as exc:
                 return PullResult(name, "failed", error=exc.code, sha256=got, reason=exc.reason)
             try:

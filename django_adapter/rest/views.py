@@ -20,7 +20,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 
 from bundlekit.errors import BundleError, RevokedKey, UnknownSender
 from bundlekit.inbox import DONE, PROCESSING, REASON_TXT, REJECTED
-from bundlekit.naming import bundle_name, is_bundle_name, parse_bundle_name
+from bundlekit.naming import bundle_name, is_bundle_name, parse_bundle_name, safe_site
 from bundlekit.reader import VerifiedBundle, verify
 from bundlekit.receipt import is_receipt_name
 from django_adapter.rest.auth import ApiError, api
@@ -402,8 +402,17 @@ def outbox_file(request: HttpRequest, name: str) -> FileResponse:
 
 @api("GET")
 def receipts_list(request: HttpRequest) -> JsonResponse:
+    """``?site=NAME``: only receipts addressed to that site (by their file name)."""
     folder = _folder(rest_config().receipts_out, "receipts")
-    return JsonResponse({"receipts": _listing(folder, _receipt_name)})
+    valid = _receipt_name
+    site = request.GET.get("site")
+    if site:
+        tail = re.compile(rf"-{re.escape(safe_site(site))}-[0-9]{{8}}t[0-9]{{6}}z-[0-9a-f]{{8}}\.receipt")
+
+        def valid(name: str) -> bool:
+            return _receipt_name(name) and tail.search(name) is not None
+
+    return JsonResponse({"receipts": _listing(folder, valid)})
 
 
 @api("GET")

@@ -26,7 +26,10 @@ import pytest
 from bundlekit import transport
 from bundlekit.keys import Identity, pub_file_text, write_keypair
 from bundlekit.writer import ChainLink, seal
+from django_adapter.conf import Config
 from django_adapter.exporter import export_pending
+from django_adapter.models import ExportedBundle
+from django_adapter.receipts import apply_receipt
 from tests.test_app import models as m
 
 pytestmark = [pytest.mark.sqlite_only, pytest.mark.django_db(databases=["default"])]
@@ -404,6 +407,22 @@ def test_field_story_rest_hop_with_bundle_push(tmp_path, server, site):
     assert got == 10
     again = subprocess.run(cmd[:-1], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "already held" in again.stdout
+    # The receipt comes back over the same link, and the laptop applies it.
+    back = tmp_path / "receipts-back"
+    back.mkdir()
+    pulled = subprocess.run(
+        [sys.executable, "-m", "bundlekit", "pull", server.url, "--receipts", "--site",
+         site.public.site, "--out", str(back)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    (receipt,) = back.iterdir()
+    (tmp_path / "laptop-keys").mkdir()
+    key_path, _ = write_keypair(site, tmp_path / "laptop-keys")
+    server_pub = tmp_path / "laptop-keys" / "central.pub"
+    server_pub.write_text(pub_file_text(server.identity.public))
+    laptop = Config(site=site.public.site, identity_path=Path(key_path), trusted_paths=(server_pub,))
+    assert apply_receipt(receipt, config=laptop).acknowledged == 1
+    assert ExportedBundle.objects.get(file_name=bundle.name).acknowledged
     # Without the token: one clear line and a non-zero exit.
     env.pop("BUNDLEKIT_TOKEN")
     denied = subprocess.run(cmd[:-1], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
