@@ -139,8 +139,11 @@ def _again(previous: tuple[int, dict[str, Any]], up: Upload) -> JsonResponse:
     status, body = previous
     if status == 409:
         return _offset_headers(JsonResponse(body, status=409), up)
-    again = {k: v for k, v in body.items() if k not in ("status", "upload")}
-    again.update(status=ALREADY_HELD, first_answer=body.get("status"), upload=up.state())
+    again = {k: body[k] for k in ("file_name", "bundle_id", "site", "sender", "seq", "digest") if k in body}
+    # What happened when it first arrived (its import report), kept apart so
+    # nobody reads "applied" as "applied again".
+    first = {k: body[k] for k in ("status", "report") if k in body}
+    again.update(status=ALREADY_HELD, first_answer=first, upload=up.state())
     return _offset_headers(JsonResponse(again, status=200), up)
 
 
