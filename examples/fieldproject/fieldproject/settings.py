@@ -2,7 +2,8 @@
 
     FIELD_ROLE   laptop-a | laptop-b | middleman | server   (default: laptop-a)
     FIELD_HOME   this machine's data folder: keys/, db.sqlite3, outbox/, inbox/,
-                 receipts-out/, to-server/ (default: ./field-home/<role>)
+                 receipts-out/, to-server/ (default: ./<role>, so four
+                 machines can be played side by side in one folder)
 
 Each machine keeps its own secret key in FIELD_HOME/keys/<role>.key and the public
 keys (.pub) of the machines it writes to or trusts in the same folder. Run
@@ -18,8 +19,9 @@ ROLES = ("laptop-a", "laptop-b", "middleman", "server")
 ROLE = os.environ.get("FIELD_ROLE", "laptop-a")
 if ROLE not in ROLES:
     raise RuntimeError(f"FIELD_ROLE={ROLE!r}: expected one of {', '.join(ROLES)}")
-HOME = Path(os.environ.get("FIELD_HOME") or Path.cwd() / "field-home" / ROLE).resolve()
+HOME = Path(os.environ.get("FIELD_HOME") or Path.cwd() / ROLE).resolve()
 KEYS = HOME / "keys"
+HOME.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not the folder
 
 SECRET_KEY = "field-example-not-secret"  # an example project; never deploy this value
 DEBUG = False
