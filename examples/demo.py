@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -398,6 +399,8 @@ class Demo:
                 for c in self.checks
                 if c["check"] == "the server holds exactly the laptops' rows"
             ),
+            "reimport": self.facts.get("reimport"),
+            "tampered_rejected": self.facts.get("tampered_rejected"),
             "checks": self.checks,
         }
 
@@ -411,6 +414,12 @@ def main(argv: list[str] | None = None) -> int:
         help="tell the story on stderr, print a JSON summary on stdout",
     )
     args = parser.parse_args(argv)
+    try:
+        import django  # noqa: F401 - the Django-side bundle commands need it
+    except ImportError:
+        parser.error(
+            "Django is not installed here: run `make demo` (it installs bundlekit[django])"
+        )
 
     stream = sys.stderr if args.json else sys.stdout
 
@@ -430,10 +439,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     demo = Demo(home, say)
     say("bundlekit field demo: two field laptops, a middleman, a server, all in one folder")
-    say("(each command below runs in its own process, as a person would type it)")
+    say("(each command below runs in its own process, as a person would type it;")
+    say(" paths are shown relative to that folder)")
     try:
         demo.play()
-    except Exception as exc:  # a hop that broke: report it as a failed check, not a traceback
+    except Exception as exc:  # a hop that broke: a failed check, with the details to fix it
+        for line in traceback.format_exc().splitlines():
+            say(f"  {line}")
         demo.check("the story ran to the end", False, f"{type(exc).__name__}: {exc}")
     result = demo.summary(time.monotonic() - started)
     failed = [c for c in demo.checks if not c["ok"]]

@@ -66,6 +66,14 @@ def test_server_holds_exactly_the_laptops_rows(demo):
     assert summary["server_matches_laptops"] is True
 
 
+def test_guarantees(demo):
+    """The same stick again is all duplicates; a tampered copy is refused."""
+    proc, _ = demo
+    summary = json.loads(proc.stdout)
+    assert summary["reimport"] == {"applied": 0, "duplicate": 14}
+    assert summary["tampered_rejected"] is True
+
+
 def test_story_is_told_without_tracebacks(demo):
     proc, _ = demo
     assert "Traceback" not in proc.stderr
