@@ -48,9 +48,18 @@ SUITES = [
      "tests/reliability/test_bad_input.py"),
     ("nothing-readable", "Nothing readable on the stick", "one field value looked for (several encodings) in bundle and receipt bytes",
      "tests/reliability/test_nothing_readable.py"),
+    ("clocks", "Wrong clocks (known bug, strict xfail)", "a laptop's clock set back between two changes of one object",
+     "tests/reliability/test_clocks.py"),
     ("keys", "Key rotation and revocation", "a rotation statement changed at one byte, or a rotated/revoked key used",
      "tests/reliability/test_keys.py"),
 ]
+#: Suites whose failure is a known, reported bug (their tests are strict xfails):
+#: shown under "Known bugs", not counted as a failed run.
+KNOWN_BUGS = {
+    "clocks": "django_adapter/apply.py compares the same laptop's changes by capture "
+              "timestamp, so after its clock is set back its newest change is recorded as "
+              "stale and not applied (see docs/SECURITY.md, Wrong clocks).",
+}
 BAD = ("lost", "applied_twice", "accepted_forgeries", "exported_twice", "bad_files",
        "data_mismatches", "leaks", "deadlocks_or_errors")
 
@@ -81,6 +90,7 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
         if key:
             by_suite[key].append(line)
     problems: list[str] = []
+    known: list[str] = []
     first = min(line["time"] for line in lines)
     last = max(line["time"] for line in lines)
     machine = sorted({line.get("machine", "?") for line in lines})
@@ -124,7 +134,9 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
         )
         for key in BAD:
             v = total(key)
-            if v:
+            if v and prefix in KNOWN_BUGS:
+                known.append(f"{title}: {key} = {v}. {KNOWN_BUGS[prefix]}")
+            elif v:
                 problems.append(f"{title}: {key} = {v}")
         if prefix.startswith("tamper") or prefix in ("replay-fork", "bad-input"):
             if total("accepted"):
@@ -143,6 +155,8 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
             ""]
     if problems:
         out += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]
+    if known:
+        out += ["## Known bugs", ""] + [f"- {k}" for k in known] + [""]
     out += ["## Details", ""] + details
     return "\n".join(out).rstrip() + "\n", problems
 
