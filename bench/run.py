@@ -251,10 +251,16 @@ class Bench:
                     f"{r['bytes'] / 1e6:.1f} MB JSON, peak RSS {r['maxrss_mb']:.0f} MB")
             res["gzip_bytes"] = gzip_size(dump)
             say(f"  gzip -6 of the dumpdata JSON: {res['gzip_bytes'] / 1e6:.1f} MB")
+            if "sizes_breakdown" not in self.results:
+                self.results["sizes_breakdown"] = worker(
+                    "size_breakdown", {"key": server_key, "paths": paths, "n": n},
+                    f"sqlite:{self.empty_sqlite}")
 
         # import and loaddata
         if "import" in o.only:
-            backends = ["sqlite"] + (["postgres"] if self.pg else [])
+            backends = ["sqlite"]
+            if self.pg and (baseline or o.pg_big):
+                backends.append("postgres")
             for backend in backends:
                 runs = res.setdefault(f"import_{backend}", [])
                 for rep in range(reps):
@@ -382,6 +388,8 @@ def parse(argv):
     ap.add_argument("--raw-n", type=int, help="records in the raw-format bundle")
     ap.add_argument("--scale", help="senders,bundles per sender,records per bundle")
     ap.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    ap.add_argument("--pg-big", action="store_true",
+                    help="also import on PostgreSQL above --baseline-max (slow)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"),
                     help="report to write (default docs/BENCHMARKS.md)")
     ap.add_argument("--json", help="also write the raw results as JSON here")
@@ -404,6 +412,7 @@ def parse(argv):
     if o.only - set(SECTIONS):
         ap.error(f"--only: unknown section(s) {', '.join(sorted(o.only - set(SECTIONS)))}")
     o.quick, o.no_postgres, o.out, o.json = a.quick, a.no_postgres, a.out, a.json
+    o.pg_big = a.pg_big
     return o
 
 
@@ -463,7 +472,8 @@ def main(argv=None) -> int:
     results["load_after"] = os.getloadavg()
     results["command"] = command_line(argv)
     results["options"] = {"sizes": o.sizes, "reps": o.reps, "baseline_max": o.baseline_max,
-                          "big_reps": o.big_reps, "quick": o.quick, "only": sorted(o.only)}
+                          "big_reps": o.big_reps, "quick": o.quick, "only": sorted(o.only),
+                          "pg_big": o.pg_big}
     if o.json:
         Path(o.json).write_text(json.dumps(results, indent=1, default=str))
     write_report(results, o.out)

@@ -343,6 +343,58 @@ def task_raw(args):
     return out
 
 
+def task_size_breakdown(args):
+    """What the bytes of a bundle are: its records re-compressed (zstd, streaming)
+    whole, at a high level, and without parts of the record envelope."""
+    import zstandard
+
+    from bundlekit import load_identity, open_bundle
+    from bundlekit import records as rec
+
+    identity = load_identity(args["key"])
+    variants = {
+        "records, zstd -3 (as sealed)": ((), 3),
+        "records, zstd -19": ((), 19),
+        "without the transaction id": (("id",), 3),
+        "without id, ts, producer, natural_key, action, m2m": (
+            ("id", "ts", "producer", "natural_key", "action", "m2m"), 3),
+    }
+    packer = rec.new_packer()
+    sinks = {}
+    for name, (_, level) in variants.items():
+        counter = _Count()
+        sinks[name] = (counter, zstandard.ZstdCompressor(level=level).stream_writer(
+            counter, closefd=False))
+    packed = 0
+    for path in _ordered_bundles(args["paths"]):
+        with open_bundle(path, identities=[identity]) as b:
+            for record in b:
+                for name, (drop, _) in variants.items():
+                    r = {k: v for k, v in record.items() if k not in drop} if drop else record
+                    data = packer.pack(r)
+                    if not drop:
+                        packed += len(data)
+                    sinks[name][1].write(data)
+    out = {"records": args["n"], "packed": packed, "variants": {}}
+    for name, (counter, writer) in sinks.items():
+        writer.close()
+        out["variants"][name] = counter.n
+    return out
+
+
+class _Count(io.RawIOBase):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        self.n += len(b)
+        return len(b)
+
+
 # ------------------------------------------------------------- scale-out
 
 
