@@ -54,6 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "FORWARD": None,
     "MAX_BYTES": DEFAULT_MAX_BYTES,
     "DATABASE": "default",
+    # The optional REST transport's own dict; django_adapter.rest.config reads it.
+    "REST": None,
 }
 REQUIRED = ("SITE", "IDENTITY")
 KNOWN = frozenset(REQUIRED) | frozenset(DEFAULTS)
@@ -275,6 +277,26 @@ def check_settings(app_configs=None, **kwargs):
         return errors
     try:
         config = get_config(settings=settings)
+    except ConfigError as exc:
+        return [checks.Error(str(exc), id="django_adapter.E102")]
+    # Key files that are not there yet must not block `migrate` on a new machine
+    # (keys are often made after the database): warn; the bundle commands refuse
+    # to run with a one-line message until they exist. A key file that exists but
+    # is wrong is an error.
+    absent = [
+        p for p in (config.identity_path, *config.recipient_paths, *config.trusted_paths)
+        if not p.exists()
+    ]
+    if absent:
+        return [
+            checks.Warning(
+                f"{SETTING}: key file {p} does not exist yet",
+                hint="create it with `bundle keygen` (or copy the .pub from its owner)",
+                id="django_adapter.W102",
+            )
+            for p in absent
+        ]
+    try:
         identity = config.identity
         config.recipients  # noqa: B018 - loading is the check
         config.trusted  # noqa: B018

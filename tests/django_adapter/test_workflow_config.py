@@ -87,6 +87,11 @@ def test_system_check(keys, tmp_path):
         assert [e.id for e in check_settings()] == ["django_adapter.W101"]
     with override_settings(BUNDLEKIT={"SITE": "a"}):
         assert [e.id for e in check_settings()] == ["django_adapter.E101"]
+    # A key not made yet warns (so `migrate` still runs on a new machine) ...
     with override_settings(BUNDLEKIT=site_settings(keys, tmp_path, TRUSTED=[str(Path("/nonexistent.pub"))])):
+        (warning,) = check_settings()
+        assert warning.id == "django_adapter.W102" and "nonexistent.pub" in warning.msg
+    # ... a key file of the wrong kind is an error.
+    with override_settings(BUNDLEKIT=site_settings(keys, tmp_path, TRUSTED=[str(keys.key("central"))])):
         (error,) = check_settings()
-        assert error.id == "django_adapter.E102" and "nonexistent.pub" in error.msg
+        assert error.id == "django_adapter.E102" and "central" in error.msg
