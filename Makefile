@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Django 4.2 LTS gets its own venv: the main one carries 5.2 LTS.
+VENV42 ?= .venv-django42
+STAMP42 := $(VENV42)/.installed
 
-.PHONY: venv test lint demo bench soak clean
+.PHONY: venv test test-django42 lint demo bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +16,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(STAMP42): pyproject.toml
+	$(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/python -m pip install -q --upgrade pip
+	$(VENV42)/bin/python -m pip install -q -e '.[test]' 'Django>=4.2,<5.0'
+	touch $(STAMP42)
 
 lint: $(STAMP)
 	$(PY) -m ruff check bundlekit django_adapter tests examples bench
@@ -23,6 +32,11 @@ test: $(STAMP) lint
 	$(PY) -m pytest -q
 	BUNDLEKIT_TEST_DB=postgres $(PY) -m pytest -q -m "not sqlite_only" tests/django_adapter
 	BUNDLEKIT_TEST_DB=mysql $(PY) -m pytest -q -m "not sqlite_only" tests/django_adapter
+	$(MAKE) --no-print-directory test-django42
+
+# The Django adapter on Django 4.2 LTS (SQLite).
+test-django42: $(STAMP42)
+	$(VENV42)/bin/python -m pytest -q tests/django_adapter
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
@@ -36,4 +50,4 @@ soak: $(STAMP)
 	BUNDLEKIT_SOAK=1 $(PY) -m pytest -q tests/reliability
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(VENV42) .pytest_cache .hypothesis build *.egg-info
