@@ -39,6 +39,9 @@ PAYLOAD_OFFSET = len(MAGIC)
 FIXED_OVERHEAD = len(MAGIC) + SIGNATURE_SIZE + FOOTER_SIZE
 
 _OTHER_VERSION = re.compile(rb"v[0-9]{1,3}\n")
+#: How much of the file start :func:`check_magic` needs: enough for another
+#: version's magic ("bundlekit.org/v999\n"), not just this version's 17 bytes.
+MAGIC_READ_SIZE = len(MAGIC_PREFIX) + len(b"v999\n")
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,14 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
 
 
 def check_magic(head: bytes, file_size: int) -> None:
-    """FORMAT.md §3.1: NotABundle, UnsupportedVersion, or Truncated for a short prefix."""
+    """FORMAT.md §3.1: NotABundle, UnsupportedVersion, or Truncated for a short prefix.
+
+    ``head`` is the first :data:`MAGIC_READ_SIZE` bytes of the file (fewer if it is
+    shorter), so a multi-digit version such as ``v10`` is recognised too.
+    """
     if file_size == 0:
         raise NotABundle("is empty (0 bytes), not a bundle")
-    if head == MAGIC:
+    if head.startswith(MAGIC):
         return
     if head.startswith(MAGIC_PREFIX):
         rest = head[len(MAGIC_PREFIX) :]
@@ -94,7 +101,7 @@ def read_layout(f: BinaryIO) -> Layout:
     f.seek(0, os.SEEK_END)
     size = f.tell()
     f.seek(0)
-    check_magic(f.read(len(MAGIC)), size)
+    check_magic(f.read(MAGIC_READ_SIZE), size)
     if size < FIXED_OVERHEAD:
         raise TruncatedBundle("the file ends early: it looks half-copied")
     f.seek(size - FOOTER_SIZE)

@@ -94,9 +94,47 @@ class KeyFileError(BundleError):
 
 
 class ReceiptError(BundleError):
-    """A receipt is corrupt, forged, or meant for another site."""
+    """A receipt is corrupt, forged, or meant for another site.
+
+    Base of the receipt refusals below (catch this for "refused, whatever the
+    reason"); raised as itself only when the file cannot be read at all.  The
+    subclasses' codes are the outcome classes of testdata/vectors/README.md.
+    """
 
     code = "bad-receipt"
+
+
+class ReceiptCorrupt(ReceiptError):
+    """Not a receipt, or damaged: magic, framing, decoding, fields or canonical form.
+
+    Also a receipt of a format version this release cannot read.
+    """
+
+    code = "receipt-corrupt"
+
+
+class ReceiptTruncated(ReceiptCorrupt):
+    """The receipt ends early (its footer is missing): a half-copied file."""
+
+    code = "receipt-truncated"
+
+
+class ReceiptBadSignature(ReceiptCorrupt):
+    """The receipt's signature does not verify: altered or forged after signing."""
+
+    code = "receipt-bad-signature"
+
+
+class ReceiptUntrusted(ReceiptError):
+    """Correctly signed, but by a key that is not one of the trusted issuers."""
+
+    code = "receipt-untrusted"
+
+
+class ReceiptNotForUs(ReceiptError):
+    """Correctly signed by a trusted issuer, but written for another site."""
+
+    code = "receipt-not-for-us"
 
 
 class WriteFailed(BundleError):

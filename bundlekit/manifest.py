@@ -41,6 +41,8 @@ SENDER_KEYS = frozenset({"site", "fingerprint", "ed25519", "age_recipient"})
 MAX_TEXT = 1000
 _MAX_INT = 2**63 - 1
 _CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+#: FORMAT.md §6.1: 16 bytes as lower-case hex in groups of 4 joined by "-".
+_FINGERPRINT = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
 
 
 def _canonical(obj: Any) -> Any:
@@ -169,6 +171,15 @@ def _digest(value: Any, name: str) -> bytes:
     return value
 
 
+def _bundle_id(value: Any) -> uuid.UUID:
+    """FORMAT.md §4.1: a random (version 4) UUID in lower-case hyphenated form."""
+    text = _text(value, "bundle_id")
+    parsed = uuid.UUID(text)  # ValueError if it is not a UUID at all
+    if str(parsed) != text or parsed.version != 4:
+        raise ValueError("bundle_id is not a version-4 UUID in lower-case hyphenated form")
+    return parsed
+
+
 def _from_dict(raw: Any) -> Manifest:
     _need(raw, dict, "manifest")
     if set(raw) != MANIFEST_KEYS:
@@ -187,6 +198,8 @@ def _from_dict(raw: Any) -> Manifest:
     recipients = tuple(_text(r, "recipients[]") for r in _need(raw["recipients"], list, "recipients"))
     if not recipients:
         raise ValueError("no recipients")
+    if not all(_FINGERPRINT.fullmatch(r) for r in recipients):
+        raise ValueError("a recipient is not a key fingerprint")
     seq = _count(raw["seq"], "seq", 1)
     prev = raw["prev"]
     if (seq == 1) != (prev is None):
@@ -203,8 +216,11 @@ def _from_dict(raw: Any) -> Manifest:
     record_count = _count(raw["record_count"], "record_count", 1)
     if sum(kinds.values()) > record_count:
         raise ValueError("kinds add up to more than record_count")
+    for name in ("first_key", "last_key"):
+        if type(raw[name]) in (list, dict):  # a key that is not a scalar is written as nil
+            raise ValueError(f"{name} is not a scalar")
     return Manifest(
-        bundle_id=uuid.UUID(_text(raw["bundle_id"], "bundle_id")),
+        bundle_id=_bundle_id(raw["bundle_id"]),
         sender=sender,
         recipients=recipients,
         seq=seq,

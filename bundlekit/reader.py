@@ -221,13 +221,117 @@ class _Capped(io.RawIOBase):
         return True
 
     def readinto(self, buf: Any) -> int:
-        data = self._src.read(len(buf))
+        try:
+            data = self._src.read(len(buf))
+        except zstandard.ZstdError:
+            # Raised here, below the record decoder, it would read as a bad record.
+            raise CorruptBundle("its compressed data is damaged") from None
         n = len(data)
         self.total += n
         if self.total > self._limit:
             raise CorruptBundle(f"its {self._what} is larger than its manifest says: it was altered")
         buf[:n] = data
         return n
+
+
+#: RFC 8878 §3.1.1: the magic number of a zstd frame (skippable frames have others).
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+#: Magic number and frame header descriptor: enough to know the frame header's size.
+_FRAME_HEADER_PREFIX = 5
+_BLOCK_HEADER_SIZE = 3
+_CHECKSUM_SIZE = 4
+_RLE_BLOCK, _RESERVED_BLOCK = 1, 3
+_MID_FRAME = "its compressed data ends in the middle of its zstd frame"
+
+
+class _OneFrame(_Capped):
+    """The age plaintext, which must be exactly one zstd frame (FORMAT.md §5.1).
+
+    Checks the frame header before the decompressor sees it (window at most
+    MAX_WINDOW_SIZE, no dictionary) and notes whether it has the content
+    checksum flag, then follows the 3-byte block headers as the bytes stream
+    past, so it knows where the frame ends without decompressing anything
+    itself: a frame that ends before the ``compressed_size`` bytes do (a second
+    frame, a skippable frame, garbage) is refused.  It costs a few operations
+    per block of up to 128 KiB.  The checksum flag is one of the end checks
+    (FORMAT.md §9.1: "the zstd frame ends (its checksum verified)"), so the
+    caller refuses a frame without one once it has been read; the bounds of
+    §9.2 apply while it is.
+    """
+
+    def __init__(self, src: Any, limit: int):
+        super().__init__(src, limit, "compressed data")
+        self.frame_end: int | None = None  # offset just past the frame, once known
+        self.has_checksum = False  # the frame header's content checksum flag
+        self._next = 0  # offset of the next header to parse
+        self._want = _FRAME_HEADER_PREFIX  # its size
+        self._field = bytearray()  # its bytes gathered so far (it may span reads)
+        self._parse = self._header_prefix
+
+    def readinto(self, buf: Any) -> int:
+        try:
+            n = super().readinto(buf)
+        except age.TruncatedPayload:
+            raise TruncatedBundle("its encrypted contents end early: it looks half-copied") from None
+        except age.AgeError:
+            raise CorruptBundle("its encrypted contents are damaged") from None
+        if n and self.frame_end is None:
+            self._scan(memoryview(buf)[:n], self.total - n)
+        return n
+
+    def _scan(self, data: memoryview, start: int) -> None:
+        """Parse the headers that lie in ``data``, the bytes at offset ``start``."""
+        while self.frame_end is None:
+            have = len(self._field)
+            i = self._next + have - start
+            if i >= len(data):
+                return
+            self._field += data[i : i + self._want - have]
+            if len(self._field) < self._want:
+                return
+            self._parse(bytes(self._field))
+
+    def _header_prefix(self, field: bytes) -> None:
+        if field[:4] != _ZSTD_MAGIC:
+            raise CorruptBundle("its compressed data does not start with a zstd frame")
+        try:
+            self._want = zstandard.frame_header_size(field)
+        except zstandard.ZstdError:
+            raise CorruptBundle("its compressed data has a damaged zstd frame header") from None
+        self._parse = self._header  # keep the bytes gathered: they start the header
+
+    def _header(self, field: bytes) -> None:
+        try:
+            params = zstandard.get_frame_parameters(field)
+        except zstandard.ZstdError:
+            raise CorruptBundle("its compressed data has a damaged zstd frame header") from None
+        self.has_checksum = params.has_checksum
+        if params.window_size > MAX_WINDOW_SIZE:
+            raise CorruptBundle(
+                f"its zstd frame needs a {params.window_size:,}-byte window, more than the "
+                f"{MAX_WINDOW_SIZE:,} bytes the format allows"
+            )
+        if params.dict_id:
+            raise CorruptBundle("its zstd frame needs a dictionary, which the format does not allow")
+        self._next, self._want, self._parse = len(field), _BLOCK_HEADER_SIZE, self._block
+        self._field.clear()
+
+    def _block(self, field: bytes) -> None:
+        header = int.from_bytes(field, "little")
+        kind, size = (header >> 1) & 3, header >> 3
+        if kind == _RESERVED_BLOCK:
+            raise CorruptBundle("its compressed data is damaged")
+        self._next += _BLOCK_HEADER_SIZE + (1 if kind == _RLE_BLOCK else size)
+        self._field.clear()
+        if header & 1:  # the last block; the checksum, if any, follows it
+            self.frame_end = self._next + (_CHECKSUM_SIZE if self.has_checksum else 0)
+            if self.frame_end < self._limit:
+                raise CorruptBundle(
+                    "its compressed data goes on after the zstd frame ends "
+                    "(the format allows exactly one frame)"
+                )
+            if self.frame_end > self._limit:
+                raise CorruptBundle(_MID_FRAME)
 
 
 class OpenedBundle:
@@ -249,9 +353,9 @@ class OpenedBundle:
     def _records(self) -> Iterator[dict[str, Any]]:
         m = self.manifest
         try:
-            compressed = _Capped(self._age, m.compressed_size, "compressed data")
+            compressed = _OneFrame(self._age, m.compressed_size)
             dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_SIZE)
-            zreader = dctx.stream_reader(compressed, read_across_frames=True)
+            zreader = dctx.stream_reader(compressed, read_across_frames=False)
             plain = _Capped(zreader, m.uncompressed_size, "uncompressed data")
             count = 0
             for record in iter_records(plain, expected_size=m.uncompressed_size):
@@ -259,6 +363,13 @@ class OpenedBundle:
                 if count > m.record_count:
                     raise CorruptBundle("it holds more records than its manifest says: it was altered")
                 yield record
+            if compressed.frame_end is None:
+                raise CorruptBundle(_MID_FRAME)
+            if not compressed.has_checksum:
+                raise CorruptBundle(
+                    "its zstd frame has no content checksum, which the format requires "
+                    "(it was not written by bundlekit)"
+                )
             if count != m.record_count or plain.total != m.uncompressed_size:
                 raise CorruptBundle("it holds fewer records than its manifest says: it was altered")
             if compressed.total != m.compressed_size or self._age.read(1) != b"":

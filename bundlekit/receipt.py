@@ -5,7 +5,8 @@ bundles it now holds and what became of them.  Carried back on the stick, the
 site checks it and marks those outgoing transactions as delivered.  A receipt
 that is forged, damaged, or meant for another site must never mark anything, so
 reading is strict: every rule here is a MUST in docs/RECEIPTS.md, and every
-failure is a :class:`ReceiptError` naming the file.
+failure is a :class:`ReceiptError` (a subclass per cause, each with its own
+``code``) naming the file.
 
 Layout (docs/RECEIPTS.md §2)::
 
@@ -27,7 +28,14 @@ from typing import Any
 import msgpack
 
 from bundlekit import age
-from bundlekit.errors import ReceiptError
+from bundlekit.errors import (
+    ReceiptBadSignature,
+    ReceiptCorrupt,
+    ReceiptError,
+    ReceiptNotForUs,
+    ReceiptTruncated,
+    ReceiptUntrusted,
+)
 from bundlekit.fsutil import AtomicFile
 from bundlekit.keys import Identity, PublicKey
 from bundlekit.naming import safe_site
@@ -323,23 +331,23 @@ def _map(value: Any, keys: frozenset[str], name: str) -> dict[str, Any]:
 def _split(data: bytes) -> tuple[bytes, bytes]:
     """Check the framing (RECEIPTS.md §2); return (body, signature)."""
     if not data:
-        raise ReceiptError("is empty (0 bytes), not a receipt")
+        raise ReceiptCorrupt("is empty (0 bytes), not a receipt")
     if not data.startswith(MAGIC):
         if MAGIC.startswith(data):
-            raise ReceiptError("ends early: it looks half-copied")
+            raise ReceiptTruncated("ends early: it looks half-copied")
         if _OTHER_VERSION.match(data[:64]):
-            raise ReceiptError(
+            raise ReceiptCorrupt(
                 "is a receipt of a format version this release cannot read "
                 "(written by a newer bundlekit?)"
             )
-        raise ReceiptError("is not a receipt")
+        raise ReceiptCorrupt("is not a receipt")
     if len(data) > MAX_RECEIPT_SIZE:
-        raise ReceiptError("is too large to be a receipt")
+        raise ReceiptCorrupt("is too large to be a receipt")
     if len(data) < FIXED_OVERHEAD or not data.endswith(END_MAGIC):
-        raise ReceiptError("ends early or is damaged: the receipt footer is missing")
+        raise ReceiptTruncated("ends early or is damaged: the receipt footer is missing")
     (body_length,) = _BODY_LENGTH.unpack_from(data, len(data) - FOOTER_SIZE)
     if FIXED_OVERHEAD + body_length != len(data):
-        raise ReceiptError("is damaged: its lengths do not add up")
+        raise ReceiptCorrupt("is damaged: its lengths do not add up")
     body = data[len(MAGIC) : len(MAGIC) + body_length]
     signature = data[len(MAGIC) + body_length : len(MAGIC) + body_length + SIGNATURE_SIZE]
     return body, signature
@@ -359,7 +367,7 @@ def _unpack(body: bytes) -> Any:
             max_ext_len=0,
         )
     except Exception:  # msgpack raises a zoo of types for bad input; all mean "damaged"
-        raise ReceiptError("is damaged: its body does not decode") from None
+        raise ReceiptCorrupt("is damaged: its body does not decode") from None
 
 
 def _parse_entry(raw: Any, i: int) -> ReceiptEntry:
@@ -388,7 +396,7 @@ def _signer_of(raw: Any) -> PublicKey:
     try:
         body = _need(raw, dict, "body")
         if body.get("v") != FORMAT_VERSION or type(body.get("v")) is not int:
-            raise ReceiptError(
+            raise ReceiptCorrupt(
                 "is a receipt of a format version this release cannot read "
                 "(written by a newer bundlekit?)"
             )
@@ -400,11 +408,11 @@ def _signer_of(raw: Any) -> PublicKey:
     except ReceiptError:
         raise
     except (_Bad, KeyError, ValueError, TypeError) as e:
-        raise ReceiptError(f"is damaged: {e}") from None
+        raise ReceiptCorrupt(f"is damaged: {e}") from None
     except Exception:  # a recipient string that trips the Bech32 decoder in odd ways
-        raise ReceiptError("is damaged: the issuer key does not decode") from None
+        raise ReceiptCorrupt("is damaged: the issuer key does not decode") from None
     if issuer["fingerprint"] != pub.fingerprint:
-        raise ReceiptError("is damaged: the issuer fingerprint does not match its key")
+        raise ReceiptCorrupt("is damaged: the issuer fingerprint does not match its key")
     return pub
 
 
@@ -438,13 +446,13 @@ def _parse_body(body: bytes, raw: dict[str, Any], signer: PublicKey) -> Receipt:
             highest_contiguous_seq=_count(raw["contiguous"], "contiguous", 0),
         )
     except _Bad as e:
-        raise ReceiptError(f"is damaged: {e}") from None
+        raise ReceiptCorrupt(f"is damaged: {e}") from None
     # One rule instead of many: re-encoding must give the very same bytes
     # (sorted keys, shortest encodings, entries in order, no duplicate keys).
     if _packb(raw) != body or list(entries) != sorted(
         entries, key=lambda e: (e.seq, str(e.bundle_id))
     ):
-        raise ReceiptError("is damaged: its body is not in canonical form")
+        raise ReceiptCorrupt("is damaged: its body is not in canonical form")
     return receipt
 
 
@@ -462,19 +470,19 @@ def decode_receipt(
         signer = _signer_of(raw)
         # Authenticate before interpreting anything else in the body.
         if not signer.verify(signature, SIGNATURE_CONTEXT + body):
-            raise ReceiptError(
+            raise ReceiptBadSignature(
                 "bad signature: the receipt was altered or forged after it was signed"
             )
         receipt = _parse_body(body, raw, signer)
         trusted = next((k for k in trusted_issuers if k.same_key(signer)), None)
         if trusted is None:
-            raise ReceiptError(
+            raise ReceiptUntrusted(
                 f"signed by a key we do not trust (site {signer.site!r}, "
                 f"fingerprint {signer.fingerprint})"
             )
         mine = me.public if isinstance(me, Identity) else me
         if receipt.subject_fingerprint != mine.fingerprint:
-            raise ReceiptError(
+            raise ReceiptNotForUs(
                 f"this receipt is for site {receipt.subject_site!r} "
                 f"({receipt.subject_fingerprint}), not for us ({mine.site!r})"
             )
@@ -502,9 +510,12 @@ def read_receipt(
 ) -> Receipt:
     """Read and verify a receipt file meant for ``me`` from one of ``trusted_issuers``.
 
-    Raises :class:`ReceiptError` (message names the file) when it is not a
-    receipt, truncated, damaged, badly signed, signed by a key we do not
-    trust, or written for another site.
+    Raises a :class:`ReceiptError` (message names the file) when it is not a
+    receipt or damaged (:class:`ReceiptCorrupt`), truncated
+    (:class:`ReceiptTruncated`), badly signed (:class:`ReceiptBadSignature`),
+    signed by a key we do not trust (:class:`ReceiptUntrusted`), or written
+    for another site (:class:`ReceiptNotForUs`); a file that cannot be read
+    at all raises :class:`ReceiptError` itself.  Each has its own ``code``.
     """
     try:
         with open(path, "rb") as f:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+import re
 import struct
 import threading
 import uuid
@@ -73,9 +74,14 @@ def _enc_timedelta(v: dt.timedelta) -> msgpack.ExtType:
     return _ext(_ExtType, (EXT_TIMEDELTA, _TIMEDELTA.pack(v.days, v.seconds, v.microseconds)))
 
 
+def _bigint_length(v: int) -> int:
+    """Bytes of the shortest big-endian two's complement form of ``v`` (FORMAT.md §5.2)."""
+    return ((v if v >= 0 else ~v).bit_length() + 8) // 8
+
+
 def _enc_int(v: int) -> msgpack.ExtType:
     # msgpack hands us ints only when they do not fit 64 bits.
-    return _ext(_ExtType, (EXT_BIGINT, v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)))
+    return _ext(_ExtType, (EXT_BIGINT, v.to_bytes(_bigint_length(v), "big", signed=True)))
 
 
 # Order matters for the isinstance fallback: datetime is a subclass of date.
@@ -102,19 +108,73 @@ def _default(obj: Any) -> Any:
     return enc(obj)
 
 
-def _ascii(data: bytes) -> str:
-    return data.decode("ascii")
+# FORMAT.md §5.2: readers refuse malformed ext data, so each decoder accepts
+# exactly the form the encoder above writes (and nothing fromisoformat or
+# Decimal would also take: basic ISO forms, missing fraction digits, "1.5e3").
+# These run only for typed values, never for native msgpack ones.
+_OFFSET = r"(?:[+-][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{6})?)?)?"
+_TIME_TEXT = r"[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}"
+_match_datetime = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T" + _TIME_TEXT + _OFFSET).fullmatch
+_match_time = re.compile(_TIME_TEXT + _OFFSET).fullmatch
+_DATETIME_LEN = len("YYYY-MM-DDTHH:MM:SS.ffffff")
+_TIME_LEN = len("HH:MM:SS.ffffff")
+_HHMM_OFFSET_LEN = len("+HH:MM")
+_fromisoformat_datetime = dt.datetime.fromisoformat
+_fromisoformat_time = dt.time.fromisoformat
+_fromisoformat_date = dt.date.fromisoformat
 
 
 def _dec_decimal(data: bytes) -> Decimal:
-    text = _ascii(data)
-    if not text or text != text.strip() or "_" in text:
+    text = data.decode("ascii")
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise ValueError("not a decimal") from None
+    if str(value) != text:  # "1.5e3", " 1", "1_0", "nan": not as str(Decimal) writes them
         raise ValueError("not a canonical decimal")
-    return Decimal(text)
+    return value
 
 
 def _dec_uuid(data: bytes) -> uuid.UUID:
     return uuid.UUID(bytes=data)
+
+
+def _offset_is_canonical(value: dt.datetime | dt.time, text: str, base_len: int) -> bool:
+    """The regex admits ``±HH:MM[:SS[.ffffff]]``; only ``±HH:MM`` is common, and only
+    "-00:00" of those is not as isoformat() writes it.  Longer offsets (seconds
+    only "if needed") are checked by writing the value again."""
+    extra = len(text) - base_len
+    if extra == _HHMM_OFFSET_LEN:
+        return text[base_len:] != "-00:00"
+    return value.isoformat(timespec="microseconds") == text
+
+
+def _dec_datetime(data: bytes) -> dt.datetime:
+    text = data.decode("ascii")
+    if _match_datetime(text) is None:
+        raise ValueError("not a datetime as FORMAT.md §5.2 writes it")
+    value = _fromisoformat_datetime(text)
+    if len(text) != _DATETIME_LEN and not _offset_is_canonical(value, text, _DATETIME_LEN):
+        raise ValueError("the datetime's UTC offset is not in its shortest form")
+    return value
+
+
+def _dec_date(data: bytes) -> dt.date:
+    text = data.decode("ascii")
+    value = _fromisoformat_date(text)
+    if value.isoformat() != text:  # "20240501", "2024-W18-3"
+        raise ValueError("not a date as FORMAT.md §5.2 writes it")
+    return value
+
+
+def _dec_time(data: bytes) -> dt.time:
+    text = data.decode("ascii")
+    if _match_time(text) is None:
+        raise ValueError("not a time as FORMAT.md §5.2 writes it")
+    value = _fromisoformat_time(text)
+    if len(text) != _TIME_LEN and not _offset_is_canonical(value, text, _TIME_LEN):
+        raise ValueError("the time's UTC offset is not in its shortest form")
+    return value
 
 
 def _dec_timedelta(data: bytes) -> dt.timedelta:
@@ -125,17 +185,20 @@ def _dec_timedelta(data: bytes) -> dt.timedelta:
 
 
 def _dec_bigint(data: bytes) -> int:
-    if not data:
-        raise ValueError("empty big int")
-    return int.from_bytes(data, "big", signed=True)
+    value = int.from_bytes(data, "big", signed=True)
+    if _INT64_MIN <= value <= _UINT64_MAX:
+        raise ValueError("a big int ext holds a value msgpack stores as a plain int")
+    if len(data) != _bigint_length(value):
+        raise ValueError("a big int ext is not in its shortest form")
+    return value
 
 
 _DECODERS = {
     EXT_DECIMAL: _dec_decimal,
     EXT_UUID: _dec_uuid,
-    EXT_DATETIME: lambda d: dt.datetime.fromisoformat(_ascii(d)),
-    EXT_DATE: lambda d: dt.date.fromisoformat(_ascii(d)),
-    EXT_TIME: lambda d: dt.time.fromisoformat(_ascii(d)),
+    EXT_DATETIME: _dec_datetime,
+    EXT_DATE: _dec_date,
+    EXT_TIME: _dec_time,
     EXT_TIMEDELTA: _dec_timedelta,
     EXT_BIGINT: _dec_bigint,
 }

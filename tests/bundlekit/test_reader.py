@@ -91,6 +91,9 @@ def test_callers_errors_inside_the_with_block_pass_through(small_bundle, communi
         (b"", NotABundle),
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, NotABundle),
         (b"bundlekit.org/v2\n" + b"\x00" * 100, UnsupportedVersion),
+        (b"bundlekit.org/v10\n" + b"\x00" * 100, UnsupportedVersion),  # FORMAT.md §3.1
+        (b"bundlekit.org/v999\n", UnsupportedVersion),
+        (b"bundlekit.org/v10", NotABundle),  # not a prefix of MAGIC, nor a whole magic
         (b"bundlekit.org/v1\n", TruncatedBundle),
         (b"bundlek", TruncatedBundle),
     ],
@@ -180,3 +183,146 @@ def test_format_md_standard_tools_recipe_works(tmp_path, site, community):
     with open(tmp_path / "payload.msgpack", "rb") as f:
         assert list(msgpack.Unpacker(f)) == recs
     assert os.path.getsize(tmp_path / "payload.age") == sealed.manifest.payload_size
+
+
+def test_a_multi_digit_version_is_named(tmp_path):
+    p = tmp_path / "v10.bundle"
+    p.write_bytes(b"bundlekit.org/v10\n" + b"\x00" * 200)
+    with pytest.raises(UnsupportedVersion, match="version 10 bundle"):
+        read_manifest(p)
+
+
+# --- FORMAT.md §5.1: the age plaintext is exactly one zstd frame with a checksum
+
+
+def _signed_frame(tmp_path, site, recipient, frame: bytes, *, records: int, uncompressed: int,
+                  bundle_id=None, recipients=None, first_key=None) -> Path:
+    """A correctly signed bundle around any age plaintext: what a malicious sender could make."""
+    import hashlib
+    import io
+    import uuid
+
+    from bundlekit.manifest import Manifest, sign
+
+    buf = io.BytesIO()
+    w = age.encrypt([recipient.public.x25519], buf)
+    w.write(frame)
+    w.close()
+    payload = buf.getvalue()
+    manifest = Manifest(
+        bundle_id=bundle_id or uuid.uuid4(), sender=site.public,
+        recipients=recipients or (recipient.fingerprint,), seq=1, prev=None,
+        created=FIXED_TIME, record_count=records, kinds={}, key_field="id", kind_field="model",
+        first_key=first_key, last_key=None, uncompressed_size=uncompressed,
+        compressed_size=max(len(frame), 1), payload_size=len(payload),
+        payload_sha256=hashlib.sha256(payload).digest(),
+    ).to_bytes()
+    p = tmp_path / "signed.bundle"
+    p.write_bytes(container.MAGIC + payload + container.trailer(len(payload), manifest,
+                                                               sign(site, manifest)))
+    return p
+
+
+def _open_all(path, identity) -> list:
+    with open_bundle(path, [identity]) as bundle:
+        return list(bundle)
+
+
+_RECORD = msgpack.packb({"id": 1, "v": "x" * 300})
+
+
+def _frame(data: bytes = _RECORD, **params) -> bytes:
+    params.setdefault("write_checksum", 1)
+    cctx = zstandard.ZstdCompressor(
+        compression_params=zstandard.ZstdCompressionParameters.from_level(3, **params))
+    buf = __import__("io").BytesIO()
+    with cctx.stream_writer(buf, closefd=False) as w:  # content size unknown: a real window
+        w.write(data)
+    return buf.getvalue()
+
+
+def test_a_well_formed_hand_made_frame_is_read(tmp_path, site, community):
+    p = _signed_frame(tmp_path, site, community, _frame(), records=1, uncompressed=len(_RECORD))
+    assert _open_all(p, community) == [{"id": 1, "v": "x" * 300}]
+
+
+@pytest.mark.parametrize(
+    ("frame", "records", "size", "message"),
+    [
+        (_frame(write_checksum=0), 1, len(_RECORD), "no content checksum"),
+        (_frame() * 2, 2, 2 * len(_RECORD), "exactly one frame"),
+        # A skippable frame (RFC 8878 §3.1.2) after the frame is still a second frame.
+        (_frame() + b"\x50\x2a\x4d\x18" + (4).to_bytes(4, "little") + b"skip", 1, len(_RECORD),
+         "exactly one frame"),
+        (_frame() + b"\x00", 1, len(_RECORD), "exactly one frame"),
+        (_frame()[:-4], 1, len(_RECORD), "middle of its zstd frame"),  # checksum cut off
+        (_frame(window_log=24), 1, len(_RECORD), "16,777,216-byte window"),
+        (b"\x50\x2a\x4d\x18" + (4).to_bytes(4, "little") + b"skip" + _frame(), 1, len(_RECORD),
+         "does not start with a zstd frame"),
+    ],
+    ids=["no-checksum", "two-frames", "skippable-after", "garbage-after", "checksum-cut",
+         "window-16MiB", "skippable-first"],
+)
+def test_the_payload_must_be_one_zstd_frame_with_a_checksum(
+        tmp_path, site, community, frame, records, size, message):
+    p = _signed_frame(tmp_path, site, community, frame, records=records, uncompressed=size)
+    verify(p)  # signed and intact: only reading the payload finds the problem
+    with pytest.raises(CorruptBundle, match=message) as e:
+        _open_all(p, community)
+    assert type(e.value) is CorruptBundle and str(p) in str(e.value)
+
+
+def test_a_frame_header_split_across_reads_is_parsed(monkeypatch, tmp_path, site, community):
+    """The frame walker gets the age plaintext in whatever pieces age returns."""
+    from bundlekit import reader
+
+    small = 3  # smaller than a block header and the frame header
+
+    class Trickle(reader._OneFrame):
+        def readinto(self, buf):
+            return super().readinto(memoryview(buf)[:small])
+
+    monkeypatch.setattr(reader, "_OneFrame", Trickle)
+    records_ = make_records(50)
+    from bundlekit import records as rec
+
+    packed = b"".join(rec.packb(r) for r in records_)
+    frame = _frame(packed)
+    good = _signed_frame(tmp_path, site, community, frame, records=50, uncompressed=len(packed))
+    assert _open_all(good, community) == records_
+    two = _signed_frame(tmp_path, site, community, frame * 2, records=100,
+                        uncompressed=2 * len(packed))
+    with pytest.raises(CorruptBundle, match="exactly one frame"):
+        _open_all(two, community)
+
+
+def test_a_damaged_frame_is_not_reported_as_a_bad_record(tmp_path, site, community):
+    frame = bytearray(_frame(_RECORD * 20))
+    frame[-6] ^= 0xFF  # inside the last block, not a block header: the checksum catches it
+    p = _signed_frame(tmp_path, site, community, bytes(frame), records=20,
+                      uncompressed=20 * len(_RECORD))
+    with pytest.raises(CorruptBundle, match="compressed data is damaged"):
+        _open_all(p, community)
+
+
+# --- FORMAT.md §4.2: "check every field as in §4.1"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"bundle_id": __import__("uuid").UUID("12345678-1234-1234-9234-567812345678")},  # v1
+        {"bundle_id": __import__("uuid").UUID(int=0)},
+        {"recipients": ("central-server",)},
+        {"recipients": ("6617-0AC5-B704-F02F-D990-E24E-963F-F29C",)},
+        {"first_key": [1, 2]},
+    ],
+    ids=["uuid-version-1", "nil-uuid", "recipient-name", "recipient-upper-case", "list-key"],
+)
+def test_manifest_fields_are_checked_as_the_spec_says(tmp_path, site, community, change):
+    p = _signed_frame(tmp_path, site, community, _frame(), records=1, uncompressed=len(_RECORD),
+                      **change)
+    with pytest.raises(CorruptBundle, match="manifest is malformed"):
+        read_manifest(p)
+    with pytest.raises(CorruptBundle):
+        verify(p)

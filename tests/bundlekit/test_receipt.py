@@ -12,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bundlekit.errors import ReceiptError, WriteFailed
+from bundlekit.errors import (
+    ReceiptBadSignature,
+    ReceiptCorrupt,
+    ReceiptError,
+    ReceiptNotForUs,
+    ReceiptTruncated,
+    ReceiptUntrusted,
+    WriteFailed,
+)
 from bundlekit.keys import Identity
 from bundlekit.receipt import (
     END_MAGIC,
@@ -315,3 +323,46 @@ def test_random_edits_of_a_real_receipt_raise_only_receipt_error(draw):
         data[i] = draw.draw(st.integers(0, 255).filter(lambda v, i=i: v != data[i]))
     with pytest.raises(ReceiptError):
         decode(bytes(data))
+
+
+# --- each refusal has its own class and code, all of them ReceiptErrors
+
+
+def _spliced_signature() -> bytes:
+    genuine = small_receipt()
+    sig_at = len(genuine) - len(END_MAGIC) - 4 - 64
+    return genuine[:sig_at] + bytes(64) + genuine[sig_at + 64 :]
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "code"),
+    [
+        (lambda: b"", ReceiptCorrupt, "receipt-corrupt"),
+        (lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 200, ReceiptCorrupt, "receipt-corrupt"),
+        (lambda: b"bundlekit.org/v7/receipt\n" + b"\0" * 200, ReceiptCorrupt, "receipt-corrupt"),
+        (lambda: _resign({**_body(), "v": 2}), ReceiptCorrupt, "receipt-corrupt"),
+        (lambda: _resign({**_body(), "contiguous": -1}), ReceiptCorrupt, "receipt-corrupt"),
+        (lambda: MAGIC[:10], ReceiptTruncated, "receipt-truncated"),
+        (lambda: small_receipt()[:-1], ReceiptTruncated, "receipt-truncated"),
+        (lambda: small_receipt()[:200], ReceiptTruncated, "receipt-truncated"),
+        (_spliced_signature, ReceiptBadSignature, "receipt-bad-signature"),
+        (lambda: encode_receipt(issuer=Identity.generate("Central Server"), subject=SITE_A.public,
+                                entries=[entry(1)]), ReceiptUntrusted, "receipt-untrusted"),
+        (lambda: encode_receipt(issuer=SERVER, subject=SITE_B.public, entries=[entry(1)]),
+         ReceiptNotForUs, "receipt-not-for-us"),
+    ],
+)
+def test_each_refusal_has_its_own_class_and_code(make, error, code):
+    with pytest.raises(ReceiptError) as info:
+        decode(make())
+    assert type(info.value) is error and info.value.code == code
+
+
+def test_receipt_error_classes_keep_one_base():
+    for cls in (ReceiptCorrupt, ReceiptTruncated, ReceiptBadSignature, ReceiptUntrusted,
+                ReceiptNotForUs):
+        assert issubclass(cls, ReceiptError) and cls.code.startswith("receipt-")
+    # Like TruncatedBundle and BadSignature under CorruptBundle.
+    assert issubclass(ReceiptTruncated, ReceiptCorrupt)
+    assert issubclass(ReceiptBadSignature, ReceiptCorrupt)
+    assert ReceiptError.code == "bad-receipt"  # what an unreadable file still raises

@@ -132,6 +132,72 @@ def test_malformed_records_raise_corrupt_bundle(payload):
         list(records.iter_records(io.BytesIO(payload)))
 
 
+def _big(v: int, length: int) -> bytes:
+    return v.to_bytes(length, "big", signed=True)
+
+
+@pytest.mark.parametrize(
+    ("code", "data"),
+    [
+        # FORMAT.md §5.2: exactly the forms the table gives, nothing fromisoformat or
+        # Decimal would also accept.
+        (records.EXT_DATETIME, b"2024-05-01T12:00:00"),  # no fraction digits
+        (records.EXT_DATETIME, b"2024-05-01T12:00:00.123"),
+        (records.EXT_DATETIME, b"20240501T120000"),  # basic form
+        (records.EXT_DATETIME, b"20240501T120000.000000"),
+        (records.EXT_DATETIME, b"2024-05-01 12:00:00.000000"),
+        (records.EXT_DATETIME, b"2024-W18-3T12:00:00.000000"),
+        (records.EXT_DATETIME, b"2024-05-01T12:00:00.000000Z"),
+        (records.EXT_DATETIME, b"2024-05-01T12:00:00.000000+0545"),
+        (records.EXT_DATETIME, b"2024-05-01T12:00:00.000000+05"),
+        (records.EXT_DATETIME, b"2024-05-01T12:00:00.000000-00:00"),
+        (records.EXT_DATETIME, b"2024-05-01T12:00:00.000000+05:45:00"),  # seconds not needed
+        (records.EXT_DATETIME, b"2024-05-01T12:00:00.000000+01:00:07.000000"),
+        (records.EXT_DATETIME, b"2024-02-30T12:00:00.000000"),
+        (records.EXT_DATE, b"20240501"),
+        (records.EXT_DATE, b"2024-W18-3"),
+        (records.EXT_DATE, b"2024-05-01T00:00:00.000000"),
+        (records.EXT_TIME, b"08:30:00"),
+        (records.EXT_TIME, b"083000.000000"),
+        (records.EXT_TIME, b"T08:30:00.000000"),
+        (records.EXT_TIME, b"08:30:00.000000Z"),
+        (records.EXT_DECIMAL, b"1.5e3"),  # str(Decimal) writes 1.5E+3
+        (records.EXT_DECIMAL, b"1500E0"),
+        (records.EXT_DECIMAL, b"+1.5"),
+        (records.EXT_DECIMAL, b" 1.5"),
+        (records.EXT_DECIMAL, b"1_5"),
+        (records.EXT_DECIMAL, b"nan"),
+        (records.EXT_DECIMAL, b"inf"),
+        (records.EXT_DECIMAL, b""),
+        (records.EXT_DECIMAL, b"one"),
+        (records.EXT_BIGINT, b""),
+        (records.EXT_BIGINT, _big(5, 9)),  # fits in int64
+        (records.EXT_BIGINT, _big(-(2**63), 9)),
+        (records.EXT_BIGINT, _big(2**64 - 1, 9)),  # fits in uint64
+        (records.EXT_BIGINT, _big(2**64, 10)),  # one byte longer than needed
+        (records.EXT_BIGINT, _big(-(2**71), 10)),
+        (records.EXT_BIGINT, _big(-(2**100), 14)),
+    ],
+)
+def test_ext_data_not_in_the_specified_form_is_refused(code, data):
+    with pytest.raises(ValueError):
+        records.ext_hook(code, data)
+    with pytest.raises(CorruptBundle):
+        list(records.iter_records(io.BytesIO(msgpack.packb({"v": msgpack.ExtType(code, data)}))))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**64, -(2**63) - 1, 2**71 - 1, 2**71, -(2**71), -(2**71) - 1, -(2**64), -(2**128), 2**200],
+)
+def test_big_ints_are_written_in_the_shortest_form(value):
+    ext = records._default(value)
+    assert ext.code == records.EXT_BIGINT
+    shortest = min(n for n in range(1, 64) if -(2 ** (8 * n - 1)) <= value < 2 ** (8 * n - 1))
+    assert len(ext.data) == shortest
+    assert records.ext_hook(ext.code, ext.data) == value
+
+
 def test_a_partial_last_record_is_an_error_when_the_size_is_known():
     data = records.packb({"a": 1}) + records.packb({"b": "xyz"})[:-1]
     with pytest.raises(CorruptBundle):
