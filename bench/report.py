@@ -123,8 +123,8 @@ class Report:
         if not any("export" in s for s in sizes.values()):
             return
         self.w("## 2. Export", "",
-               "`export_pending()` (what `bundle export` runs) of N pending insert transactions "
-               "of a SQLite site database into bundles, against `manage.py dumpdata "
+               "`export_pending()` (what `bundle export` runs before it copies the files to the "
+               "stick) of N pending insert transactions of a SQLite site database into bundles, against `manage.py dumpdata "
                "--natural-foreign` of the same objects (to a file, as `-o` does). Size: all "
                "bundle files against `gzip -6` of the dumpdata JSON.", "")
         rows = []
@@ -198,8 +198,8 @@ class Report:
         if not rows:
             return
         self.w("## 3. Import", "",
-               "`import_bundle()` (what `bundle import` runs) of the exported bundles into an "
-               "empty server database (schema only), against `manage.py loaddata` of the "
+               "`import_bundle()` with the sender trusted (what `bundle import` runs for each "
+               "file) of the exported bundles into an empty server database (schema only), against `manage.py loaddata` of the "
                "dumpdata JSON into another empty one. Both include every check each tool makes; "
                "the bundle import also verifies signatures and digests, keeps the ledger "
                "(`IncomingTransaction`, one row per transaction) and the bundle chain.", "")

@@ -266,7 +266,8 @@ class Bench:
                 for rep in range(reps):
                     db = (self.fresh_sqlite("server") if backend == "sqlite"
                           else self.fresh_pg("server"))
-                    r = worker("import", {"key": server_key, "paths": paths}, db)
+                    r = worker("import", {"key": server_key, "paths": paths,
+                                          "trusted": [str(self.keys / "bench-site.pub")]}, db)
                     if r["applied"] != n or r["failed"]:
                         raise SystemExit(f"import applied {r['applied']} of {n}: {r}")
                     if rep == 0:

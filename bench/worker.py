@@ -159,16 +159,17 @@ def _ordered_bundles(paths):
 
 
 def task_import(args):
-    from bundlekit import load_identity
+    from bundlekit import load_identity, load_public_key
     from django_adapter.importer import import_bundle
 
     identity = load_identity(args["key"])
+    trusted = [load_public_key(p) for p in args["trusted"]] if args.get("trusted") else None
     paths = _ordered_bundles(args["paths"])
     gc.collect()
     t0 = time.perf_counter()
     totals = {"applied": 0, "failed": 0, "stale": 0, "conflict": 0, "duplicate": 0}
     for p in paths:
-        report = import_bundle(p, identities=[identity])
+        report = import_bundle(p, identities=[identity], trusted=trusted)
         for k in totals:
             totals[k] += getattr(report, k)
     seconds = time.perf_counter() - t0
