@@ -18,6 +18,7 @@ never overwritten or silently ignored.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from django.db import transaction
 
@@ -32,12 +33,24 @@ from django_adapter.signals import bundles_exported
 CHUNK = 500
 
 
-def export_pending(out_dir, *, identity, recipients, using="default", max_bytes=None) -> list[ExportedBundle]:
+def export_pending(
+    out_dir,
+    *,
+    identity,
+    recipients,
+    using="default",
+    max_bytes=None,
+    progress: Callable[[int], None] | None = None,
+) -> list[ExportedBundle]:
     """Seal every not-yet-exported OutgoingTransaction of ``using`` into ``out_dir``.
 
     Transactions are marked ``exported`` (not consumed: only a receipt from the
     server says they arrived) and each file gets an ``ExportedBundle`` row, in
     the same DB transaction as the chain-state update.
+
+    ``progress(n)`` is told how many records were just sealed (once per read
+    chunk of ``CHUNK`` records, and once per adopted bundle); the counts add up to
+    the records of the bundles returned.
     """
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -45,6 +58,9 @@ def export_pending(out_dir, *, identity, recipients, using="default", max_bytes=
     with transaction.atomic(using=using):
         state = _lock_chain(identity, using)
         made.extend(_adopt_orphans(out_dir, identity, state, using))
+        if progress is not None:
+            for adopted in made:
+                progress(adopted.record_count)
         ids: list[int] = []
         consumed = 0
 
@@ -62,6 +78,9 @@ def export_pending(out_dir, *, identity, recipients, using="default", max_bytes=
                 for pk, tx, fmt in chunk:
                     ids.append(pk)
                     yield load(tx, fmt)
+                # seal() asks for the next record only once it has taken this one.
+                if progress is not None:
+                    progress(len(chunk))
                 last = chunk[-1][0]
 
         def on_sealed(sealed):

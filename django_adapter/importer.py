@@ -23,6 +23,7 @@ imports the bundle from scratch.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
@@ -42,6 +43,8 @@ from django_adapter.models import (
 from django_adapter.signals import bundle_imported
 
 DUPLICATE = "duplicate"
+#: ``progress`` is called at most once per this many records (and once at the end).
+PROGRESS_STEP = 1000
 
 
 @dataclass
@@ -92,13 +95,26 @@ class BundleReport:
         }
 
 
-def import_bundle(path, *, identities, trusted=None, revoked=(), using="default") -> BundleReport:
+def import_bundle(
+    path,
+    *,
+    identities,
+    trusted=None,
+    revoked=(),
+    using="default",
+    progress: Callable[[int], None] | None = None,
+) -> BundleReport:
     """Import one bundle file into the ``using`` database; see the module docstring.
+
+    ``progress(n)`` is told how many of the bundle's records were just dealt with
+    (applied, or stored to wait for a gap, or found to be duplicates), in steps of
+    about ``PROGRESS_STEP``; the counts add up to the manifest's record count.
 
     Raises bundlekit's ``BundleError`` family for a file that is not acceptable
     (nothing is written then) and ``SyncError`` for records that are not
     django_adapter records.
     """
+    tick = _Ticker(progress)
     vb = verify(path, trusted=trusted, revoked=revoked)
     m = vb.manifest
     report = BundleReport(
@@ -118,6 +134,7 @@ def import_bundle(path, *, identities, trusted=None, revoked=(), using="default"
             report.duplicate = m.record_count
             report.messages.append(f"bundle already received ({known.status}); nothing to do")
             report.missing_seqs = _missing(state, using)
+            tick.add(m.record_count, flush=True)
             return report
         digest, prev = vb.digest.hex(), (m.prev.hex() if m.prev else None)
         bundle = ImportedBundle(
@@ -139,9 +156,10 @@ def import_bundle(path, *, identities, trusted=None, revoked=(), using="default"
             report.status = BundleStatus.FORK
             report.messages.append(why)
             report.missing_seqs = _missing(state, using)
+            tick.add(m.record_count, flush=True)
             return report
         bundle.save(using=using)
-        stored = ApplyResult()
+        stored = _Counted(ticker=tick)  # duplicates and conflicts are counted as they are found
         with open_bundle(path, identities=identities, trusted=trusted, revoked=revoked) as opened:
             if opened.digest != vb.digest:
                 raise CorruptBundle("the file changed while it was being imported", path=path)
@@ -149,14 +167,16 @@ def import_bundle(path, *, identities, trusted=None, revoked=(), using="default"
         _count(bundle, stored)
         report.add(stored)
         if m.seq == state.last_seq + 1:
-            applied = ApplyResult()
+            applied = _Counted(ticker=tick)  # each new row as it is applied
             apply_rows(rows, using, applied)
             _finish(bundle, state, applied, using)
             report.add(applied)
             _apply_successors(state, report, using)
         else:
+            tick.add(len(rows))  # stored; they wait for the gap to be filled
             bundle.report = {"messages": stored.messages}
             bundle.save(using=using)
+        tick.flush()
         report.status = ImportedBundle.objects.using(using).get(pk=bundle.pk).status
         report.missing_seqs = _missing(state, using)
         if report.missing_seqs:
@@ -168,6 +188,38 @@ def import_bundle(path, *, identities, trusted=None, revoked=(), using="default"
             using=using,
         )
     return report
+
+
+class _Ticker:
+    """Batches calls to a ``progress(n)`` callback; costs an addition per record."""
+
+    def __init__(self, progress: Callable[[int], None] | None):
+        self.progress, self.pending = progress, 0
+
+    def add(self, n: int, *, flush: bool = False) -> None:
+        if self.progress is None:
+            return
+        self.pending += n
+        if flush or self.pending >= PROGRESS_STEP:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending and self.progress is not None:
+            n, self.pending = self.pending, 0
+            self.progress(n)
+
+
+@dataclass
+class _Counted(ApplyResult):
+    """An ApplyResult that ticks once for every record it counts: ``store_records``
+    counts each duplicate or conflicting record, ``apply_rows`` each row it decides."""
+
+    ticker: _Ticker | None = None
+
+    def count(self, status: str, n: int = 1) -> None:
+        super().count(status, n)
+        if self.ticker is not None:
+            self.ticker.add(n)
 
 
 def _lock_sender(fingerprint: str, site: str, using: str) -> SenderState:

@@ -87,6 +87,7 @@ def export_to(
     config: Config,
     resend: bool = False,
     on_copied: Callable[[ExportedBundle], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ExportReport:
     """Seal pending transactions into OUTBOX (next seq, roll-over), then copy every
     unacknowledged bundle that is not yet in ``out_dir`` there, atomically.
@@ -95,6 +96,7 @@ def export_to(
     from the outbox copy (a damaged stick).  A target that refuses (full,
     read-only, removed) raises :class:`WriteFailed` with ``report`` attached; the
     bundles stay sealed in the outbox and go out with the next export.
+    ``progress(n)``: records sealed, as in :func:`export_pending`.
     """
     target = need_folder(out_dir)
     identity, recipients = config.identity, config.need_recipients()
@@ -105,6 +107,7 @@ def export_to(
         recipients=list(recipients),
         using=config.database,
         max_bytes=config.max_bytes,
+        progress=progress,
     )
     report.sealed = [
         {"seq": b.seq, "file": b.file_name, "records": b.record_count} for b in made
@@ -214,11 +217,14 @@ def from_bundle_report(path, r: BundleReport) -> FileReport:
     )
 
 
-def import_one(path, *, config: Config) -> FileReport:
+def import_one(
+    path, *, config: Config, progress: Callable[[int], None] | None = None
+) -> FileReport:
     """Import one bundle; raise the BundleError family for a file to refuse.
 
     A valid bundle whose records are not ours raises :class:`NotSyncRecords`;
-    database errors propagate (retry later: the data is fine).
+    database errors propagate (retry later: the data is fine).  ``progress(n)``:
+    records dealt with, as in :func:`~django_adapter.importer.import_bundle`.
     """
     try:
         report = import_bundle(
@@ -227,6 +233,7 @@ def import_one(path, *, config: Config) -> FileReport:
             trusted=list(config.need_trusted()),
             revoked=list(config.revoked_keys),
             using=config.database,
+            progress=progress,
         )
     except SyncError as exc:
         raise NotSyncRecords(f"its records are not sync transactions ({exc})", path=path) from None
@@ -272,20 +279,23 @@ def import_paths(
     forward_dir=None,
     receipts: bool = True,
     on_file: Callable[[FileReport], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportRun:
     """Import bundles and apply receipts from files and folders; see the module doc.
 
     Every file gets a :class:`FileReport`; nothing one file does stops the
     others.  Afterwards, when ``receipts`` and RECEIPTS_OUT is set, one signed
     receipt per sender touched is written there.  ``forward_dir`` (default
-    FORWARD) receives byte-identical copies of accepted bundles.
+    FORWARD) receives byte-identical copies of accepted bundles.  ``progress(n)``
+    is told the records of the bundles as they are dealt with (see
+    :func:`records_to_import` for the total).
     """
     run = ImportRun()
     bundle_paths, receipt_paths = split_files(paths)
     forward_dir = forward_dir or config.forward
     touched: set[str] = set()
     for path in bundle_paths:
-        report = _import_reporting(path, config)
+        report = _import_reporting(path, config, progress)
         if report.sender and report.status != "rejected":
             touched.add(report.sender)
         if forward_dir and report.kind == "bundle" and report.status in _FORWARDABLE:
@@ -309,13 +319,30 @@ def import_paths(
 _FORWARDABLE = (BundleStatus.APPLIED, BundleStatus.WAITING, DUPLICATE)
 
 
-def _import_reporting(path: Path, config: Config) -> FileReport:
+def records_to_import(paths: Iterable, *, config: Config) -> int:
+    """The records :func:`import_paths` would deal with: the manifests' record
+    counts of the bundles among ``paths``, less this machine's own (read from the
+    unauthenticated manifests, so only good for a progress bar's total)."""
+    total = 0
+    for path in split_files(paths)[0]:
+        try:
+            manifest = read_manifest(path)
+        except (BundleError, OSError):
+            continue
+        if manifest.sender.fingerprint != config.identity.fingerprint:
+            total += manifest.record_count
+    return total
+
+
+def _import_reporting(
+    path: Path, config: Config, progress: Callable[[int], None] | None = None
+) -> FileReport:
     if _sealed_here(path, config):
         # The stick comes back with our own bundles beside the receipts: not an error.
         return FileReport(os.fspath(path), "bundle", "own", site=config.site,
                           reason="sealed by this machine; skipped")
     try:
-        return import_one(path, config=config)
+        return import_one(path, config=config, progress=progress)
     except BundleError as exc:
         exc.with_path(path)
         return FileReport(os.fspath(path), "bundle", "rejected", code=exc.code, reason=exc.reason)
@@ -464,4 +491,5 @@ __all__ = [
     "import_receipt",
     "import_receipts",
     "prune",
+    "records_to_import",
 ]
