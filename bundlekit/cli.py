@@ -97,34 +97,60 @@ def interactive() -> bool:
 
 
 @contextmanager
-def progress(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; draws a rich bar with records/s when on a terminal."""
+def progress(
+    description: str, total: int | None = None, unit: str = "records"
+) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; draws a rich bar on a terminal, nothing otherwise.
+
+    ``unit`` names what ``n`` counts: ``"records"`` (the rate reads records/s),
+    ``"bytes"`` (sizes and MB/s) or another plural noun such as ``"files"``.
+    """
     if not interactive():
         yield lambda n=1: None
         return
     from rich.progress import (
         BarColumn,
+        DownloadColumn,
         MofNCompleteColumn,
         Progress,
         TextColumn,
         TimeElapsedColumn,
     )
 
+    if unit == "bytes":
+        done_column = DownloadColumn()
+
+        def per_second(speed: float) -> str:
+            return f"{speed / 1e6:,.1f} MB/s"
+
+    else:
+        done_column = MofNCompleteColumn()
+
+        def per_second(speed: float) -> str:
+            return f"{speed:,.0f} {unit}/s" if speed >= 10 else f"{speed:.1f} {unit}/s"
+
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        done_column,
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
     ]
-    with Progress(*columns, transient=True, console=_stderr_console()) as bar:
+    # print() output meanwhile goes above the bar only when stdout is that terminal too;
+    # stdout sent to a file or a pipe stays there.
+    with Progress(
+        *columns,
+        transient=True,
+        console=_stderr_console(),
+        redirect_stdout=sys.stdout.isatty(),
+    ) as bar:
         task = bar.add_task(description, total=total, rate="")
 
         def advance(n: int = 1) -> None:
             bar.advance(task, n)
             speed = bar.tasks[task].speed
             if speed:
-                bar.update(task, rate=f"{speed:,.0f} records/s")
+                bar.update(task, rate=per_second(speed))
 
         yield advance
 
@@ -339,39 +365,42 @@ def verify(
     results = []
     failed = 0
     for path in targets:
-        try:
-            vb = verify_bundle(path, trusted=trusted)
-        except BundleError as exc:
-            failed += 1
-            exc.with_path(path)
-            results.append(
-                {"file": str(path), "valid": False, "error": exc.code, "reason": exc.reason}
-            )
-            if not json_out:
-                out(f"INVALID {path}: {exc.reason}")
-            continue
-        except OSError as exc:
-            failed += 1
-            results.append(
-                {
-                    "file": str(path),
-                    "valid": False,
-                    "error": "unreadable",
-                    "reason": str(exc.strerror or exc),
-                }
-            )
-            if not json_out:
-                out(f"INVALID {path}: cannot read it ({exc.strerror or exc})")
-            continue
-        m = vb.manifest
-        info = describe(path, m, vb.digest)
-        info["valid"] = True
-        results.append(info)
+        size = path.stat().st_size if path.is_file() else 0
+        # verify() streams the payload through SHA-256: a bar per file, closed before
+        # its line is printed (as push does).
+        with progress(f"verifying {path.name}", total=size, unit="bytes") as advance:
+            try:
+                vb = verify_bundle(path, trusted=trusted)
+            except BundleError as exc:
+                failed += 1
+                exc.with_path(path)
+                results.append(
+                    {"file": str(path), "valid": False, "error": exc.code, "reason": exc.reason}
+                )
+                line = f"INVALID {path}: {exc.reason}"
+            except OSError as exc:
+                failed += 1
+                results.append(
+                    {
+                        "file": str(path),
+                        "valid": False,
+                        "error": "unreadable",
+                        "reason": str(exc.strerror or exc),
+                    }
+                )
+                line = f"INVALID {path}: cannot read it ({exc.strerror or exc})"
+            else:
+                m = vb.manifest
+                info = describe(path, m, vb.digest)
+                info["valid"] = True
+                results.append(info)
+                line = (
+                    f"OK      {path}: site {m.sender.site} seq {m.seq}, {m.record_count} records, "
+                    f"signed by {vb.sender.fingerprint}"
+                )
+            advance(size)
         if not json_out:
-            out(
-                f"OK      {path}: site {m.sender.site} seq {m.seq}, {m.record_count} records, "
-                f"signed by {vb.sender.fingerprint}"
-            )
+            out(line)
     if json_out:
         print_json(results)
     if failed:

@@ -29,6 +29,7 @@ from bundlekit.cli import (
     EXIT_INVALID,
     CommandFailed,
     err,
+    interactive,
     out,
     print_json,
     progress,
@@ -103,11 +104,9 @@ def export(
     from django_adapter.workflow import export_to
 
     cfg = config(identity=identity, to=to, database=database)
-    with progress("copying") as advance:
+    with progress("sealing", total=_pending(cfg) if interactive() else None) as advance:
         try:
-            report = export_to(
-                out_dir, config=cfg, resend=resend, on_copied=lambda b: advance(b.record_count)
-            )
+            report = export_to(out_dir, config=cfg, resend=resend, progress=advance)
         except WriteFailed as exc:
             partial = getattr(exc, "report", None)
             if partial is None:
@@ -131,6 +130,13 @@ def export(
         _export_lines(report)
     for name in report.missing:
         err(f"{cfg.outbox / name}: not acknowledged yet but missing from the outbox; cannot resend it")
+
+
+def _pending(cfg) -> int:
+    """The bar's total for export: changes not sealed yet (one COUNT, for the bar only)."""
+    from django_adapter.models import OutgoingTransaction
+
+    return OutgoingTransaction.objects.using(cfg.database).filter(exported=False).count()
 
 
 def _export_lines(report) -> None:
@@ -221,14 +227,15 @@ def import_(
 
     On a server, one signed receipt per sending site is then written to
     RECEIPTS_OUT.  Exit code 1 if any file was refused or anything failed."""
-    from django_adapter.workflow import import_paths
+    from django_adapter.workflow import import_paths, records_to_import
 
     cfg = config(identity=identity, trust=trust, database=database)
     for f in files:
         if not f.exists():
             raise CommandFailed(f"{f}: no such file or folder")
-    with progress("importing") as advance:
-        run = import_paths(files, config=cfg, forward_dir=forward, on_file=lambda r: advance(r.records))
+    total = records_to_import(files, config=cfg) if interactive() else None
+    with progress("importing", total=total) as advance:
+        run = import_paths(files, config=cfg, forward_dir=forward, progress=advance)
     _print_run(run, json_out)
     if not run.ok:
         raise typer.Exit(EXIT_INVALID)

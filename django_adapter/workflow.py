@@ -323,13 +323,17 @@ def records_to_import(paths: Iterable, *, config: Config) -> int:
     """The records :func:`import_paths` would deal with: the manifests' record
     counts of the bundles among ``paths``, less this machine's own (read from the
     unauthenticated manifests, so only good for a progress bar's total)."""
+    try:
+        own = config.identity.fingerprint
+    except BundleError:  # import_paths reports that, file by file
+        own = None
     total = 0
     for path in split_files(paths)[0]:
         try:
             manifest = read_manifest(path)
         except (BundleError, OSError):
             continue
-        if manifest.sender.fingerprint != config.identity.fingerprint:
+        if manifest.sender.fingerprint != own:
             total += manifest.record_count
     return total
 

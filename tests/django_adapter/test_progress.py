@@ -111,3 +111,45 @@ def test_without_a_callback_the_reports_are_the_same(site, server, usb):
     export_to(usb, config=site)
     run = import_paths([usb], config=server)
     assert [f.applied for f in run.files] == [3]
+
+
+# ------------------------------------------------------------------ the commands
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """progress() drawing into a string, as it would on a terminal."""
+    import io
+
+    from rich.console import Console
+
+    from bundlekit import cli as core_cli
+    from django_adapter import cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(core_cli, "interactive", lambda: True)
+    monkeypatch.setattr(cli, "interactive", lambda: True)
+    monkeypatch.setattr(
+        core_cli, "_stderr_console", lambda: Console(file=screen, force_terminal=True, width=150)
+    )
+    return screen
+
+
+def test_export_and_import_commands_draw_records_bars(
+    terminal, settings, keys, tmp_path, usb, capsys
+):
+    """On a terminal the bars count records against the real totals: the pending
+    changes for export, the manifests' record counts for import."""
+    from django_adapter import cli
+
+    households(0, MANY)
+    settings.BUNDLEKIT = site_settings(keys, tmp_path)
+    cli.export(out_dir=usb)
+    assert f"{MANY}/{MANY}" in terminal.getvalue() and "records/s" in terminal.getvalue()
+    assert "sealed   seq 1" in capsys.readouterr().out
+
+    terminal.seek(0), terminal.truncate()
+    settings.BUNDLEKIT = server_settings(keys, tmp_path)
+    cli.import_(files=[usb])
+    assert f"{MANY}/{MANY}" in terminal.getvalue() and "records/s" in terminal.getvalue()
+    assert f"applied {MANY}" in capsys.readouterr().out
