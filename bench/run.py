@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 SECTIONS = ("raw", "capture", "export", "import", "scale")
 LABELS = ["benchapp.participant", "benchapp.visit", "benchapp.requisition"]
 FULL = dict(sizes=[100_000, 1_000_000], reps=3, baseline_max=100_000, big_reps=1,
-            capture_n=10_000, raw_n=200_000, scale=(8, 5, 2000))
+            capture_n=10_000, raw_n=200_000, scale=(8, 4, 1000))
 QUICK = dict(sizes=[2_000, 10_000], reps=1, baseline_max=10_000, big_reps=1,
              capture_n=2_000, raw_n=10_000, scale=(4, 2, 500))
 PG = dict(host=os.environ.get("BK_BENCH_PG_HOST", "127.0.0.1"),
