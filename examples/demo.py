@@ -6,8 +6,9 @@ USB sticks; a driver's middleman laptop checks them on the spot, reads them to
 reconcile the specimens in the cool box, and carries the original files to the
 community server; the server takes them from its watched inbox folder and writes
 receipts; the receipts go back on the sticks and the laptops prune what the server
-now holds.  Then: the same stick again changes nothing, and a tampered copy is
-refused.
+now holds.  Next day there is a network: laptop-a pushes one more change to the
+server over HTTP (``bundle push``) and pulls its receipt back (``bundle pull``).
+Then: the same stick again changes nothing, and a tampered copy is refused.
 
 Every hop runs the command a person would type, in its own process, on its own
 machine's folder (four machines side by side in one folder here)::
@@ -26,11 +27,14 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +44,7 @@ LAPTOPS = ("laptop-a", "laptop-b")
 ROLES = (*LAPTOPS, "middleman", "server")
 STICK = {"laptop-a": "usb-a", "laptop-b": "usb-b"}
 DRIVER_STICK = "middleman/to-server"  # FORWARD in the middleman's settings
+TOKEN = "field-demo-token"  # the server's REST token in fieldproject/settings.py (demo default)
 
 
 class Demo:
@@ -61,6 +66,8 @@ class Demo:
                 [str(PROJECT), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
             ),
             BUNDLEKIT_NO_PROGRESS="1",
+            BUNDLEKIT_REST_TOKEN=TOKEN,  # the server's (its settings read it)
+            BUNDLEKIT_TOKEN=TOKEN,  # what `bundle push` / `bundle pull` send
             COLUMNS="110",
         )
         return env
@@ -180,6 +187,7 @@ class Demo:
             self.middleman,
             self.server,
             self.receipts_back,
+            self.over_http,
             self.guarantees,
             self.final_counts,
         ):
@@ -329,6 +337,87 @@ class Demo:
         self.say("  Status at each end:")
         self.run_all([(role, ["status"]) for role in (*LAPTOPS, "server")])
 
+    def over_http(self) -> None:
+        self.hop(
+            "8. Over the network",
+            """Next day the clinic's network is up. The server serves the same bundles over
+            HTTP (fieldproject/urls.py and the REST dict in its settings; only on 127.0.0.1
+            here). Laptop-a enters one more specimen, seals it into its outbox, pushes it:
+            the server verifies and imports it as the upload completes, and the receipt
+            comes back over the same link.""",
+        )
+        with socket.socket() as s:  # a free port on this machine only
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/bundles/"
+        argv, shown = self.command(["manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"])
+        self.say(f"  server$ {shown} &")
+        log = (self.home / "server" / "runserver.log").open("w")
+        proc = subprocess.Popen(
+            argv, cwd=self.home, env=self.env("server"), stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            self.check("the server answers on 127.0.0.1", self.wait_for(url, proc))
+            if not self.checks[-1]["ok"]:
+                return
+            self.run("laptop-a", ["manage.py", "enter_field_data", "--late-specimen"])
+            self.run("laptop-a", ["export", "--out", "laptop-a/outbox"])
+            self.say(f"  laptop-a$ export BUNDLEKIT_TOKEN={TOKEN}")
+            pushed = self.run("laptop-a", ["push", url, "laptop-a/outbox"])
+            (self.home / "laptop-a" / "from-server").mkdir(exist_ok=True)
+            self.run("laptop-a", ["pull", url, "--receipts", "--site", "laptop-a",
+                                  "--out", "laptop-a/from-server"])
+            got = self.run("laptop-a", ["import", "laptop-a/from-server"])
+            self.run("laptop-a", ["prune"])
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+            self.facts["server_stopped"] = proc.poll() is not None
+        self.say("  (server stopped)")
+        seen = re.search(r"^IMPORTED .*seq (\d+), (\d+) applied", pushed.stdout, re.M)
+        # The server's receipts folder also holds the receipt of the USB trip: pulled too,
+        # it acknowledges nothing new.
+        acked = re.findall(r"(\d+) bundle\(s\) acknowledged \((\d+) transactions\)", got.stdout)
+        self.facts["rest"] = {
+            "seq": int(seen[1]) if seen else None,
+            "applied": int(seen[2]) if seen else None,
+            "acknowledged": sum(int(a) for a, _ in acked),
+            "transactions": sum(int(t) for _, t in acked),
+        }
+        self.check(
+            "the pushed bundle is imported by the server: seq 2, 1 change applied",
+            self.facts["rest"]["seq"] == 2 and self.facts["rest"]["applied"] == 1,
+            json.dumps(self.facts["rest"]),
+        )
+        (site,) = (s.get("site", {}) for s in self.bundle_json(["laptop-a"], ["status"]))
+        self.check(
+            "its receipt came back over HTTP: confirmed and pruned on laptop-a",
+            self.facts["rest"]["acknowledged"] == 1
+            and self.facts["rest"]["transactions"] == 1
+            and site.get("pending") == 0
+            and site.get("exported") == 0
+            and site.get("outbox_files") == [],
+            json.dumps(site, default=str),
+        )
+        (self.facts["laptop-a"],) = self.clinic("laptop-a")
+
+    def wait_for(self, url: str, proc: subprocess.Popen, seconds: float = 30) -> bool:
+        """Whether the server answers ``url`` (with the token) before it exits or time runs out."""
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(request, timeout=2) as answer:
+                    return answer.status == 200
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
+        return False
+
     def server_state(self) -> tuple[dict, list]:
         """The server's clinic rows and its per-sender ledger summary (without the clock)."""
         (rows,) = self.clinic("server")
@@ -340,7 +429,7 @@ class Demo:
 
     def guarantees(self) -> None:
         self.hop(
-            "8. The guarantees",
+            "9. The guarantees",
             """The research assistant of laptop-a brings her own stick to the clinic as well, and
             its bundle goes into the inbox a second time: it is recognised, nothing is applied
             twice.""",
@@ -373,7 +462,10 @@ class Demo:
         self.check("after both, the server's rows and ledger are unchanged", after == before)
 
     def final_counts(self) -> None:
-        self.hop("9. What each database holds")
+        self.hop(
+            "10. What each database holds",
+            "(the middleman saw only the bundles on the sticks, not the one sent over HTTP)",
+        )
         want = {
             k: sorted(self.facts["laptop-a"][k] + self.facts["laptop-b"][k])
             for k in self.facts["laptop-a"]
@@ -399,6 +491,8 @@ class Demo:
                 for c in self.checks
                 if c["check"] == "the server holds exactly the laptops' rows"
             ),
+            "rest": self.facts.get("rest"),
+            "server_stopped": self.facts.get("server_stopped"),
             "reimport": self.facts.get("reimport"),
             "tampered_rejected": self.facts.get("tampered_rejected"),
             "checks": self.checks,
@@ -454,8 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     if result["ok"]:
         say(f"  All {len(demo.checks)} checks passed in {result['seconds']} s.")
         say("  Every change entered on the two laptops reached the server exactly once, by")
-        say("  way of the middleman; receipts closed the loop and let the laptops prune; the")
-        say("  same stick again changed nothing, and a tampered copy was refused.")
+        say("  way of the middleman, and one more over HTTP; receipts closed the loop and let")
+        say("  the laptops prune; the same stick again changed nothing, and a tampered copy")
+        say("  was refused.")
     else:
         say(f"  {len(failed)} of {len(demo.checks)} checks FAILED:")
         for c in failed:

@@ -25,9 +25,13 @@ pytestmark = [
     ),
 ]
 
-# What enter_field_data puts on each laptop (after its update and its delete).
-LAPTOP_A = {"participants": 3, "visits": 3, "requisitions": 5}
+# What enter_field_data puts on each laptop (after its update and its delete); the
+# middleman gets both over the sticks.  Then laptop-a enters one more requisition
+# (--late-specimen) and pushes it to the server over HTTP.
+SHIFT_A = {"participants": 3, "visits": 3, "requisitions": 5}
 LAPTOP_B = {"participants": 2, "visits": 2, "requisitions": 3}
+BY_STICK = {k: SHIFT_A[k] + LAPTOP_B[k] for k in SHIFT_A}
+LAPTOP_A = {**SHIFT_A, "requisitions": SHIFT_A["requisitions"] + 1}
 BOTH = {k: LAPTOP_A[k] + LAPTOP_B[k] for k in LAPTOP_A}
 
 
@@ -62,8 +66,18 @@ def test_server_holds_exactly_the_laptops_rows(demo):
     assert counts["laptop-a"] == LAPTOP_A
     assert counts["laptop-b"] == LAPTOP_B
     assert counts["server"] == BOTH
-    assert counts["middleman"] == BOTH
+    assert counts["middleman"] == BY_STICK
     assert summary["server_matches_laptops"] is True
+
+
+def test_rest_hop(demo):
+    """laptop-a's one more change went over HTTP: pushed, imported as seq 2, and the
+    receipt pulled back acknowledged exactly that bundle."""
+    proc, home = demo
+    summary = json.loads(proc.stdout)
+    assert summary["rest"] == {"seq": 2, "applied": 1, "acknowledged": 1, "transactions": 1}
+    assert "bundle push http://127.0.0.1:" in proc.stderr
+    assert "(server stopped)" in proc.stderr
 
 
 def test_guarantees(demo):
@@ -78,6 +92,14 @@ def test_story_is_told_without_tracebacks(demo):
     proc, _ = demo
     assert "Traceback" not in proc.stderr
     assert "== Summary" in proc.stderr
+
+
+def test_the_server_ran_on_127_0_0_1_and_was_stopped(demo):
+    proc, home = demo
+    assert json.loads(proc.stdout)["server_stopped"] is True
+    log = (home / "server" / "runserver.log").read_text()
+    assert "Starting development server at http://127.0.0.1:" in log
+    assert "Quit the server" in log
 
 
 def test_demo_names_no_path_of_this_checkout(demo):

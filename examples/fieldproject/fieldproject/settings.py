@@ -65,5 +65,18 @@ BUNDLEKIT = {
     "MAX_BYTES": 1 << 30,
     "DATABASE": "default",
 }
+
+# The server also takes bundles over HTTP (docs/REST.md): `python manage.py runserver`
+# here, `bundle push http://127.0.0.1:8000/bundles/ laptop-a/outbox` on a laptop.
+if ROLE == "server":
+    ROOT_URLCONF = "fieldproject.urls"
+    ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+    BUNDLEKIT["REST"] = {
+        # Laptops send it as BUNDLEKIT_TOKEN. The default is for the demo only: set
+        # BUNDLEKIT_REST_TOKEN to a long random string anywhere else, and serve over HTTPS.
+        "TOKENS": [os.environ.get("BUNDLEKIT_REST_TOKEN", "field-demo-token")],
+        "IMPORT_ON_UPLOAD": True,  # import as the upload completes; the receipt is ready at once
+        "UPLOAD_DIR": str(HOME / "uploads"),  # partial uploads, beside the inbox
+    }
 # The producer name on captured changes (edc-sync's "producer"): site/hostname.
 BUNDLEKIT_SITE = ROLE

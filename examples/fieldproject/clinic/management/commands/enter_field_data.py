@@ -4,6 +4,9 @@
 first visit and the specimens drawn (requisitioned and labelled in the field),
 then corrects one record and deletes one entered twice by mistake: inserts,
 updates and deletes, each captured as an outgoing transaction.
+
+``--late-specimen`` adds one more requisition to a laptop that already holds its
+shift: a tube drawn later (the demo sends it over HTTP instead of a stick).
 """
 
 from datetime import date, timedelta
@@ -27,6 +30,7 @@ SHIFTS = {
             ("066-11100003-9", "OL", date(1993, 6, 21), "F", [("SR", "3.00"), ("DBS", "0.25")]),
         ],
         "correct_initials": ("066-11100003-9", "OLM"),
+        "late": ("066-11100002-1", "RA0007", "PL", "2.00"),
     },
     "laptop-b": {
         "prefix": "RB",
@@ -35,6 +39,7 @@ SHIFTS = {
             ("066-22200002-5", "GS", date(1969, 8, 9), "M", [("DBS", "0.25")]),
         ],
         "correct_initials": ("066-22200002-5", "GSK"),
+        "late": ("066-22200002-5", "RB0005", "SR", "3.00"),
     },
 }
 
@@ -42,11 +47,21 @@ SHIFTS = {
 class Command(BaseCommand):
     help = "Enter a field shift's participants, visits and specimen requisitions."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--late-specimen",
+            action="store_true",
+            help="After the shift: requisition one more specimen (a tube drawn later).",
+        )
+
     def handle(self, *args, **options):
         role = settings.BUNDLEKIT["SITE"]
         shift = SHIFTS.get(role)
         if shift is None:
             raise CommandError(f"{role} is not a field laptop; nobody enters data here")
+        if options["late_specimen"]:
+            self.late_specimen(*shift["late"])
+            return
         if Participant.objects.exists():
             raise CommandError("this laptop already holds a shift's data")
         now = timezone.now().replace(microsecond=123456)
@@ -101,3 +116,21 @@ class Command(BaseCommand):
             )
         pending = OutgoingTransaction.objects.filter(exported=False).count()
         self.stdout.write(f"{pending} changes waiting to leave this laptop")
+
+    def late_specimen(self, subject, identifier, specimen_type, volume):
+        if SpecimenRequisition.objects.filter(requisition_identifier=identifier).exists():
+            raise CommandError(f"{identifier} is already requisitioned")
+        try:
+            visit = Visit.objects.get(participant__subject_identifier=subject, visit_code="1000")
+        except Visit.DoesNotExist:
+            raise CommandError("enter the shift first (without --late-specimen)") from None
+        SpecimenRequisition.objects.create(
+            visit=visit,
+            requisition_identifier=identifier,
+            specimen_type=specimen_type,
+            volume=Decimal(volume),
+            drawn_datetime=timezone.now().replace(microsecond=123456),
+        )
+        self.stdout.write(f"entered {identifier} ({specimen_type}, {volume} mL) for {subject}")
+        pending = OutgoingTransaction.objects.filter(exported=False).count()
+        self.stdout.write(f"{pending} change(s) waiting to leave this laptop")
