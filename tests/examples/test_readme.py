@@ -1,13 +1,20 @@
-"""The README quickstart is run as written: its shell block, then its sample output
-checked against what the commands really print.
+"""The README quickstart is run as written: its shell block, then the REST block
+(the server line in the background, on a free port instead of 8000), then its
+sample output checked against what the commands really print.
 
-Runs from the repository root with a temporary $HOME (the block works in
-``~/field``), using the project's ``.venv`` as the block says.  SQLite only.
+Runs from the repository root with a temporary $HOME (the blocks work in
+``~/field``), using the project's ``.venv`` as the block says.  SQLite only; the
+server listens on 127.0.0.1 only.
 """
 
 import os
 import re
+import signal
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,24 +45,95 @@ def quickstart() -> str:
     return script
 
 
+def rest_block() -> str:
+    (script,) = [b for b in blocks("sh") if "runserver" in b]
+    return script
+
+
 def sample_commands() -> list[str]:
     (sample,) = [b for b in blocks("text") if b.startswith("$ ")]
     return [line[2:] for line in sample.splitlines() if line.startswith("$ ")]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FIELD_", "DJANGO_"))}
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("home")
+
+
+def clean_env(home) -> dict:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FIELD_", "DJANGO_", "BUNDLEKIT_"))
+    }
     env.update(HOME=str(home), BUNDLEKIT_NO_PROGRESS="1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def run(home):
     proc = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", quickstart()],
         cwd=ROOT,
-        env=env,
+        env=clean_env(home),
         capture_output=True,
         text=True,
         timeout=300,
     )
+    return proc
+
+
+def answers(url: str, server: subprocess.Popen, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer field-demo-token"})
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(request, timeout=2) as answer:
+                return answer.status == 200
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    return False
+
+
+@pytest.fixture(scope="module")
+def rest(run, home):
+    """The REST block after the quickstart: "a second terminal set up like the first"
+    is the quickstart's lines before ``mkdir ~/field``, then ``cd ~/field``."""
+    assert run.returncode == 0, run.stderr[-3000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    setup = quickstart().split("mkdir ~/field")[0] + "cd ~/field\n"
+    lines = rest_block().replace("127.0.0.1:8000", f"127.0.0.1:{port}").splitlines(keepends=True)
+    (serve,) = [line for line in lines if "runserver" in line]
+    assert f"127.0.0.1:{port}" in serve
+    log = (home / "runserver.log").open("w")
+    server = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", setup + serve],
+        cwd=ROOT,
+        env=clean_env(home),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert answers(f"http://127.0.0.1:{port}/bundles/", server), (home / "runserver.log").read_text()
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", setup + "".join(lines).replace(serve, "")],
+            cwd=ROOT,
+            env=clean_env(home),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
     return proc
 
 
@@ -74,15 +152,28 @@ def test_quickstart_does_what_it_says(run):
     assert re.search(r"^duplicate .*applied 0, duplicate 14", out, re.M)
 
 
+def test_the_rest_block_runs_as_written(rest):
+    assert rest.returncode == 0, rest.stdout[-3000:] + rest.stderr[-3000:]
+    assert "Traceback" not in rest.stderr
+
+
+def test_the_rest_block_does_what_it_says(rest):
+    out = rest.stdout
+    assert re.search(r"^IMPORTED .*site laptop-a seq 2, 1 applied", out, re.M)
+    assert "1 bundle(s) acknowledged (1 transactions), 1 already" in out
+    assert "pruned 1 confirmed transaction(s), 1 outbox file(s)" in out
+    assert "sender laptop-a: applied through seq 2, open gaps: none" in out
+
+
 def test_sample_output_shows_commands_of_the_quickstart():
-    script = quickstart()
+    script = quickstart() + rest_block()
     for command in sample_commands():
         assert command in script, command
 
 
-def test_sample_output_lines_are_real(run):
+def test_sample_output_lines_are_real(run, rest):
     """Each sample line, with its file names, digests, paths and times made generic,
-    matches a line the quickstart really printed."""
+    matches a line the quickstart (or the REST block) really printed."""
     (sample,) = [b for b in blocks("text") if b.startswith("$ ")]
 
     def generic(line: str) -> str:
@@ -93,7 +184,7 @@ def test_sample_output_lines_are_real(run):
         line = re.sub(r"\S*/((middleman|server)/)", r"\1", line)
         return line.replace(".../", "")
 
-    real = {generic(line) for line in run.stdout.splitlines()}
+    real = {generic(line) for line in (run.stdout + rest.stdout).splitlines()}
     for line in sample.splitlines():
         if line and not line.startswith("$ "):
             assert generic(line) in real, line
