@@ -84,9 +84,10 @@ class Report:
             f"cryptography {m['cryptography']}",
             f"- Load average (1/5/15 min) before the run: {lb[0]:.2f} / {lb[1]:.2f} / {lb[2]:.2f}; "
             f"after: {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}",
-            f"- Repetitions: {r['options']['reps']} per measurement up to "
+            f"- Repetitions: {r['options']['reps']} per bundlekit measurement up to "
             f"{r['options']['baseline_max']:,} transactions, {r['options']['big_reps']} above; "
-            "figures are medians, ratios are ratios of medians.",
+            f"{r['options'].get('baseline_reps', r['options']['reps'])} per dumpdata/loaddata "
+            "measurement (they are slow); figures are medians, ratios are ratios of medians.",
             "",
             "## Targets",
             "",

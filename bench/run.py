@@ -30,9 +30,9 @@ if str(ROOT) not in sys.path:
 
 SECTIONS = ("raw", "capture", "export", "import", "scale")
 LABELS = ["benchapp.participant", "benchapp.visit", "benchapp.requisition"]
-FULL = dict(sizes=[100_000, 1_000_000], reps=3, baseline_max=100_000, big_reps=1,
+FULL = dict(sizes=[100_000, 1_000_000], reps=3, baseline_max=100_000, big_reps=1, baseline_reps=2,
             capture_n=10_000, raw_n=200_000, scale=(8, 4, 1000))
-QUICK = dict(sizes=[2_000, 10_000], reps=1, baseline_max=10_000, big_reps=1,
+QUICK = dict(sizes=[2_000, 10_000], reps=1, baseline_max=10_000, big_reps=1, baseline_reps=1,
              capture_n=2_000, raw_n=10_000, scale=(4, 2, 500))
 PG = dict(host=os.environ.get("BK_BENCH_PG_HOST", "127.0.0.1"),
           port=os.environ.get("BK_BENCH_PG_PORT", "5432"),
@@ -244,7 +244,7 @@ class Bench:
         dump = self.tmp / f"dump-{n}.json"
         if baseline and ("export" in o.only or "import" in o.only):
             res["dumpdata"] = []
-            for rep in range(reps if "export" in o.only else 1):
+            for rep in range(min(reps, o.baseline_reps) if "export" in o.only else 1):
                 r = worker("dumpdata", {"labels": LABELS, "out": str(dump)}, f"sqlite:{site}")
                 res["dumpdata"].append(r)
                 say(f"  dumpdata --natural-foreign rep {rep + 1}: {r['seconds']:.2f} s, "
@@ -280,7 +280,7 @@ class Bench:
                 if not baseline:
                     continue
                 runs = res.setdefault(f"loaddata_{backend}", [])
-                for rep in range(reps):
+                for rep in range(min(reps, o.baseline_reps)):
                     db = (self.fresh_sqlite("server") if backend == "sqlite"
                           else self.fresh_pg("server"))
                     r = worker("loaddata", {"fixture": str(dump)}, db)
@@ -381,6 +381,8 @@ def parse(argv):
     ap.add_argument("--quick", action="store_true", help="small N, one repetition")
     ap.add_argument("--sizes", help="comma-separated transaction counts (multiples of 10)")
     ap.add_argument("--reps", type=int, help="repetitions per measurement")
+    ap.add_argument("--baseline-reps", type=int,
+                    help="repetitions of dumpdata/loaddata (at most --reps; they are slow)")
     ap.add_argument("--baseline-max", type=int,
                     help="largest size at which dumpdata/loaddata run (they are slow)")
     ap.add_argument("--only", default=",".join(SECTIONS),
@@ -402,6 +404,8 @@ def parse(argv):
         ap.error("--sizes must be multiples of 10 (families of 10 objects)")
     if a.reps:
         o.reps = a.reps
+    if a.baseline_reps:
+        o.baseline_reps = a.baseline_reps
     if a.capture_n:
         o.capture_n = a.capture_n
     if a.raw_n:
@@ -473,7 +477,8 @@ def main(argv=None) -> int:
     results["load_after"] = os.getloadavg()
     results["command"] = command_line(argv)
     results["options"] = {"sizes": o.sizes, "reps": o.reps, "baseline_max": o.baseline_max,
-                          "big_reps": o.big_reps, "quick": o.quick, "only": sorted(o.only),
+                          "big_reps": o.big_reps, "baseline_reps": min(o.reps, o.baseline_reps),
+                          "quick": o.quick, "only": sorted(o.only),
                           "pg_big": o.pg_big}
     if o.json:
         Path(o.json).write_text(json.dumps(results, indent=1, default=str))
