@@ -47,7 +47,7 @@ bench: $(STAMP)
 # The long form of the reliability suite (crash, tamper, concurrency, fuzz);
 # it rewrites docs/RELIABILITY.md from what it measured.
 soak: $(STAMP)
-	BUNDLEKIT_SOAK=1 $(PY) -m pytest -q tests/reliability
+	BUNDLEKIT_SOAK=1 $(PY) -m pytest -q tests/reliability && $(PY) tests/reliability/report.py --mode soak
 
 clean:
 	rm -rf $(VENV) $(VENV42) .pytest_cache .hypothesis build *.egg-info

@@ -206,7 +206,15 @@ def copy_to_incoming(queryset, using: str) -> CopyResult:
 
 
 def _newer_applied(row: IncomingTransaction, using: str) -> bool:
-    return (
+    """A later change to the same object already applied: this one is stale.
+
+    Changes that came in bundles from the same producer are ordered by its chain
+    (sequence, then position), not by its clock: a laptop whose clock was set
+    back (a flat battery) must still have its newest change applied. Rows copied
+    without a chain (edc-sync's copy_to_incoming_transaction) have only their
+    timestamps to go by.
+    """
+    newer = (
         IncomingTransaction.objects.using(using)
         .filter(
             tx_name=row.tx_name,
@@ -215,8 +223,10 @@ def _newer_applied(row: IncomingTransaction, using: str) -> bool:
             timestamp__gt=row.timestamp,
         )
         .exclude(pk=row.pk)
-        .exists()
     )
+    if row.bundle_id is not None:
+        newer = newer.exclude(producer=row.producer, bundle__isnull=False)
+    return newer.exists()
 
 
 def _save_raw(obj, model, record: dict, using: str) -> None:

@@ -48,18 +48,14 @@ SUITES = [
      "tests/reliability/test_bad_input.py"),
     ("nothing-readable", "Nothing readable on the stick", "one field value looked for (several encodings) in bundle and receipt bytes",
      "tests/reliability/test_nothing_readable.py"),
-    ("clocks", "Wrong clocks (known bug, strict xfail)", "a laptop's clock set back between two changes of one object",
+    ("clocks", "Wrong clocks", "a laptop's clock set back between two changes of one object",
      "tests/reliability/test_clocks.py"),
     ("keys", "Key rotation and revocation", "a rotation statement changed at one byte, or a rotated/revoked key used",
      "tests/reliability/test_keys.py"),
 ]
 #: Suites whose failure is a known, reported bug (their tests are strict xfails):
 #: shown under "Known bugs", not counted as a failed run.
-KNOWN_BUGS = {
-    "clocks": "django_adapter/apply.py compares the same laptop's changes by capture "
-              "timestamp, so after its clock is set back its newest change is recorded as "
-              "stale and not applied (see docs/SECURITY.md, Wrong clocks).",
-}
+KNOWN_BUGS: dict[str, str] = {}
 BAD = ("lost", "applied_twice", "accepted_forgeries", "exported_twice", "bad_files",
        "data_mismatches", "leaks", "deadlocks_or_errors")
 

@@ -18,12 +18,6 @@ from tests.test_app import models as m
 
 pytestmark = [
     pytest.mark.django_db(databases=["default", "server"]),
-    # Known bug, reported to the owner of django_adapter/apply.py: _newer_applied()
-    # compares timestamps with every applied row of the object, including the same
-    # sender's earlier rows, whose order the chain already fixes.  Strict: this
-    # fails loudly once the fix lands, so the marker is removed then.
-    pytest.mark.xfail(strict=True, reason="apply.py: a laptop's clock set back makes its own "
-                      "newer change 'stale' (same-sender rows compared by timestamp)"),
 ]
 
 SITE, CENTRAL = Identity.generate("site-a"), Identity.generate("central")
