@@ -350,6 +350,13 @@ def verify(
         list[Path] | None,
         typer.Option("--trust", "-t", help="Accept only senders with these NAME.pub keys."),
     ] = None,
+    revoked: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--revoked",
+            help="Refuse keys revoked here: a revocation list, a NAME.pub or a fingerprint.",
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Check signature, chain fields, sizes and digests. No decryption key needed.
@@ -357,8 +364,10 @@ def verify(
     One line per file; exit 0 only if every file is valid.
     """
     from bundlekit.reader import verify as verify_bundle
+    from bundlekit.rotation import load_revoked
 
     trusted = load_publics(trust) if trust else None
+    revoked_keys = load_revoked(revoked or ())
     targets = expand(files)
     if not targets:
         raise CommandFailed("no bundle files found in " + ", ".join(map(str, files)))
@@ -370,7 +379,7 @@ def verify(
         # its line is printed (as push does).
         with progress(f"verifying {path.name}", total=size, unit="bytes") as advance:
             try:
-                vb = verify_bundle(path, trusted=trusted)
+                vb = verify_bundle(path, trusted=trusted, revoked=revoked_keys)
             except BundleError as exc:
                 failed += 1
                 exc.with_path(path)

@@ -101,14 +101,22 @@ class Config:
 
     @cached_property
     def revoked_keys(self) -> tuple[PublicKey | str, ...]:
-        """Fingerprints stay strings (bundlekit's verify accepts both forms)."""
-        out: list[PublicKey | str] = []
-        for item in self.revoked:
-            if _FINGERPRINT.fullmatch(item.strip().lower()):
-                out.append(item.strip().lower())
-            else:
-                out.append(_load("REVOKED", self._path(item), load_public_key))
-        return tuple(out)
+        """Fingerprints, .pub files or revocation lists (`bundle keys revoke`).
+
+        Fingerprints stay strings (bundlekit's verify accepts both forms).
+        """
+        from bundlekit.rotation import load_revoked
+
+        items = [
+            item.strip().lower() if _FINGERPRINT.fullmatch(item.strip().lower()) else self._path(item)
+            for item in self.revoked
+        ]
+        try:
+            return tuple(load_revoked(items))
+        except BundleError as exc:
+            raise ConfigError(f"{SETTING}['REVOKED']: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{SETTING}['REVOKED']: {exc.filename}: cannot be read ({exc.strerror})") from None
 
     def _path(self, value: str | os.PathLike[str]) -> Path:
         return _resolve(value, self.base_dir)

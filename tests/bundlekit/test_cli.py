@@ -183,3 +183,22 @@ def test_payload_is_a_standard_age_file(keys: Path, sealed: Path, tmp_path: Path
 
     records = list(msgpack.Unpacker(__import__("io").BytesIO(raw), raw=False, strict_map_key=False))
     assert [r["note"] if "note" in r else r["model"] for r in records] == ["lab.specimen", "héllo"]
+
+
+def test_verify_refuses_a_revoked_sender(keys: Path, sealed: Path, tmp_path: Path):
+    revocations = tmp_path / "revoked.txt"
+    made = bundle(
+        "keys",
+        "revoke",
+        str(keys / "site-a.pub"),
+        "--list",
+        str(revocations),
+        "--reason",
+        "laptop stolen",
+    )
+    assert made.returncode == 0, made.stderr
+    result = bundle("verify", str(sealed), "--revoked", str(revocations), "--json")
+    assert result.returncode == 1
+    (report,) = json.loads(result.stdout)
+    assert report["error"] == "revoked-key"
+    assert bundle("verify", str(sealed), "--revoked", str(keys / "stranger.pub")).returncode == 0

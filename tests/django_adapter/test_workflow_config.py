@@ -95,3 +95,18 @@ def test_system_check(keys, tmp_path):
     with override_settings(BUNDLEKIT=site_settings(keys, tmp_path, TRUSTED=[str(keys.key("central"))])):
         (error,) = check_settings()
         assert error.id == "django_adapter.E102" and "central" in error.msg
+
+
+def test_revoked_accepts_a_revocation_list(keys, tmp_path):
+    import datetime as dt
+
+    from bundlekit.keys import load_public_key
+    from bundlekit.rotation import Revocation, revocation_list_text
+
+    stolen = load_public_key(keys.pub("site-b"))
+    listing = tmp_path / "revoked.list"
+    when = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    listing.write_text(revocation_list_text([Revocation(stolen, "laptop stolen", when)]))
+    config = conf(site_settings(keys, tmp_path, REVOKED=[str(listing)]), tmp_path)
+    (only,) = config.revoked_keys
+    assert only.fingerprint == stolen.fingerprint
