@@ -684,7 +684,7 @@ def push(
     results = []
     for path in targets:
         total = path.stat().st_size if path.is_file() else None
-        with progress(f"pushing {path.name}", total=total) as advance:
+        with progress(f"pushing {path.name}", total=total, unit="bytes") as advance:
             try:
                 results.extend(push_bundles(url, [path], token=token, progress=advance))
             except ValueError as exc:
@@ -725,7 +725,7 @@ def pull(
     from bundlekit.transport import TransferError, pull_each
 
     trusted = load_publics(trust) if trust else None
-    with progress("pulling") as advance:
+    with progress("pulling", unit="bytes") as advance:
         try:
             results = pull_each(url, out_dir, token=token, trusted=trusted, progress=advance,
                                 receipts=receipts, site=site)
