@@ -2,7 +2,8 @@
 
     python -m bench.equivalence OUT_DIR     (BK_BENCH_DB names an empty database)
 
-Seals a mixed stream (inserts, full updates, updates older than what is applied,
+Seals a mixed stream (inserts, full updates, another producer's updates older
+than what is applied, the same producer's with its clock set back,
 deletes, deletes of missing objects, a reference that never resolves, visits
 after their requisitions, a duplicate and a conflicting transaction) into a
 chain of bundles, imports them out of order and one twice, and prints the
@@ -36,9 +37,16 @@ def _stream(rng):
         if "comments" in u["fields"]:
             u["fields"]["comments"] = f"edited {i}"
         extra.append(u)
-    for r in rng.sample(recs, 20):  # older than the insert already applied: stale
+    for r in rng.sample(recs, 10):  # the same producer's clock set back: not stale
+        u = copy.deepcopy(r)
+        u["id"], u["action"], u["ts"] = uuid.uuid4(), "U", r["ts"] - dt.timedelta(days=2)
+        if "comments" in u["fields"]:
+            u["fields"]["comments"] = "clock set back"
+        extra.append(u)
+    for r in rng.sample(recs, 20):  # another producer's change, older than what is applied
         u = copy.deepcopy(r)
         u["id"], u["action"], u["ts"] = uuid.uuid4(), "U", r["ts"] - dt.timedelta(days=1)
+        u["producer"] = "other/host"
         if "comments" in u["fields"]:
             u["fields"]["comments"] = "stale"
         extra.append(u)
