@@ -28,6 +28,7 @@ from uuid import UUID
 import typer
 
 from bundlekit.errors import BundleError
+from bundlekit.naming import bundle_files
 
 log = logging.getLogger(__name__)
 
@@ -328,21 +329,6 @@ def manifest_dict(manifest) -> dict:
     return json.loads(json.dumps(data, default=plain_json))
 
 
-def expand(paths: list[Path]) -> list[Path]:
-    """Files as given; a folder stands for the bundles in it (sorted, so output is stable)."""
-    from bundlekit.naming import is_bundle_name
-
-    result: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            result.extend(
-                sorted(p for p in path.iterdir() if p.is_file() and is_bundle_name(p.name))
-            )
-        else:
-            result.append(path)
-    return result
-
-
 @app.command()
 def verify(
     files: Annotated[list[Path], typer.Argument(help="Bundle files or folders of bundles.")],
@@ -368,7 +354,7 @@ def verify(
 
     trusted = load_publics(trust) if trust else None
     revoked_keys = load_revoked(revoked or ())
-    targets = expand(files)
+    targets = bundle_files(files)
     if not targets:
         raise CommandFailed("no bundle files found in " + ", ".join(map(str, files)))
     results = []
@@ -620,7 +606,7 @@ def keys_verify(
 
     trusted = load_publics(trust) if trust else None
     refused = load_revoked(map(str, revoked or ()))
-    targets = expand(files)
+    targets = bundle_files(files)
     if not targets:
         raise CommandFailed("no bundle files found in " + ", ".join(map(str, files)))
     failed = 0
@@ -675,10 +661,9 @@ def push(
 
     One line per file; exit 0 only if the server holds every file afterwards.
     """
-    from bundlekit.transport import expand_paths
     from bundlekit.transport import push as push_bundles
 
-    targets = expand_paths(files)
+    targets = bundle_files(files)
     if not targets:
         raise CommandFailed("no bundle files found in " + ", ".join(map(str, files)))
     results = []

@@ -8,8 +8,11 @@ read inside a bundle as a path.
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
 
 #: FORMAT.md §7: the file-name extension of a sealed bundle.
 BUNDLE_SUFFIX = ".bundle"
@@ -65,3 +68,15 @@ def parse_bundle_name(name: str) -> tuple[str, int, str] | None:
     if m is None:
         return None
     return m["site"], int(m["seq"]), m["digest"]
+
+
+def bundle_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given; a folder stands for the bundle files in it, in name order
+    (which is sequence order for one sender, and keeps output stable)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(c for c in p.iterdir() if c.is_file() and is_bundle_name(c.name)))
+        else:
+            out.append(p)
+    return out

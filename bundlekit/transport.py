@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 from bundlekit.errors import BundleError
 from bundlekit.fsutil import AtomicFile
-from bundlekit.naming import is_bundle_name
+from bundlekit.naming import bundle_files, is_bundle_name
 
 if TYPE_CHECKING:
     import httpx
@@ -204,17 +204,6 @@ def _pieces(path: Path, start: int, end: int, progress: Progress | None, sent: l
                 progress(len(piece))
 
 
-def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files as given; a folder stands for the bundle files in it, sorted by name."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(c for c in p.iterdir() if c.is_file() and is_bundle_name(c.name)))
-        else:
-            out.append(p)
-    return out
-
-
 # --------------------------------------------------------------------------- push
 
 
@@ -238,7 +227,7 @@ def push(
     base = _base(url)
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
-    files = expand_paths(paths)
+    files = bundle_files(paths)
     with _client(token, timeout) as client:
         return [
             _push_one(client, base, path, retries, backoff, chunk_size, progress) for path in files

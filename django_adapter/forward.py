@@ -19,7 +19,7 @@ from pathlib import Path
 from bundlekit.errors import BundleError, WriteFailed
 from bundlekit.fsutil import AtomicFile, write_failed
 from bundlekit.keys import PublicKey
-from bundlekit.naming import is_bundle_name
+from bundlekit.naming import bundle_files
 from bundlekit.reader import verify
 
 _CHUNK = 1024 * 1024
@@ -104,18 +104,6 @@ class ForwardResult:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def bundle_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files as given; a folder stands for the bundles in it, in name order
-    (which is sequence order for one sender)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(c for c in p.iterdir() if c.is_file() and is_bundle_name(c.name)))
-        else:
-            out.append(p)
-    return out
 
 
 def forward_bundles(
