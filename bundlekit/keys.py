@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from bundlekit import age
 from bundlekit.age import bech32
-from bundlekit.errors import KeyFileError
+from bundlekit.errors import BundleError, KeyFileError
 from bundlekit.naming import safe_site
 
 #: FORMAT.md §6.1: domain label of the fingerprint hash.
@@ -203,9 +203,9 @@ def write_keypair(
     for p in (key_path, pub_path):
         if os.path.lexists(p):
             raise KeyFileError("already exists; refusing to overwrite a key file", path=p)
-    _write_new(key_path, key_file_text(identity), 0o600)
+    write_new_file(key_path, key_file_text(identity), 0o600)
     try:
-        _write_new(pub_path, pub_file_text(identity.public), 0o644)
+        write_new_file(pub_path, pub_file_text(identity.public))
     except KeyFileError:
         os.unlink(key_path)
         raise
@@ -221,13 +221,18 @@ def generate_keypair(
     return identity, key_path, pub_path
 
 
-def _write_new(path: str, text: str, mode: int) -> None:
+def write_new_file(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
+    """Create ``path`` holding ``text``, fsynced, with exactly ``mode``; never overwrite.
+
+    KeyFileError naming the file if it exists or cannot be written; a file
+    that could not be written whole is removed.
+    """
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
-        raise KeyFileError("already exists; refusing to overwrite a key file", path=path) from None
+        raise KeyFileError("already exists; refusing to overwrite it", path=path) from None
     except OSError as e:
-        raise KeyFileError(f"could not be created: {e.strerror}", path=path) from e
+        raise KeyFileError(f"could not be created: {e.strerror or e}", path=path) from e
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             if hasattr(os, "fchmod"):
@@ -240,25 +245,36 @@ def _write_new(path: str, text: str, mode: int) -> None:
             os.unlink(path)
         except OSError:
             pass
-        raise KeyFileError(f"could not be written: {e.strerror}", path=path) from e
+        raise KeyFileError(f"could not be written: {e.strerror or e}", path=path) from e
 
 
-def _read_text(path: str | os.PathLike[str], expected: str) -> str:
+def read_text_file(
+    path: str | os.PathLike[str],
+    what: str,
+    limit: int = _MAX_KEY_FILE,
+    error: type[BundleError] = KeyFileError,
+    not_text: type[BundleError] | None = None,
+) -> str:
+    """The UTF-8 text of a small file that should be ``what`` (``a public key file (.pub)``).
+
+    Every failure is ``error`` naming the file; a file that is not UTF-8 text
+    is ``not_text`` when given (a caller may want to tell that case apart).
+    """
     try:
         with open(path, "rb") as f:
-            data = f.read(_MAX_KEY_FILE + 1)
+            data = f.read(limit + 1)
     except FileNotFoundError:
-        raise KeyFileError(f"does not exist ({expected} was expected)", path=path) from None
+        raise error(f"does not exist ({what} was expected)", path=path) from None
     except IsADirectoryError:
-        raise KeyFileError(f"is a folder, not {expected}", path=path) from None
+        raise error(f"is a folder, not {what}", path=path) from None
     except OSError as e:
-        raise KeyFileError(f"cannot be read ({e.strerror})", path=path) from e
+        raise error(f"cannot be read ({e.strerror or e})", path=path) from None
+    if len(data) > limit:
+        raise error(f"is too large to be {what}", path=path)
     try:
-        if len(data) > _MAX_KEY_FILE:
-            raise ValueError
         return data.decode("utf-8")
-    except (UnicodeDecodeError, ValueError):
-        raise KeyFileError(f"is not a key file ({expected} was expected)", path=path) from None
+    except UnicodeDecodeError:
+        raise (not_text or error)(f"is not {what}", path=path) from None
 
 
 def _fields(lines: Iterable[str], prefix: str) -> dict[str, str]:
@@ -275,7 +291,7 @@ def _fields(lines: Iterable[str], prefix: str) -> dict[str, str]:
 def load_identity(path: str | os.PathLike[str]) -> Identity:
     """Read a ``.key`` file; KeyFileError for a .pub, garbage, or a missing file."""
     expected = "a secret key file (.key)"
-    text = _read_text(path, expected)
+    text = read_text_file(path, expected)
     lines = text.splitlines()
     if PUB_HEADER in lines:
         raise KeyFileError(f"is a public key (.pub), but {expected} was expected", path=path)
@@ -309,7 +325,7 @@ def load_identity(path: str | os.PathLike[str]) -> Identity:
 def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
     """Read a ``.pub`` file; KeyFileError for a .key, garbage, or a missing file."""
     expected = "a public key file (.pub)"
-    text = _read_text(path, expected)
+    text = read_text_file(path, expected)
     lines = text.splitlines()
     if KEY_HEADER in lines or any(line.startswith("AGE-SECRET-KEY-1") for line in lines):
         raise KeyFileError(

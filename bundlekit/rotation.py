@@ -46,7 +46,9 @@ from bundlekit.keys import (
     load_identity,
     load_public_key,
     pub_file_text,
+    read_text_file,
     write_keypair,
+    write_new_file,
 )
 from bundlekit.naming import safe_site
 
@@ -88,6 +90,11 @@ class RevocationListError(KeyFileError):
     code = "bad-revocation-list"
 
 
+class NotARevocationList(RevocationListError):
+    """The file is readable but is no revocation list at all (no header, not text):
+    :func:`load_revoked` then tries it as a ``.pub`` file."""
+
+
 @dataclass(frozen=True)
 class Rotation:
     """A checked rotation statement: ``old`` hands over to ``new`` (same site)."""
@@ -120,24 +127,6 @@ def _parse_time(text: str) -> dt.datetime:
     if not _CREATED.fullmatch(text):
         raise ValueError(f"bad time {text!r}")
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
-
-
-def _read_text(path: str | os.PathLike[str], what: str, limit: int, error: type[BundleError]) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise error(f"does not exist ({what} was expected)", path=path) from None
-    except IsADirectoryError:
-        raise error(f"is a folder, not {what}", path=path) from None
-    except OSError as e:
-        raise error(f"cannot be read ({e.strerror or e})", path=path) from None
-    if len(data) > limit:
-        raise error(f"is too large to be {what}", path=path)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise error(f"is not {what}", path=path) from None
 
 
 def _key_from(site: str, recipient: str, verify_key: str, fingerprint: str) -> PublicKey:
@@ -225,18 +214,14 @@ def rotate(
     os.makedirs(folder, exist_ok=True)
     key_path, pub_path = write_keypair(new, folder, stem)
     try:
-        fd = os.open(rotation_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
+        write_new_file(rotation_path, text)
+    except KeyFileError:
         for p in (key_path, pub_path):
             try:
                 os.unlink(p)
             except OSError:
                 pass
-        raise KeyFileError(f"could not be written: {e.strerror or e}", path=rotation_path) from e
+        raise
     return new, key_path, pub_path, rotation_path
 
 
@@ -295,7 +280,8 @@ def read_rotation(
     refused (RevokedKey): a thief holding a revoked key must not be able to
     hand its trust to a key of their own; so is a revoked new key.
     """
-    rot = parse_rotation(_read_text(path, "a key rotation statement", _MAX_FILE, RotationError), path)
+    text = read_text_file(path, "a key rotation statement", _MAX_FILE, RotationError)
+    rot = parse_rotation(text, path)
     revoked = list(revoked)
     for which, key in (("old", rot.old), ("new", rot.new)):
         if _is_revoked(key, revoked):
@@ -335,14 +321,7 @@ def accept_rotation(
         raise KeyFileError("already exists and holds another key; refusing to replace it",
                            path=pub_path)
     os.makedirs(os.fspath(directory), exist_ok=True)
-    try:
-        fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(pub_file_text(rot.new))
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        raise KeyFileError(f"could not be written: {e.strerror or e}", path=pub_path) from e
+    write_new_file(pub_path, pub_file_text(rot.new))
     return rot, pub_path
 
 
@@ -382,12 +361,13 @@ def _check_reason(reason: str) -> str:
 def read_revocations(path: str | os.PathLike[str]) -> list[Revocation]:
     """The entries of a revocation list (RevocationListError if it is not one)."""
     what = "a revocation list"
-    text = _read_text(path, what, _MAX_REVOCATION_LIST, RevocationListError)
+    text = read_text_file(path, what, _MAX_REVOCATION_LIST, RevocationListError,
+                          not_text=NotARevocationList)
     lines = [line for line in text.split("\n") if not line.startswith("#")]
     while lines and not lines[0]:
         lines.pop(0)
     if not lines or lines[0] != REVOCATIONS_HEADER:
-        raise RevocationListError(f"is not {what}", path=path)
+        raise NotARevocationList(f"is not {what}", path=path)
     entries: list[Revocation] = []
     block: list[str] = []
     for line in lines[1:] + [""]:
@@ -451,15 +431,13 @@ def load_revoked(items: Iterable[str | os.PathLike[str]]) -> list[PublicKey | st
             continue
         try:
             out.extend(r.key for r in read_revocations(text))
-        except RevocationListError as e:
-            if e.reason.startswith("is not a revocation list"):
-                out.append(load_public_key(text))
-            else:
-                raise
+        except NotARevocationList:
+            out.append(load_public_key(text))
     return out
 
 
 __all__ = [
+    "NotARevocationList",
     "Revocation",
     "RevocationListError",
     "Rotation",
