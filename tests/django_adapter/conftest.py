@@ -1,5 +1,6 @@
 """Fixtures shared by the Django adapter tests: a laptop database (``default``)
-and a server database (``server``) on the same backend."""
+and a server database (``server``) on the same backend; for the workflow tests,
+keys on disk, a Config per role (see workflow_support.py) and a stick."""
 
 import datetime as dt
 import uuid
@@ -7,10 +8,35 @@ from decimal import Decimal
 
 import pytest
 
+from tests.django_adapter.workflow_support import Keys, config_of, server_settings, site_settings
 from tests.test_app import models as m
 
 BOTH = ["default", "server"]
 UTC = dt.UTC
+
+
+@pytest.fixture
+def keys(tmp_path):
+    return Keys(tmp_path / "keys")
+
+
+@pytest.fixture
+def site(keys, tmp_path):
+    """The field laptop's Config (site-a on ``default``)."""
+    return config_of(site_settings(keys, tmp_path), tmp_path)
+
+
+@pytest.fixture
+def server(keys, tmp_path):
+    """The server's Config (central on ``server``)."""
+    return config_of(server_settings(keys, tmp_path), tmp_path)
+
+
+@pytest.fixture
+def usb(tmp_path):
+    path = tmp_path / "usb"
+    path.mkdir()
+    return path
 
 
 @pytest.fixture

@@ -9,34 +9,12 @@ import pytest
 from django_adapter.exporter import CHUNK
 from django_adapter.importer import PROGRESS_STEP
 from django_adapter.workflow import export_to, import_paths, records_to_import
-from tests.django_adapter.workflow_support import Keys, config_of, server_settings, site_settings
+from tests.django_adapter.workflow_support import config_of, server_settings, site_settings
 from tests.test_app import models as m
 
 pytestmark = pytest.mark.django_db(databases=["default", "server"])
 
 MANY = 2 * PROGRESS_STEP + 345  # more than one batch of each kind, and a remainder
-
-
-@pytest.fixture
-def keys(tmp_path):
-    return Keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def site(keys, tmp_path):
-    return config_of(site_settings(keys, tmp_path), tmp_path)
-
-
-@pytest.fixture
-def server(keys, tmp_path):
-    return config_of(server_settings(keys, tmp_path), tmp_path)
-
-
-@pytest.fixture
-def usb(tmp_path):
-    path = tmp_path / "usb"
-    path.mkdir()
-    return path
 
 
 def households(first: int, n: int) -> None:

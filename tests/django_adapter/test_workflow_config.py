@@ -8,12 +8,7 @@ from django.test import override_settings
 
 from bundlekit.errors import BundleError
 from django_adapter.conf import ConfigError, check_settings, get_config
-from tests.django_adapter.workflow_support import Keys, site_settings
-
-
-@pytest.fixture
-def keys(tmp_path):
-    return Keys(tmp_path / "keys")
+from tests.django_adapter.workflow_support import site_settings
 
 
 def conf(raw, base=None):

@@ -11,32 +11,9 @@ from bundlekit.naming import is_bundle_name
 from django_adapter import forward as forward_mod
 from django_adapter.models import ExportedBundle, ImportedBundle, OutgoingTransaction
 from django_adapter.workflow import export_to, import_paths
-from tests.django_adapter.workflow_support import Keys, config_of, server_settings, site_settings
 from tests.test_app import models as m
 
 pytestmark = pytest.mark.django_db(databases=["default", "server"])
-
-
-@pytest.fixture
-def keys(tmp_path):
-    return Keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def site(keys, tmp_path):
-    return config_of(site_settings(keys, tmp_path), tmp_path)
-
-
-@pytest.fixture
-def server(keys, tmp_path):
-    return config_of(server_settings(keys, tmp_path), tmp_path)
-
-
-@pytest.fixture
-def usb(tmp_path):
-    path = tmp_path / "usb"
-    path.mkdir()
-    return path
 
 
 def bundles_in(folder):

@@ -17,32 +17,9 @@ from django_adapter.models import (
 from django_adapter.receipts import ledger_entries
 from django_adapter.status import open_gaps, server_status, site_status
 from django_adapter.workflow import export_to, import_paths, import_receipts, prune
-from tests.django_adapter.workflow_support import Keys, config_of, server_settings, site_settings
 from tests.test_app import models as m
 
 pytestmark = pytest.mark.django_db(databases=["default", "server"])
-
-
-@pytest.fixture
-def keys(tmp_path):
-    return Keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def site(keys, tmp_path):
-    return config_of(site_settings(keys, tmp_path), tmp_path)
-
-
-@pytest.fixture
-def server(keys, tmp_path):
-    return config_of(server_settings(keys, tmp_path), tmp_path)
-
-
-@pytest.fixture
-def usb(tmp_path):
-    path = tmp_path / "usb"
-    path.mkdir()
-    return path
 
 
 def server_state():

@@ -14,27 +14,17 @@ from bundlekit.inbox import REASON_TXT
 from django_adapter.exporter import export_pending
 from django_adapter.models import ImportedBundle, IncomingTransaction
 from django_adapter.workflow import WatchedInbox, export_to
-from tests.django_adapter.workflow_support import Keys, config_of, server_settings, site_settings
+from tests.django_adapter.workflow_support import server_settings
 from tests.test_app import models as m
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def keys(tmp_path):
-    return Keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def site(keys, tmp_path):
-    return config_of(site_settings(keys, tmp_path), tmp_path)
-
-
-@pytest.fixture
-def server(keys, tmp_path):
-    config = config_of(server_settings(keys, tmp_path), tmp_path)
-    config.inbox.mkdir(parents=True)
-    return config
+def server(server):
+    """conftest's server Config, with its inbox folder made."""
+    server.inbox.mkdir(parents=True)
+    return server
 
 
 def inbox_of(server, **kw):
