@@ -9,6 +9,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: The start of every settings module the reliability tests write next to their
+#: databases (``HERE`` is that folder); each test adds its DATABASES after it.
+SETTINGS_HEAD = """
+import os
+HERE = os.path.dirname(os.path.abspath(__file__))
+SECRET_KEY = "reliability-tests-only"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django_adapter",
+                  "tests.test_app"]
+"""
+
 
 def bundle_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
                stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -13,17 +13,10 @@ import pytest
 
 from bundlekit.keys import Identity, write_keypair
 from bundlekit.writer import ChainLink, seal
-from tests.reliability.helpers import bundle_cli, one_clean_line
+from tests.reliability.helpers import SETTINGS_HEAD, bundle_cli, one_clean_line
 
-SETTINGS = """
-import os
-BASE_DIR = os.path.dirname(os.path.abspath(__file__))
-SECRET_KEY = "reliability-tests-only"
-USE_TZ = True
-TIME_ZONE = "UTC"
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django_adapter",
-                  "tests.test_app"]
+SETTINGS = SETTINGS_HEAD + """
+BASE_DIR = HERE
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
                          "NAME": os.path.join(BASE_DIR, "server.sqlite3")}}
 BUNDLEKIT = %(bundlekit)s

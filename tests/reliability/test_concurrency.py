@@ -20,20 +20,13 @@ import textwrap
 import pytest
 
 from tests.reliability.conftest import ROOT, SOAK, seed_for
+from tests.reliability.helpers import SETTINGS_HEAD
 
 HOST = os.environ.get("BUNDLEKIT_PG_HOST", "127.0.0.1")
 PORT = int(os.environ.get("BUNDLEKIT_PG_PORT", "5432"))
 USER = os.environ.get("BUNDLEKIT_PG_USER", "postgres")
 
-SETTINGS = """
-import os
-HERE = os.path.dirname(os.path.abspath(__file__))
-SECRET_KEY = "reliability-tests-only"
-USE_TZ = True
-TIME_ZONE = "UTC"
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django_adapter",
-                  "tests.test_app"]
+SETTINGS = SETTINGS_HEAD + """
 DATABASES = {
     "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(HERE, "site.sqlite3")},
     "server": {"ENGINE": "django.db.backends.postgresql",

@@ -12,16 +12,9 @@ import textwrap
 import pytest
 
 from tests.reliability.conftest import ROOT, seed_for, trials
+from tests.reliability.helpers import SETTINGS_HEAD
 
-SETTINGS = """
-import os
-HERE = os.path.dirname(os.path.abspath(__file__))
-SECRET_KEY = "reliability-tests-only"
-USE_TZ = True
-TIME_ZONE = "UTC"
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django_adapter",
-                  "tests.test_app"]
+SETTINGS = SETTINGS_HEAD + """
 DATABASES = {
     "default": {"ENGINE": "django.db.backends.sqlite3",
                 "NAME": os.path.join(HERE, "db", "site.sqlite3")},
