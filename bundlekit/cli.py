@@ -194,8 +194,11 @@ def keygen(
     """
     from bundlekit.keys import Identity, write_keypair
 
+    try:
+        identity = Identity.generate(name)
+    except ValueError as exc:
+        raise CommandFailed(f"NAME: {exc}", EXIT_USAGE) from None
     dir.mkdir(parents=True, exist_ok=True)
-    identity = Identity.generate(name)
     key_path, pub_path = write_keypair(identity, dir, name=name)
     info = {
         "site": name,
@@ -600,28 +603,8 @@ def keys_verify(
         typer.Option("--revoked", help="A revocation list, .pub or fingerprint (repeatable)."),
     ] = None,
 ) -> None:
-    """Like `bundle verify`, and refuse bundles signed by revoked keys. No decryption key needed."""
-    from bundlekit.reader import verify as verify_bundle
-    from bundlekit.rotation import load_revoked
-
-    trusted = load_publics(trust) if trust else None
-    refused = load_revoked(map(str, revoked or ()))
-    targets = bundle_files(files)
-    if not targets:
-        raise CommandFailed("no bundle files found in " + ", ".join(map(str, files)))
-    failed = 0
-    for path in targets:
-        try:
-            vb = verify_bundle(path, trusted=trusted, revoked=refused)
-        except BundleError as exc:
-            failed += 1
-            out(f"INVALID {path}: {exc.reason}")
-            continue
-        m = vb.manifest
-        out(f"OK      {path}: site {m.sender.site} seq {m.seq}, {m.record_count} records, "
-            f"signed by {vb.sender.fingerprint}")
-    if failed:
-        raise typer.Exit(EXIT_INVALID)
+    """`bundle verify` (which takes --revoked too): refuse bundles signed by revoked keys."""
+    verify(files, trust=trust, revoked=[str(r) for r in revoked or ()], json_out=False)
 
 
 # END keys block
