@@ -10,13 +10,14 @@ middleman, the hub and central differ only in that dict::
         "IDENTITY": "keys/site-a.key",     # this machine's key (required)
         "RECIPIENTS": ["keys/central.pub", "keys/hub.pub"],  # who may read what we export
         "TRUSTED": ["keys/site-a.pub"],    # senders whose bundles / issuers whose receipts we accept
-        "REVOKED": [],                     # .pub files or fingerprints refused even if trusted
+        "REVOKED": [],                     # revocation lists, .pub files or fingerprints refused
         "OUTBOX": "var/outbox",            # site: local copy of every sealed bundle until acknowledged
         "INBOX": "var/inbox",              # server: the watched folder
         "RECEIPTS_OUT": "var/receipts",    # server: where signed receipts are written (None: none)
         "FORWARD": None,                   # hub/middleman: folder to forward original bundles to
         "MAX_BYTES": 1 << 30,              # roll over to a new bundle below this size
         "DATABASE": "default",             # database alias used by the commands
+        "REST": None,                      # server: the HTTP endpoints' dict (docs/REST.md)
     }
 
 Relative paths resolve against ``settings.BASE_DIR`` when it is set, else the
