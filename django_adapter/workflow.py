@@ -98,6 +98,10 @@ def export_to(
     bundles stay sealed in the outbox and go out with the next export.
     ``progress(n)``: records sealed, as in :func:`export_pending`.
     """
+    if Path(out_dir).resolve() == config.outbox.resolve():
+        # Sealing into the outbox itself (e.g. before a REST push): nothing to copy,
+        # and the outbox is ours to create.
+        config.outbox.mkdir(parents=True, exist_ok=True)
     target = need_folder(out_dir)
     identity, recipients = config.identity, config.need_recipients()
     report = ExportReport(out_dir=str(target))

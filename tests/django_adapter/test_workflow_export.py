@@ -27,6 +27,15 @@ def test_nothing_pending_writes_nothing(site, usb):
     assert ExportedBundle.objects.count() == 0
 
 
+def test_export_into_the_outbox_itself_before_a_rest_push(site):
+    """`bundle export --out OUTBOX` seals for `bundle push`; the outbox may not exist yet."""
+    assert not site.outbox.exists()
+    m.Household.objects.create(code="HH-1")
+    report = export_to(site.outbox, config=site)
+    assert [b["seq"] for b in report.sealed] == [1]
+    assert bundles_in(site.outbox) == [report.sealed[0]["file"]]
+
+
 def test_two_exports_in_a_row_copy_only_what_is_new(site, server, usb):
     m.Household.objects.create(code="HH-1")
     first = export_to(usb, config=site)
