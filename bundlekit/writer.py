@@ -60,6 +60,19 @@ class ChainLink:
             raise ValueError("ChainLink.digest must be a 32-byte bundle digest")
 
 
+@dataclass(frozen=True, slots=True)
+class PackedRecord:
+    """A record already packed by :func:`bundlekit.records.packb` (exactly the bytes a
+    bundle carries), with the values of its key and kind fields: seal() takes it
+    as it is instead of packing a dict, so a store of packed records (the Django
+    adapter's outbox) is sealed without unpacking and repacking every record.
+    The caller vouches that ``key`` and ``kind`` are the record's own."""
+
+    data: bytes
+    key: Any = None
+    kind: Any = None
+
+
 @dataclass(frozen=True)
 class SealedBundle:
     """A bundle file now durable on disk."""
@@ -142,20 +155,18 @@ class _Bundle:
             self.zstd.write(self.batch)
             self.batch.clear()
 
-    def add(self, packed: bytes, record: dict) -> None:
+    def add(self, packed: bytes, key: Any, kind: Any) -> None:
         self.batch += packed
         n = len(packed)
         self.pending += n
         self.size += n
         self.count += 1
-        kind = record.get(self.job.kind_field)
         if type(kind) is str:
             if kind in self.kinds:
                 self.kinds[kind] += 1
             else:
                 self.kinds[kind] = 1
                 self.kinds_reserve += len(packb_canonical(kind)) + 9
-        key = record.get(self.job.key_field)
         if self.count == 1:
             self.first_key = _key_value(key)
             self.first_key_size = len(packb_canonical(self.first_key))
@@ -241,7 +252,7 @@ class _Job:
 
 
 def seal(
-    records_in: Iterable[dict],
+    records_in: Iterable[dict | PackedRecord],
     *,
     identity: Identity,
     recipients: Sequence[PublicKey],
@@ -297,11 +308,15 @@ def seal(
                 record = next(records_iter)
             except StopIteration:
                 break
-            packed = _pack(packer, record, check_keys)
+            if type(record) is PackedRecord:
+                packed, key, kind = _check_packed(record), record.key, record.kind
+            else:
+                packed = _pack(packer, record, check_keys)
+                key, kind = record.get(job.key_field), record.get(job.kind_field)
             if current is None:
                 current = start_next()
             try:
-                fits = _fits(current, packed, record, job)
+                fits = _fits(current, packed, key, kind, job)
             except OSError as e:
                 raise write_failed(e, job.out_dir) from e
             if not fits:
@@ -309,14 +324,14 @@ def seal(
                     close_current()
                     current = start_next()
                     with _writing(job):
-                        fits = _fits(current, packed, record, job)
+                        fits = _fits(current, packed, key, kind, job)
                 if not fits:
                     raise ValueError(
                         f"a record of {len(packed)} bytes cannot fit in a bundle of at most "
                         f"{job.max_bytes} bytes; raise max_bytes"
                     )
             try:
-                current.add(packed, record)
+                current.add(packed, key, kind)
             except OSError as e:
                 raise write_failed(e, job.out_dir) from e
         if current is not None:
@@ -353,6 +368,18 @@ def _writing(job: _Job) -> Iterator[None]:
         raise write_failed(e, job.out_dir) from e
 
 
+def _check_packed(record: PackedRecord) -> bytes:
+    data = record.data
+    if type(data) is not bytes or not data:
+        raise TypeError("PackedRecord.data must be non-empty bytes")
+    # A msgpack map (fixmap, map16, map32): what records.packb produces.
+    if not (0x80 <= data[0] <= 0x8F or data[0] in (0xDE, 0xDF)):
+        raise ValueError("PackedRecord.data is not a packed record (a msgpack map)")
+    if len(data) > records.MAX_RECORD_SIZE:
+        raise ValueError(f"a record of {len(data)} bytes exceeds MAX_RECORD_SIZE")
+    return data
+
+
 def _pack(packer: Any, record: Any, check_keys: _KeyCheck) -> bytes:
     if type(record) is not dict:
         raise TypeError(f"a record must be a dict, not {type(record).__name__}")
@@ -363,18 +390,17 @@ def _pack(packer: Any, record: Any, check_keys: _KeyCheck) -> bytes:
     return packed
 
 
-def _fits(bundle: _Bundle, packed: bytes, record: dict, job: _Job) -> bool:
+def _fits(bundle: _Bundle, packed: bytes, key: Any, kind: Any, job: _Job) -> bool:
     n = len(packed)
     # Fast path: key and kind are inside the record, so each packs to at most n bytes
     # (first key, last key, a new kinds entry).
     if bundle.bound(n, 3 * n + 9) <= job.max_bytes:
         return True
     bundle.flush_block()  # makes the compressed size exact
-    key_size = len(packb_canonical(_key_value(record.get(job.key_field))))
+    key_size = len(packb_canonical(_key_value(key)))
     extra = key_size
     if bundle.count == 0:
         extra += key_size  # it will be the first key too
-    kind = record.get(job.kind_field)
     if type(kind) is str and kind not in bundle.kinds:
         extra += len(packb_canonical(kind)) + 9
     return bundle.bound(n, extra) <= job.max_bytes

@@ -76,7 +76,7 @@ def record_change(instance, action: str, using: str, nk=None):
     ts = timezone.now()
     who = producer()
     record = to_record(instance, action, tx_id=tx_id, ts=ts, producer=who, using=using, nk=nk)
-    return OutgoingTransaction.objects.using(using).create(
+    row = OutgoingTransaction(
         tx_id=tx_id,
         tx_name=record["model"],
         tx_pk=str(record["pk"]),
@@ -86,6 +86,60 @@ def record_change(instance, action: str, using: str, nk=None):
         tx=packb(record),
         format=RECORD_FORMAT,
     )
+    _insert(row, using)
+    return row
+
+
+def _insert(row, using: str) -> None:
+    """``row.save()`` for a new OutgoingTransaction, with one prepared INSERT.
+
+    Capture runs on every save of every synced model, and Django's generic insert
+    path costs more than the save it accompanies: here the values are the ones
+    built above (text, ints, bytes, None), and only the transaction id and the
+    datetimes go through their fields' conversion.  The same signals are sent.
+    """
+    from django.db import connections
+
+    model = type(row)
+    connection = connections[using]
+    sql, fields, convert, returning = _insert_sql(model, connection)
+    row.created = timezone.now()  # auto_now_add
+    if signals.pre_save.has_listeners(model):
+        signals.pre_save.send(sender=model, instance=row, raw=False, using=using, update_fields=None)
+    params = [f.get_db_prep_save(getattr(row, f.attname), connection) if conv
+              else getattr(row, f.attname) for f, conv in zip(fields, convert, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if returning:
+            row.pk = cursor.fetchone()[0]
+        else:
+            row.pk = connection.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
+    row._state.adding = False
+    row._state.db = using
+    if signals.post_save.has_listeners(model):
+        signals.post_save.send(sender=model, instance=row, created=True, update_fields=None,
+                               raw=False, using=using)
+
+
+_SQL: dict = {}
+
+
+def _insert_sql(model, connection):
+    key = (model, connection.alias, connection.vendor)
+    found = _SQL.get(key)
+    if found is None:
+        opts = model._meta
+        fields = [f for f in opts.local_concrete_fields if not f.primary_key]
+        convert = [f.get_internal_type() in ("UUIDField", "DateTimeField", "BinaryField")
+                   for f in fields]
+        qn = connection.ops.quote_name
+        returning = connection.features.can_return_columns_from_insert
+        sql = (f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+               f"VALUES ({', '.join(['%s'] * len(fields))})")
+        if returning:
+            sql += f" RETURNING {qn(opts.pk.column)}"
+        found = _SQL[key] = (sql, fields, convert, returning)
+    return found
 
 
 # ------------------------------------------------------------------ handlers

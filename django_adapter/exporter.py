@@ -18,14 +18,15 @@ never overwritten or silently ignored.
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Callable
 
 from django.db import transaction
 
 from bundlekit.naming import is_bundle_name
 from bundlekit.reader import verify
-from bundlekit.writer import DEFAULT_MAX_BYTES, ChainLink, seal
-from django_adapter.codec import load
+from bundlekit.writer import DEFAULT_MAX_BYTES, ChainLink, PackedRecord, seal
+from django_adapter.codec import RECORD_FORMAT, load
 from django_adapter.exceptions import ChainError
 from django_adapter.models import ExportChainState, ExportedBundle, OutgoingTransaction
 from django_adapter.signals import bundles_exported
@@ -61,8 +62,9 @@ def export_pending(
         if progress is not None:
             for adopted in made:
                 progress(adopted.record_count)
-        ids: list[int] = []
-        consumed = 0
+        # The ids of the records handed to seal() and not yet in a sealed bundle,
+        # 8 bytes each (a list of ints would take ~36 per transaction).
+        ids = array("q")
 
         def pending():
             last = 0
@@ -71,23 +73,26 @@ def export_pending(
                     OutgoingTransaction.objects.using(using)
                     .filter(exported=False, id__gt=last)
                     .order_by("id")
-                    .values_list("id", "tx", "format")[:CHUNK]
+                    .values_list("id", "tx", "format", "tx_id", "tx_name")[:CHUNK]
                 )
                 if not chunk:
                     return
-                for pk, tx, fmt in chunk:
+                for pk, tx, fmt, tx_id, tx_name in chunk:
                     ids.append(pk)
-                    yield load(tx, fmt)
+                    if fmt == RECORD_FORMAT:
+                        # Already the bytes a bundle carries: no unpacking and repacking.
+                        yield PackedRecord(bytes(tx), key=tx_id, kind=tx_name)
+                    else:
+                        yield load(tx, fmt)
                 # seal() asks for the next record only once it has taken this one.
                 if progress is not None:
                     progress(len(chunk))
                 last = chunk[-1][0]
 
         def on_sealed(sealed):
-            nonlocal consumed
             count = sealed.manifest.record_count
-            chunk = ids[consumed : consumed + count]
-            consumed += count
+            chunk = ids[:count].tolist()
+            del ids[:count]
             made.append(_record(sealed.path, sealed.manifest, sealed.digest, chunk, state, using))
 
         seal(

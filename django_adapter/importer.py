@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from bundlekit.errors import BundleError, CorruptBundle
 from bundlekit.reader import open_bundle, verify
-from django_adapter.apply import ApplyResult, apply_rows, store_records
+from django_adapter.apply import BATCH, Applier, ApplyResult, store_chunks
 from django_adapter.exceptions import SyncError
 from django_adapter.models import (
     BundleStatus,
@@ -160,20 +160,27 @@ def import_bundle(
             return report
         bundle.save(using=using)
         stored = _Counted(ticker=tick)  # duplicates and conflicts are counted as they are found
+        applied = _Counted(ticker=tick)  # each new row as it is applied
+        apply_now = m.seq == state.last_seq + 1
+        # The next bundle of the chain is applied as it streams in, batch by batch
+        # (memory stays flat whatever its size); a later one is only stored.
+        applier = Applier(using, applied)
         with open_bundle(path, identities=identities, trusted=trusted, revoked=revoked) as opened:
             if opened.digest != vb.digest:
                 raise CorruptBundle("the file changed while it was being imported", path=path)
-            rows = store_records(opened, using, bundle=bundle, result=stored)
+            for rows in store_chunks(opened, using, bundle=bundle, result=stored):
+                if apply_now:
+                    applier.feed(rows)
+                else:
+                    tick.add(len(rows))  # stored; they wait for the gap to be filled
         _count(bundle, stored)
         report.add(stored)
-        if m.seq == state.last_seq + 1:
-            applied = _Counted(ticker=tick)  # each new row as it is applied
-            apply_rows(rows, using, applied)
+        if apply_now:
+            applier.finish()
             _finish(bundle, state, applied, using)
             report.add(applied)
             _apply_successors(state, report, using)
         else:
-            tick.add(len(rows))  # stored; they wait for the gap to be filled
             bundle.report = {"messages": stored.messages}
             bundle.save(using=using)
         tick.flush()
@@ -212,7 +219,7 @@ class _Ticker:
 @dataclass
 class _Counted(ApplyResult):
     """An ApplyResult that ticks once for every record it counts: ``store_records``
-    counts each duplicate or conflicting record, ``apply_rows`` each row it decides."""
+    counts each duplicate or conflicting record, the ``Applier`` each row it decides."""
 
     ticker: _Ticker | None = None
 
@@ -288,16 +295,29 @@ def _apply_successors(state: SenderState, report: BundleReport, using: str) -> N
             nxt.save(using=using)
             report.messages.append(f"fork: waiting seq {nxt.seq} does not follow seq {state.last_seq}")
             return
-        rows = list(
-            IncomingTransaction.objects.using(using)
-            .filter(bundle=nxt, status=TxStatus.PENDING)
-            .order_by("position")
-        )
         applied = ApplyResult()
-        apply_rows(rows, using, applied)
+        applier = Applier(using, applied)
+        for rows in _pending_rows(nxt, using):
+            applier.feed(rows)
+        applier.finish()
         _finish(nxt, state, applied, using)
         report.applied_successors.append(nxt.seq)
         report.add(applied)
+
+
+def _pending_rows(bundle: ImportedBundle, using: str):
+    """The bundle's pending ledger rows in order, a batch at a time."""
+    last = -1
+    while True:
+        rows = list(
+            IncomingTransaction.objects.using(using)
+            .filter(bundle=bundle, status=TxStatus.PENDING, position__gt=last)
+            .order_by("position")[:BATCH]
+        )
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].position
 
 
 def _missing(state: SenderState, using: str) -> list[int]:

@@ -1,0 +1,81 @@
+"""A smoke run of ``make bench`` (bench/run.py) on a tiny data set.
+
+The harness must run end to end and write a well-formed report (to a temporary
+file, never docs/BENCHMARKS.md).  The ratios checked are far looser than the
+targets and than what the harness measures, so a noisy machine passes; they are
+there to catch a tenfold regression, not to measure anything.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    out, raw = tmp / "BENCHMARKS.md", tmp / "results.json"
+    cmd = [
+        sys.executable, str(ROOT / "bench" / "run.py"),
+        "--sizes", "1000", "--reps", "1", "--baseline-max", "1000", "--no-postgres",
+        "--only", "raw,capture,export,import", "--capture-n", "1000", "--raw-n", "2000",
+        "--out", str(out), "--json", str(raw),
+    ]
+    env = dict(os.environ, BK_BENCH_TMP=str(tmp))
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return out.read_text(), json.loads(raw.read_text()), tmp
+
+
+@pytest.mark.slow
+def test_report_is_well_formed(run):
+    text, _, tmp = run
+    assert text.startswith("# Benchmarks\n")
+    for heading in ("## Targets", "## 1. Capture overhead", "## 2. Export", "## 3. Import",
+                    "## 4. Memory", "## 5. Raw format", "## How this was measured"):
+        assert heading in text
+    assert "| 1 | capture overhead (sqlite) |" in text
+    assert str(tmp) not in text  # no path of this machine
+
+
+@pytest.mark.slow
+def test_no_tenfold_regression(run):
+    _, r, _ = run
+    s = r["sizes"]["1000"]
+    export, dumpdata = s["export"][0]["seconds"], s["dumpdata"][0]["seconds"]
+    imported, loaddata = s["import_sqlite"][0]["seconds"], s["loaddata_sqlite"][0]["seconds"]
+    assert export < dumpdata, (export, dumpdata)  # it is ~20x faster
+    assert imported < 2 * loaddata, (imported, loaddata)  # it is several times faster
+    assert s["import_sqlite"][0]["digest_matches_site"]
+    assert r["capture"]["sqlite"]["ratio"] < 10
+    raw = r["raw"]
+    for op in ("seal", "open"):
+        assert min(raw[op]) < 10 * min(raw["limit_" + op]), op
+
+
+@pytest.mark.slow
+def test_batched_apply_decides_as_row_by_row(tmp_path):
+    """The import's batched path (bench/equivalence.py: inserts, updates, stale ones,
+    deletes, missing references, out-of-order bundles, duplicates, a conflict) ends
+    in the same rows, reports and ledger as applying row by row."""
+    outputs = []
+    for mode in ([], ["--row-by-row"]):
+        db = tmp_path / f"eq{len(outputs)}.sqlite3"
+        env = dict(os.environ, BK_BENCH_DB=f"sqlite:{db}", DJANGO_SETTINGS_MODULE="bench.settings",
+                   PYTHONPATH=str(ROOT))
+        p = subprocess.run([sys.executable, "-m", "bench.equivalence", str(tmp_path / "b"), *mode],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        outputs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    batched, row_by_row = outputs
+    statuses = {status for _, status, _ in batched["ledger"]}
+    assert {"applied", "stale", "deleted-missing", "failed"} <= statuses
+    assert batched["rows"] == row_by_row["rows"]
+    assert batched["reports"] == row_by_row["reports"]
+    assert batched["ledger"] == row_by_row["ledger"]
