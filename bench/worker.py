@@ -51,14 +51,16 @@ def task_migrate(args):
 
 def task_generate(args):
     """Fill a site database with ``n`` objects and one pending insert transaction
-    each, as capture writes them (same ``to_record``, same packing), in bulk."""
+    each, as capture writes them (same ``to_record``, same packing), in bulk: plain
+    multi-row INSERTs with each value through its field's own conversion (this is
+    setup, not a measurement; capture itself is measured by task_capture)."""
     import uuid
 
-    from django.db import transaction
+    from django.db import connection, transaction
     from django.utils import timezone
 
     from bench import data
-    from bench.benchapp.models import SYNCED, Participant, Requisition, Visit
+    from bench.benchapp.models import SYNCED
     from django_adapter import capture
     from django_adapter.codec import RECORD_FORMAT, packb
     from django_adapter.models import OutgoingTransaction
@@ -67,30 +69,39 @@ def task_generate(args):
     n, chunk = args["n"], 200  # families per batch
     producer = capture.producer()
     gen = data.families(n // data.OBJECTS_PER_FAMILY, seed=args["seed"], prefix=args["prefix"],
-                        models=SYNCED)
+                        models=SYNCED, visit_ids=True)
     done = 0
-    with capture.suspended():
-        while True:
-            fams = [f for _, f in zip(range(chunk), gen, strict=False)]
-            if not fams:
-                break
-            with transaction.atomic():
-                Participant.objects.bulk_create([f[0] for f in fams])
-                Visit.objects.bulk_create([v for f in fams for v in f[1]])
-                Requisition.objects.bulk_create([r for f in fams for r in f[2]])
-                rows = []
-                for fam in fams:
-                    for obj in data.in_capture_order(fam):
-                        tx_id, ts = uuid.uuid4(), timezone.now()
-                        record = to_record(obj, "I", tx_id=tx_id, ts=ts, producer=producer,
-                                           using="default")
-                        rows.append(OutgoingTransaction(
-                            tx_id=tx_id, tx_name=record["model"], tx_pk=str(record["pk"]),
-                            producer=producer, action="I", timestamp=ts, tx=packb(record),
-                            format=RECORD_FORMAT))
-                OutgoingTransaction.objects.bulk_create(rows, batch_size=1000)
-            done += len(rows)
+    while True:
+        fams = [f for _, f in zip(range(chunk), gen, strict=False)]
+        if not fams:
+            break
+        with transaction.atomic():
+            _insert_rows(connection, SYNCED[0], [f[0] for f in fams])
+            _insert_rows(connection, SYNCED[1], [v for f in fams for v in f[1]])
+            _insert_rows(connection, SYNCED[2], [r for f in fams for r in f[2]])
+            rows = []
+            for fam in fams:
+                for obj in data.in_capture_order(fam):
+                    tx_id, ts = uuid.uuid4(), timezone.now()
+                    record = to_record(obj, "I", tx_id=tx_id, ts=ts, producer=producer,
+                                       using="default")
+                    rows.append(OutgoingTransaction(
+                        tx_id=tx_id, tx_name=record["model"], tx_pk=str(record["pk"]),
+                        producer=producer, action="I", timestamp=ts, tx=packb(record),
+                        format=RECORD_FORMAT, created=ts))
+            _insert_rows(connection, OutgoingTransaction, rows, skip_pk=True)
+        done += len(rows)
     return {"objects": done}
+
+
+def _insert_rows(connection, model, objs, skip_pk=False) -> None:
+    fields = [f for f in model._meta.concrete_fields if not (skip_pk and f.primary_key)]
+    qn = connection.ops.quote_name
+    sql = (f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(fields))})")
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [[f.get_db_prep_save(getattr(o, f.attname), connection)
+                                  for f in fields] for o in objs])
 
 
 def task_capture(args):

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.apps import apps
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 
 from django_adapter import capture
@@ -130,6 +130,7 @@ def store_chunks(records: Iterable[dict], using: str, *, bundle=None, result: Ap
         known = dict(
             IncomingTransaction.objects.using(using)
             .filter(tx_id__in=ids)
+            .order_by()
             .values_list("tx_id", "digest")
         )
         seen: dict = {}
@@ -185,7 +186,6 @@ def _insert_ledger(rows: list, using: str) -> None:
     """``bulk_create(rows)`` without its per-value machinery, on backends that return
     the new ids: the values are the ones :func:`_ledger_row` built (text, ints, bytes),
     and only the transaction id and the datetimes go through their fields' conversion."""
-    from django.db import connections
 
     connection = connections[using]
     if not rows:
@@ -588,21 +588,27 @@ def _applied_changes(rows: list, using: str) -> dict:
     (or deleted-missing) ledger rows of those objects, other than ``rows`` themselves:
     what :func:`_newer_applied` looks at, for a whole batch in a few queries."""
     own = {row.pk for row in rows}
-    names = sorted({row.tx_name for row in rows})
-    keys = sorted({row.object_key for row in rows})
+    by_name: dict = {}
+    for row in rows:
+        by_name.setdefault(row.tx_name, set()).add(row.object_key)
     changes: dict = {}
     counted = {TxStatus.APPLIED, TxStatus.DELETED_MISSING}
-    for chunk in _chunks(keys, _IN):
-        # The status is checked here, not in SQL: with it in the WHERE clause SQLite
-        # searches the status index, i.e. every applied row, and each batch would
-        # cost more as the ledger grows.  Without it the (tx_name, object_key) index
-        # is used and only these objects' rows are read.
-        qs = IncomingTransaction.objects.using(using).filter(tx_name__in=names, object_key__in=chunk)
-        for pk, name, key, ts, producer, bundle_id, status in qs.values_list(
-            "pk", "tx_name", "object_key", "timestamp", "producer", "bundle_id", "status"
-        ):
-            if status in counted and pk not in own:
-                changes.setdefault((name, key), []).append((ts, producer, bundle_id is not None))
+    # One model name per query, no ORDER BY (the model's default ordering made
+    # SQLite walk the name index in id order), the status checked here rather than
+    # in SQL, and short key lists on PostgreSQL: so that both databases search the
+    # (tx_name, object_key) index for exactly these objects.  Otherwise, on a
+    # ledger that grows inside this transaction (no statistics yet), they read
+    # every applied row of the model, and each batch cost more than the one before.
+    size = 20 if connections[using].vendor == "postgresql" else _IN
+    for name, keys in sorted(by_name.items()):
+        for chunk in _chunks(sorted(keys), size):
+            qs = (IncomingTransaction.objects.using(using)
+                  .filter(tx_name=name, object_key__in=chunk).order_by())
+            for pk, key, ts, producer, bundle_id, status in qs.values_list(
+                "pk", "object_key", "timestamp", "producer", "bundle_id", "status"
+            ):
+                if status in counted and pk not in own:
+                    changes.setdefault((name, key), []).append((ts, producer, bundle_id is not None))
     return changes
 
 
@@ -708,7 +714,7 @@ def _find_existing(plan: _Plan, records: list, using: str) -> list:
     wanted = [pk for pk in pks if pk is not None]
     objs = {}
     for chunk in _chunks(wanted, _IN):
-        for obj in base.filter(pk__in=chunk):
+        for obj in base.filter(pk__in=chunk).order_by():
             objs[obj.pk] = obj
     return [objs.get(pk) if pk is not None else None for pk in pks]
 
@@ -736,7 +742,7 @@ def _resolve_refs(field, values: list, using: str) -> dict:
     base = target_model._base_manager.using(using)
     distinct = list({to_python(v) for v in wanted})
     for chunk in _chunks(distinct, _IN):
-        present.update(base.filter(**{f"{target_field.attname}__in": chunk})
+        present.update(base.filter(**{f"{target_field.attname}__in": chunk}).order_by()
                        .values_list(target_field.attname, flat=True))
     return {_hashable(v): v for v in wanted if to_python(v) in present}
 
@@ -805,7 +811,6 @@ def _lookup_field(model, path: str):
 def _natural_lookup(model, keys: list, using: str, attname: str) -> dict | None:
     """natural key (hashable) -> ``attname`` of the object with it, for the keys found;
     None when these keys cannot be looked up in a batch."""
-    from django.db import connections
 
     if connections[using].vendor == "mysql":
         return None
@@ -843,7 +848,7 @@ def _natural_lookup(model, keys: list, using: str, attname: str) -> dict | None:
         distinct = [{t[i] for _, t in chunk} for i in range(len(names))]
         best = max(range(len(names)), key=lambda i: len(distinct[i]))
         filters = {f"{names[best]}__in": sorted(distinct[best], key=repr)}
-        for row in manager.filter(**filters).values_list(attname, *names):
+        for row in manager.filter(**filters).order_by().values_list(attname, *names):
             t = tuple(f.get_prep_value(v) for f, v in zip(fields, row[1:], strict=True))
             found.setdefault(t, set()).add(row[0])
     out = {}
@@ -861,7 +866,6 @@ def _insert_raw(plan: _Plan, objs: list, using: str) -> None:
     in batches, sending the same pre_save/post_save signals with ``raw=True``."""
     if not objs:
         return
-    from django.db import connections
     from django.db.models import signals
 
     model = plan.model

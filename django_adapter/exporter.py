@@ -91,7 +91,7 @@ def export_pending(
 
         def on_sealed(sealed):
             count = sealed.manifest.record_count
-            chunk = ids[:count].tolist()
+            chunk = ids[:count]  # still an array: 8 bytes per id
             del ids[:count]
             made.append(_record(sealed.path, sealed.manifest, sealed.digest, chunk, state, using))
 
@@ -125,7 +125,7 @@ def _link(state: ExportChainState) -> ChainLink:
     return ChainLink(state.last_seq, bytes.fromhex(state.last_digest) if state.last_digest else None)
 
 
-def _record(path, manifest, digest: bytes, ids: list[int], state, using: str) -> ExportedBundle:
+def _record(path, manifest, digest: bytes, ids, state, using: str) -> ExportedBundle:
     if len(ids) != manifest.record_count or not ids:
         raise ChainError(f"{path}: sealed {manifest.record_count} records but tracked {len(ids)}")
     bundle = ExportedBundle.objects.using(using).create(
@@ -139,7 +139,7 @@ def _record(path, manifest, digest: bytes, ids: list[int], state, using: str) ->
         last_outgoing_id=ids[-1],
     )
     for i in range(0, len(ids), CHUNK):
-        OutgoingTransaction.objects.using(using).filter(id__in=ids[i : i + CHUNK]).update(
+        OutgoingTransaction.objects.using(using).filter(id__in=list(ids[i : i + CHUNK])).update(
             exported=True, exported_bundle=bundle
         )
     state.last_seq = manifest.seq
