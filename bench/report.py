@@ -251,9 +251,9 @@ class Report:
                 growth = vals[-1] - vals[0]
                 if key in ("export", "import_sqlite", "import_postgres"):
                     self.target("4", f"peak RSS growth {f_n(ns[0])} → {f_n(ns[-1])}: {label}",
-                                "≤ +50 MB", f"{growth:+.0f} MB", growth <= 50)
+                                "≤ +50 MB", f"{round(growth) + 0:+d} MB", growth <= 50)
             rows.append((label, *[("—" if v is None else f"{v:.0f} MB") for v in vals],
-                         "—" if growth is None else f"{growth:+.0f} MB", f"{setup[0]:.0f} MB"))
+                         "—" if growth is None else f"{round(growth) + 0:+d} MB", f"{setup[0]:.0f} MB"))
         self.w("## 4. Memory", "",
                "Peak resident set size (`ru_maxrss`) of the worker process that ran the "
                "operation, one fresh process per run (median of the runs). *Setup* is the "
