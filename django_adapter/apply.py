@@ -62,6 +62,10 @@ BATCH = 500
 _IN = 500
 
 
+#: The outcome counters every result and report carries, in display order.
+OUTCOMES = ("applied", "duplicate", "stale", "conflict", "failed", "deleted_missing")
+
+
 @dataclass
 class ApplyResult:
     """Counts per outcome and one message per row that needs a person's attention."""
@@ -80,7 +84,7 @@ class ApplyResult:
         setattr(self, name, getattr(self, name) + n)
 
     def merge(self, other: ApplyResult) -> None:
-        for name in ("applied", "duplicate", "stale", "conflict", "failed", "deleted_missing", "skipped"):
+        for name in (*OUTCOMES, "skipped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.messages.extend(other.messages)
 

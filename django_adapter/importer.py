@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from bundlekit.errors import BundleError, CorruptBundle
 from bundlekit.reader import open_bundle, verify
-from django_adapter.apply import BATCH, Applier, ApplyResult, store_chunks
+from django_adapter.apply import BATCH, OUTCOMES, Applier, ApplyResult, store_chunks
 from django_adapter.exceptions import SyncError
 from django_adapter.models import (
     BundleStatus,
@@ -70,7 +70,7 @@ class BundleReport:
     messages: list[str] = field(default_factory=list)
 
     def add(self, result: ApplyResult) -> None:
-        for name in ("applied", "duplicate", "stale", "conflict", "failed", "deleted_missing"):
+        for name in OUTCOMES:
             setattr(self, name, getattr(self, name) + getattr(result, name))
         self.messages.extend(result.messages)
 
