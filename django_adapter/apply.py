@@ -552,7 +552,8 @@ class _Plan:
     def record_ok(self, record: dict) -> bool:
         if self.pk_travels:
             return record.get("pk") is not None
-        return type(record.get("natural_key")) is list
+        # A rename is found by its key before the change: row by row (find()).
+        return type(record.get("natural_key")) is list and "natural_key_before" not in record
 
     def ident(self, record: dict):
         if self.pk_travels:

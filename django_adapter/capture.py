@@ -27,7 +27,13 @@ from django.utils import timezone
 
 from django_adapter.codec import RECORD_FORMAT, packb
 from django_adapter.exceptions import NaturalKeyError, SyncError
-from django_adapter.serialization import is_synced, natural_key_of, to_record
+from django_adapter.serialization import (
+    is_synced,
+    natural_key_before,
+    natural_key_of,
+    remember_saved,
+    to_record,
+)
 
 _suspended: contextvars.ContextVar[bool] = contextvars.ContextVar("bk_capture_suspended", default=False)
 _registered: set = set()
@@ -67,15 +73,25 @@ def check_model(model) -> None:
         )
 
 
-def record_change(instance, action: str, using: str, nk=None):
-    """Write the OutgoingTransaction for one change of ``instance`` on ``using``."""
+def record_change(instance, action: str, using: str, nk=None, nk_before=None):
+    """Write the OutgoingTransaction for one change of ``instance`` on ``using``.
+
+    An update that changed the natural key carries the key before the change
+    (``natural_key_before``), so the server can find the row it renames."""
     from django_adapter.models import OutgoingTransaction
 
     check_model(type(instance))
     tx_id = uuid.uuid4()
     ts = timezone.now()
     who = producer()
-    record = to_record(instance, action, tx_id=tx_id, ts=ts, producer=who, using=using, nk=nk)
+    if action == "U" and nk is None:
+        nk = natural_key_of(instance)
+        if nk_before is None:
+            nk_before = natural_key_before(instance, nk)
+    record = to_record(instance, action, tx_id=tx_id, ts=ts, producer=who, using=using, nk=nk,
+                       nk_before=nk_before)
+    if action != "D":
+        remember_saved(instance)
     row = OutgoingTransaction(
         tx_id=tx_id,
         tx_name=record["model"],
@@ -156,14 +172,16 @@ def _pre_delete(sender, instance, using, **kwargs):
     # take it while they are still there.
     if is_enabled():
         check_model(type(instance))
-        instance._bk_natural_key = natural_key_of(instance)
+        nk = instance._bk_natural_key = natural_key_of(instance)
+        instance._bk_natural_key_before = natural_key_before(instance, nk)
 
 
 def _post_delete(sender, instance, using, **kwargs):
     if not is_enabled():
         return
     nk = getattr(instance, "_bk_natural_key", None)
-    record_change(instance, "D", using, nk=nk)
+    record_change(instance, "D", using, nk=nk,
+                  nk_before=getattr(instance, "_bk_natural_key_before", None))
 
 
 def _m2m_changed(sender, instance, action, reverse, model, pk_set, using, **kwargs):
@@ -204,12 +222,17 @@ def _owners(through, target, owner_model, pk_set, using):
 def captured_update(queryset, kwargs, do_update):
     """Run ``update()`` and capture every affected row as it is afterwards."""
     db = queryset.db
-    pks = list(queryset.values_list("pk", flat=True))
-    count = do_update(**kwargs)
     model = queryset.model
+    pks = list(queryset.values_list("pk", flat=True))
+    # The natural keys before the update: an update may rename the rows.
+    before = {}
+    for i in range(0, len(pks), CHUNK):
+        for obj in model._base_manager.using(db).filter(pk__in=pks[i : i + CHUNK]):
+            before[obj.pk] = natural_key_of(obj)
+    count = do_update(**kwargs)
     for i in range(0, len(pks), CHUNK):
         for obj in model._base_manager.using(db).filter(pk__in=pks[i : i + CHUNK]).order_by("pk"):
-            record_change(obj, "U", db)
+            record_change(obj, "U", db, nk_before=before.get(obj.pk))
     return count
 
 

@@ -97,6 +97,14 @@ class SyncModelMixin(models.Model):
     class Meta:
         abstract = True
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        # Remember the values as loaded (a tuple reference, no copy): an update that
+        # renames the object then carries its natural key from before the change.
+        obj = super().from_db(db, field_names, values)
+        obj._bk_loaded = (tuple(field_names), tuple(values))
+        return obj
+
     def save_base(self, *args, **kwargs):
         # Django sends post_save after its own transaction block has ended; wrapping
         # the whole save keeps the change and its OutgoingTransaction in one commit.

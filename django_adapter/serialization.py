@@ -14,6 +14,7 @@ whose primary key is an autoincrement integer travels as the target's natural ke
 
 from __future__ import annotations
 
+import copy
 import datetime
 import decimal
 from decimal import Decimal
@@ -64,6 +65,65 @@ def natural_key_of(obj) -> list:
             f"{obj._meta.label} has no natural_key(); it cannot be referenced across databases"
         )
     return listify(obj.natural_key())
+
+
+# ------------------------------------------------------------- renames
+#
+# An update travels under the object's natural key as it is after the change.
+# When the change renamed the object (its natural key changed), the server finds
+# its row by the key it had before, so the record carries that too, as
+# ``natural_key_before`` (only when it differs).  What the key was is taken from
+# the values the instance was loaded with (``SyncModelMixin.from_db``) or last
+# saved with: no query, and only computed when a field changed.
+
+
+def remember_saved(obj) -> None:
+    """Remember ``obj``'s concrete values as the ones the database now holds."""
+    names = tuple(f.attname for f in obj._meta.concrete_fields)
+    obj._bk_loaded = (names, tuple(obj.__dict__.get(n, _DEFERRED) for n in names))
+
+
+_DEFERRED = object()
+
+
+def natural_key_before(obj, now: list):
+    """The natural key ``obj`` had when it was loaded or last saved, if it differs
+    from ``now`` (its key after the change); else None."""
+    loaded = obj.__dict__.get("_bk_loaded")
+    if loaded is None:
+        return None
+    names, values = loaded
+    current = obj.__dict__
+    changed = [n for n, v in zip(names, values, strict=True)
+               if v is not _DEFERRED and n in current and current[n] != v]
+    if not changed:
+        return None
+    before = obj.__class__.__new__(obj.__class__)
+    before.__dict__.update(current)
+    before.__dict__.update((n, v) for n, v in zip(names, values, strict=True) if v is not _DEFERRED)
+    before._state = copy.copy(obj._state)
+    # A cached related object is the right one only if its id did not change.
+    cache = dict(obj._state.fields_cache)
+    for f in obj._meta.concrete_fields:
+        if f.is_relation and f.attname in changed:
+            cache.pop(f.name, None)  # a forward relation caches under its name
+    before._state.fields_cache = cache
+    try:
+        key = natural_key_of(before)
+    except ObjectDoesNotExist:
+        return None
+    return key if key != now else None
+
+
+def lookup_keys(record: dict) -> list:
+    """The natural keys to look an object up by at the server, in order: the key
+    before a rename first (the server's row still has it), then the key now (a
+    rename the server already applied, or no rename)."""
+    before = record.get("natural_key_before")
+    keys = [before] if isinstance(before, list) else []
+    if record.get("natural_key") is not None:
+        keys.append(record["natural_key"])
+    return keys
 
 
 def synced_fields(model) -> list:
@@ -117,7 +177,8 @@ def _reference(field, obj, using: str) -> Any:
     return natural_key_of(target)
 
 
-def to_record(obj, action: str, *, tx_id, ts, producer: str, using: str, nk=None) -> dict:
+def to_record(obj, action: str, *, tx_id, ts, producer: str, using: str, nk=None,
+              nk_before=None) -> dict:
     model = obj._meta.concrete_model
     fields = {}
     m2m = {}
@@ -133,7 +194,7 @@ def to_record(obj, action: str, *, tx_id, ts, producer: str, using: str, nk=None
                 m2m[f.name] = [natural_key_of(t) for t in related]
             else:
                 m2m[f.name] = [normalize(f.target_field, v) for v in related.values_list("pk", flat=True)]
-    return {
+    record = {
         "id": tx_id,
         "model": model._meta.label_lower,
         "action": action,
@@ -144,6 +205,9 @@ def to_record(obj, action: str, *, tx_id, ts, producer: str, using: str, nk=None
         "fields": fields,
         "m2m": m2m,
     }
+    if nk_before is not None and nk_before != record["natural_key"]:
+        record["natural_key_before"] = nk_before
+    return record
 
 
 # ------------------------------------------------------------------- apply side
@@ -152,12 +216,17 @@ def to_record(obj, action: str, *, tx_id, ts, producer: str, using: str, nk=None
 def find(model, record: dict, using: str):
     """The server's copy of the record's object, or None."""
     manager = model._default_manager.db_manager(using)
-    try:
-        if pk_travels(model):
+    if pk_travels(model):
+        try:
             return model._base_manager.db_manager(using).get(pk=record["pk"])
-        return manager.get_by_natural_key(*record["natural_key"])
-    except ObjectDoesNotExist:
-        return None
+        except ObjectDoesNotExist:
+            return None
+    for key in lookup_keys(record):
+        try:
+            return manager.get_by_natural_key(*key)
+        except ObjectDoesNotExist:
+            continue
+    return None
 
 
 def resolve_target(field, value: Any, using: str) -> Any:
