@@ -391,11 +391,17 @@ def verify(
                 m = vb.manifest
                 info = describe(path, m, vb.digest)
                 info["valid"] = True
+                # Without --trust only the signature is checked, not who made it.
+                info["sender_checked"] = trusted is not None
                 results.append(info)
-                line = (
-                    f"OK      {path}: site {m.sender.site} seq {m.seq}, {m.record_count} records, "
-                    f"signed by {vb.sender.fingerprint}"
-                )
+                line = f"OK      {path}: site {m.sender.site} seq {m.seq}, {m.record_count} records, "
+                if trusted is not None:
+                    line += f"signed by trusted key {vb.sender.fingerprint}"
+                else:
+                    line += (
+                        f"signature valid (key {vb.sender.fingerprint}); sender NOT checked "
+                        "against any trusted key (give --trust NAME.pub)"
+                    )
             advance(size)
         if not json_out:
             out(line)

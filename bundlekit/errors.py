@@ -75,6 +75,14 @@ class UnknownSender(BundleError):
     code = "unknown-sender"
 
 
+class SiteNameMismatch(UnknownSender):
+    """Signed by a trusted key, but naming another site than the one that key is
+    trusted as (a key file whose site line was edited): the name is a claim, the
+    key is the proof, and they must agree (docs/SECURITY.md, identity binding)."""
+
+    code = "site-name-mismatch"
+
+
 class RevokedKey(UnknownSender):
     """Correctly signed by a key that has been revoked."""
 
@@ -129,6 +137,13 @@ class ReceiptUntrusted(ReceiptError):
     """Correctly signed, but by a key that is not one of the trusted issuers."""
 
     code = "receipt-untrusted"
+
+
+class ReceiptIssuerMismatch(ReceiptUntrusted):
+    """Signed by a trusted issuer's key, but naming another site than the one that
+    key is trusted as."""
+
+    code = "receipt-issuer-mismatch"
 
 
 class ReceiptNotForUs(ReceiptError):

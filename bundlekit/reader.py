@@ -29,6 +29,7 @@ from bundlekit.errors import (
     CorruptBundle,
     NotARecipient,
     RevokedKey,
+    SiteNameMismatch,
     TruncatedBundle,
     UnknownSender,
 )
@@ -100,6 +101,29 @@ def _matches(pub: PublicKey, entry: PublicKey | str, *, signing_key_only: bool) 
     return pub.same_key(entry)
 
 
+def _check_trusted(sender: PublicKey, trusted: Iterable[PublicKey | str]) -> None:
+    """The signer must be a trusted key, and the site it names must be the site
+    that key is trusted as: the name in a manifest is a claim, the key is the
+    proof (docs/SECURITY.md, "Identity binding").  A trusted fingerprint (text)
+    binds no name; a trusted ``.pub`` binds its ``site:`` line."""
+    names = []
+    for entry in trusted:
+        if not _matches(sender, entry, signing_key_only=False):
+            continue
+        if isinstance(entry, str) or entry.site == sender.site:
+            return
+        names.append(entry.site)
+    if names:
+        raise SiteNameMismatch(
+            f"claims to come from site {sender.site!r}, but the key that signed it "
+            f"({sender.fingerprint}) is trusted as site {names[0]!r}: refused"
+        )
+    raise UnknownSender(
+        f"was sealed by site {sender.site!r} with key {sender.fingerprint}, "
+        "which is not one of the trusted senders"
+    )
+
+
 def _authenticate(f: BinaryIO, trusted: KeySet, revoked: Iterable[PublicKey | str]):
     """FORMAT.md §9.1 steps 1-4: everything but the payload digest."""
     layout, manifest = _parse(f)
@@ -111,11 +135,8 @@ def _authenticate(f: BinaryIO, trusted: KeySet, revoked: Iterable[PublicKey | st
             f"was sealed by site {sender.site!r} with key {sender.fingerprint}, "
             "which has been revoked"
         )
-    if trusted is not None and not any(_matches(sender, t, signing_key_only=False) for t in trusted):
-        raise UnknownSender(
-            f"was sealed by site {sender.site!r} with key {sender.fingerprint}, "
-            "which is not one of the trusted senders"
-        )
+    if trusted is not None:
+        _check_trusted(sender, trusted)
     return layout, manifest, bundle_digest(layout.manifest, layout.signature)
 
 

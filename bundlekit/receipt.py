@@ -32,6 +32,7 @@ from bundlekit.errors import (
     ReceiptBadSignature,
     ReceiptCorrupt,
     ReceiptError,
+    ReceiptIssuerMismatch,
     ReceiptNotForUs,
     ReceiptTruncated,
     ReceiptUntrusted,
@@ -474,7 +475,15 @@ def decode_receipt(
                 "bad signature: the receipt was altered or forged after it was signed"
             )
         receipt = _parse_body(body, raw, signer)
-        trusted = next((k for k in trusted_issuers if k.same_key(signer)), None)
+        keyed = [k for k in trusted_issuers if k.same_key(signer)]
+        trusted = next((k for k in keyed if k.site == signer.site), None)
+        if keyed and trusted is None:
+            # Identity binding (docs/SECURITY.md): the issuer's name must be the
+            # name its key is trusted as.
+            raise ReceiptIssuerMismatch(
+                f"names its issuer site {signer.site!r}, but the key that signed it "
+                f"({signer.fingerprint}) is trusted as site {keyed[0].site!r}: refused"
+            )
         if trusted is None:
             raise ReceiptUntrusted(
                 f"signed by a key we do not trust (site {signer.site!r}, "

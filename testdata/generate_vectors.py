@@ -289,7 +289,8 @@ class Vectors:
                 trusted_issuer: Identity = CENTRAL, me: Identity = SITE_A,
                 ok: dict[str, str] | None = None) -> None:
         headers = [("file", "receipt"), ("expect", expect), ("comment", comment),
-                   ("trusted-issuer", public_key_line(trusted_issuer.public)),
+                   ("trusted-issuer",
+                    f"{public_key_line(trusted_issuer.public)} {trusted_issuer.site}"),
                    ("me", public_key_line(me.public))]
         headers += list((ok or {}).items())
         self.add(f"receipt-{name}", body, headers)
@@ -505,6 +506,13 @@ def receipt_vectors(v: Vectors, chain: list[tuple[bytes, Any, list[dict]]]) -> N
         receipt_id=uuid.UUID("5eceb7e1-0000-4000-8000-000000000003"))
     v.receipt("untrusted-issuer", by_hub, "receipt-untrusted",
               "correctly signed by hub, but the reader trusts only central-server")
+    renamed = dataclasses.replace(CENTRAL, site="Site B (Eldoret)")
+    by_renamed = receipt.encode_receipt(
+        issuer=renamed, subject=SITE_A.public, entries=entries, created=CREATED,
+        receipt_id=uuid.UUID("5eceb7e1-0000-4000-8000-000000000004"))
+    v.receipt("issuer-mismatch", by_renamed, "receipt-issuer-mismatch",
+              "signed with central-server's key, but its issuer names Site B (Eldoret): "
+              "the name must be the one the key is trusted as")
     body = good[len(receipt.MAGIC) : len(receipt.MAGIC) + body_length]
     raw = msgpack.unpackb(body, raw=False)
     unsorted = msgpack.packb(dict(reversed(list(raw.items()))), use_bin_type=True)

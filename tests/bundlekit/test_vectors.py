@@ -35,7 +35,7 @@ BUNDLE_CLASSES = frozenset({
 #: ``code`` attributes of bundlekit.errors' ReceiptError subclasses, checked exactly.
 RECEIPT_CLASSES = frozenset({
     "ok", "receipt-truncated", "receipt-corrupt", "receipt-bad-signature",
-    "receipt-untrusted", "receipt-not-for-us",
+    "receipt-untrusted", "receipt-issuer-mismatch", "receipt-not-for-us",
 })
 
 KEYS = frozenset({
@@ -100,8 +100,11 @@ def records_hash(records: list[dict]) -> str:
 
 
 def _public_key(line: str) -> PublicKey:
-    recipient, verify_key = line.split(" ")
-    return PublicKey("vector key", age.decode_recipient(recipient), _verify_key(verify_key))
+    """``<age recipient> <verify key>[ <site name>]``: the site name, where given, is
+    the name the key is trusted as (a receipt's issuer must carry it)."""
+    recipient, verify_key, *site = line.split(" ", 2)
+    return PublicKey(site[0] if site else "vector key", age.decode_recipient(recipient),
+                     _verify_key(verify_key))
 
 
 def _verify_key(text: str) -> bytes:
