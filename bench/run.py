@@ -2,11 +2,20 @@
 
     python bench/run.py                  # the full run; writes docs/BENCHMARKS.md
     python bench/run.py --quick          # small N, one repetition (a smoke run)
-    python bench/run.py --sizes 100000 --reps 1 --only export,import
+    python bench/run.py --entry-n 20000 --only entry --no-mysql
 
 Every figure in the report comes from this run: each operation runs in a fresh
-worker process (bench/worker.py) on databases the harness creates and drops
-itself, on data it generates itself (bench/data.py).
+process on databases the harness creates and drops itself, on data it generates
+itself.  Two data sets:
+
+* **entry order** (bench/entry.py on bench/clinic): captured for real, one
+  ``save()``, M2M ``set()`` or ``delete()`` at a time, in the order a clinic enters
+  forms; imported with ``manage.py bundle import`` and loaded with ``manage.py
+  loaddata``, both as whole processes, on SQLite, PostgreSQL and MariaDB;
+* **model grouped** (bench/data.py on bench/benchapp): filled in bulk, model by
+  model, as earlier runs measured it; kept for comparison, and used for the
+  memory check at the largest size (capture of that many saves would not fit
+  the time budget).
 """
 
 from __future__ import annotations
@@ -28,15 +37,24 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SECTIONS = ("raw", "capture", "export", "import", "scale")
-LABELS = ["benchapp.participant", "benchapp.visit", "benchapp.requisition"]
-FULL = dict(sizes=[100_000, 1_000_000], reps=3, baseline_max=100_000, big_reps=1, baseline_reps=2,
-            capture_n=10_000, raw_n=200_000, scale=(8, 4, 1000))
-QUICK = dict(sizes=[2_000, 10_000], reps=1, baseline_max=10_000, big_reps=1, baseline_reps=1,
-             capture_n=2_000, raw_n=10_000, scale=(4, 2, 500))
+SECTIONS = ("raw", "capture", "entry", "grouped", "memory", "scale")
+GROUPED_LABELS = ["benchapp.participant", "benchapp.visit", "benchapp.requisition"]
+ENTRY_LABELS = ["clinic.panel", "clinic.subjectconsent", "clinic.subjectvisit",
+                "clinic.vitalsigns", "clinic.subjectrequisition"]
+SERVERS = ("sqlite", "postgres", "mysql")
+FULL = dict(entry_n=100_000, grouped_n=100_000, big_n=1_000_000, reps=3, import_reps=2,
+            baseline_reps=1, capture_n=10_000, raw_n=200_000, scale=(8, 4, 1000), scale_reps=2,
+            grouped_servers=("sqlite", "postgres"))
+QUICK = dict(entry_n=2_000, grouped_n=2_000, big_n=10_000, reps=1, import_reps=1,
+             baseline_reps=1, capture_n=1_000, raw_n=10_000, scale=(4, 2, 500), scale_reps=1,
+             grouped_servers=("sqlite", "postgres"))
 PG = dict(host=os.environ.get("BK_BENCH_PG_HOST", "127.0.0.1"),
           port=os.environ.get("BK_BENCH_PG_PORT", "5432"),
           user=os.environ.get("BK_BENCH_PG_USER", "postgres"))
+MY = dict(host=os.environ.get("BK_BENCH_MYSQL_HOST", "127.0.0.1"),
+          port=int(os.environ.get("BK_BENCH_MYSQL_PORT", "3306")),
+          user=os.environ.get("BK_BENCH_MYSQL_USER", "root"),
+          password=os.environ.get("BK_BENCH_MYSQL_PASSWORD", ""))
 
 _T0 = time.monotonic()
 
@@ -50,18 +68,44 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
-# ------------------------------------------------------------------ workers
+# ------------------------------------------------------------------ processes
+
+
+def _env(db: str, **extra) -> dict:
+    return dict(os.environ, BK_BENCH_DB=db, DJANGO_SETTINGS_MODULE="bench.settings",
+                PYTHONPATH=str(ROOT), **extra)
 
 
 def worker(task: str, args: dict, db: str, **env) -> dict:
-    e = dict(os.environ, BK_BENCH_DB=db, DJANGO_SETTINGS_MODULE="bench.settings",
-             PYTHONPATH=str(ROOT), **env)
+    """One measurement in a fresh process (bench/worker.py); its JSON result."""
     p = subprocess.run([sys.executable, "-m", "bench.worker", task, json.dumps(args)],
-                       cwd=ROOT, env=e, capture_output=True, text=True)
+                       cwd=ROOT, env=_env(db, **env), capture_output=True, text=True)
     if p.returncode != 0:
         sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
         raise SystemExit(f"bench worker {task!r} failed (exit {p.returncode})")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def command(argv: list[str], db: str, tmp: Path, *, stdin: Path | None = None, **env) -> dict:
+    """Run ``python -m ARGV...`` as a user runs a command: a whole process, timed from
+    its start to its exit, with its own peak resident set (``wait4``)."""
+    out, err = tmp / "cmd.out", tmp / "cmd.err"
+    with open(out, "wb") as fo, open(err, "wb") as fe, \
+            open(stdin or os.devnull, "rb") as fi:
+        t0 = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, env=_env(db, **env),
+                             stdin=fi, stdout=fo, stderr=fe)
+        _, status, usage = os.wait4(p.pid, 0)
+        seconds = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+    text = out.read_text(errors="replace")
+    if p.returncode != 0:
+        sys.stderr.write(text[-3000:] + err.read_text(errors="replace")[-3000:])
+        raise SystemExit(f"{' '.join(argv[:2])} failed (exit {p.returncode})")
+    return {"seconds": seconds, "maxrss_mb": round(usage.ru_maxrss / 1024, 1), "stdout": text}
+
+
+# ------------------------------------------------------------------ servers
 
 
 class Postgres:
@@ -74,11 +118,12 @@ class Postgres:
         self.prefix = f"bk_bench_{os.getpid()}"
         self.made: list[str] = []
         self.version = self.conn.execute("SHOW server_version").fetchone()[0]
+        self.template = None
 
-    def create(self, suffix: str, template: str | None = None) -> str:
+    def create(self, suffix: str) -> str:
         name = f"{self.prefix}_{suffix}"
         self.drop(name)
-        tmpl = f" TEMPLATE {template}" if template else ""
+        tmpl = f" TEMPLATE {self.template}" if self.template else ""
         self.conn.execute(f"CREATE DATABASE {name}{tmpl}")
         self.made.append(name)
         return name
@@ -94,10 +139,57 @@ class Postgres:
         self.conn.close()
 
 
+class MariaDB:
+    """Creates and drops this run's databases; a fresh one is a copy of the migrated
+    template (``mysqldump | mysql``), or migrated itself without those tools."""
+
+    def __init__(self):
+        import pymysql
+
+        self.conn = pymysql.connect(connect_timeout=3, autocommit=True, **MY)
+        self.prefix = f"bk_bench_{os.getpid()}"
+        self.made: list[str] = []
+        with self.conn.cursor() as c:
+            c.execute("SELECT VERSION()")
+            self.version = c.fetchone()[0]
+        self.template = None
+        self.tools = shutil.which("mysqldump") and shutil.which("mysql")
+
+    def _args(self) -> list[str]:
+        args = [f"--host={MY['host']}", f"--port={MY['port']}", f"--user={MY['user']}"]
+        return args + ([f"--password={MY['password']}"] if MY["password"] else [])
+
+    def create(self, suffix: str) -> str:
+        name = f"{self.prefix}_{suffix}"
+        self.drop(name)
+        with self.conn.cursor() as c:
+            c.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+        self.made.append(name)
+        if self.template:
+            if self.tools:
+                dump = subprocess.run(["mysqldump", *self._args(), "--skip-comments",
+                                       self.template], capture_output=True, check=True)
+                subprocess.run(["mysql", *self._args(), name], input=dump.stdout, check=True)
+            else:
+                worker("migrate", {}, f"mysql:{name}")
+        return name
+
+    def drop(self, name: str) -> None:
+        with self.conn.cursor() as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name}")
+        if name in self.made:
+            self.made.remove(name)
+
+    def close(self) -> None:
+        for name in list(self.made):
+            self.drop(name)
+        self.conn.close()
+
+
 # ------------------------------------------------------------------ machine
 
 
-def machine(pg_version: str | None) -> dict:
+def machine(versions: dict) -> dict:
     import sqlite3
 
     import cryptography
@@ -123,7 +215,8 @@ def machine(pg_version: str | None) -> dict:
         "python": platform.python_version(),
         "django": django.__version__,
         "sqlite": sqlite3.sqlite_version,
-        "postgres": pg_version or "not available",
+        "postgres": versions.get("postgres") or "not available",
+        "mysql": versions.get("mysql") or "not available",
         "msgpack": ".".join(map(str, msgpack.version)),
         "zstandard": zstandard.__version__,
         "cryptography": cryptography.__version__,
@@ -134,175 +227,220 @@ def machine(pg_version: str | None) -> dict:
 
 
 class Bench:
-    def __init__(self, opts, tmp: Path, pg: Postgres | None):
-        self.o, self.tmp, self.pg = opts, tmp, pg
-        self.results: dict = {"sizes": {}}
+    def __init__(self, opts, tmp: Path, servers: dict):
+        self.o, self.tmp, self.servers = opts, tmp, servers
+        self.results: dict = {"entry": {}, "grouped": {}}
         self.empty_sqlite = tmp / "empty.sqlite3"
         worker("migrate", {}, f"sqlite:{self.empty_sqlite}")
-        self.pg_template = None
-        if pg:
-            self.pg_template = pg.create("template")
-            worker("migrate", {}, f"postgres:{self.pg_template}")
+        for kind, server in servers.items():
+            server.template = server.create("template")
+            worker("migrate", {}, f"{kind}:{server.template}")
         self.keys = tmp / "keys"
         self.keys.mkdir()
         worker("keys", {"sites": ["bench-site", "server"], "dir": str(self.keys)},
                f"sqlite:{self.empty_sqlite}")
+        # What `manage.py bundle import` reads: the server's key, the site trusted.
+        self.server_settings = json.dumps({
+            "SITE": "server", "IDENTITY": str(self.keys / "server.key"),
+            "TRUSTED": [str(self.keys / "bench-site.pub")], "RECEIPTS_OUT": None})
 
-    def fresh_sqlite(self, name: str) -> str:
-        path = self.tmp / f"{name}.sqlite3"
-        shutil.copyfile(self.empty_sqlite, path)
-        return f"sqlite:{path}"
+    def startup(self):
+        """A process that starts Django and does nothing much: ``manage.py check``."""
+        self.results["startup"] = [command(["django", "check"], f"sqlite:{self.empty_sqlite}",
+                                           self.tmp)["seconds"] for _ in range(3)]
 
-    def fresh_pg(self, suffix: str) -> str:
-        return f"postgres:{self.pg.create(suffix, template=self.pg_template)}"
+    def available(self, kinds) -> list[str]:
+        return [k for k in kinds if k == "sqlite" or k in self.servers]
+
+    def fresh(self, kind: str, name: str) -> str:
+        if kind == "sqlite":
+            path = self.tmp / f"{name}.sqlite3"
+            shutil.copyfile(self.empty_sqlite, path)
+            return f"sqlite:{path}"
+        return f"{kind}:{self.servers[kind].create(name)}"
 
     def drop(self, db: str) -> None:
         kind, _, name = db.partition(":")
         if kind == "sqlite":
             Path(name).unlink(missing_ok=True)
         else:
-            self.pg.drop(name)
+            self.servers[kind].drop(name)
 
     # ---------------------------------------------------------------- raw
 
     def raw(self):
         n = self.o.raw_n
         say(f"raw format: seal/open/verify {n:,} records vs msgpack+zstd+ChaCha20-Poly1305, "
-            f"{self.o.reps} rep(s)")
-        r = worker("raw", {"n": n, "reps": self.o.reps}, f"sqlite:{self.empty_sqlite}")
+            f"`bundle seal` from JSON lines, {self.o.reps} rep(s)")
+        r = worker("raw", {"n": n, "reps": self.o.reps, "tmp": str(self.tmp)},
+                   f"sqlite:{self.empty_sqlite}")
         self.results["raw"] = r
-        for op in ("seal", "open", "verify"):
-            say(f"  {op}: {median(r[op]):.3f} s, limit {median(r['limit_' + op]):.3f} s "
-                f"-> {median(r['limit_' + op]) / median(r[op]):.0%} of the limit")
+        for op in ("seal", "open", "verify", "seal_json", "seal_cli"):
+            lim = "limit_seal_json" if op.startswith("seal_") else "limit_" + op
+            say(f"  {op}: {median(r[op]):.3f} s, limit {median(r[lim]):.3f} s "
+                f"-> {median(r[lim]) / median(r[op]):.0%} of the limit")
 
     # ---------------------------------------------------------------- capture
 
     def capture(self):
         n = self.o.capture_n
         out = {}
-        backends = ["sqlite"] + (["postgres"] if self.pg else [])
-        for backend in backends:
+        for backend in self.available(("sqlite", "postgres")):
             times = {"plain": [], "synced": []}
             for rep in range(self.o.reps):
                 order = ("plain", "synced") if rep % 2 == 0 else ("synced", "plain")
                 for mode in order:
-                    db = (self.fresh_sqlite(f"capture-{mode}") if backend == "sqlite"
-                          else self.fresh_pg(f"capture_{mode}"))
-                    r = worker("capture", {"n": n, "batch": 1000, "seed": 11, "prefix": "C",
-                                           "synced": mode == "synced"}, db)
+                    db = self.fresh(backend, f"capture_{mode}")
+                    r = worker("entry", {"n": n, "batch": 1000, "seed": 11, "prefix": "C",
+                                         "synced": mode == "synced"}, db)
                     self.drop(db)
                     want = n if mode == "synced" else 0
                     if r["captured"] != want:
                         raise SystemExit(f"capture: {r['captured']} transactions, expected {want}")
                     times[mode].append(r["seconds"])
+                    if mode == "synced":
+                        out.setdefault("steps", {k: r[k] for k in
+                                                 ("save", "update", "set", "delete")})
             ratio = median(times["synced"]) / median(times["plain"])
-            say(f"capture on {backend}: {n:,} saves, plain {median(times['plain']):.2f} s, "
+            say(f"capture on {backend}: {n:,} steps, plain {median(times['plain']):.2f} s, "
                 f"synced {median(times['synced']):.2f} s -> {ratio:.2f}x")
             out[backend] = {"n": n, **times, "ratio": ratio}
         self.results["capture"] = out
 
-    # ---------------------------------------------------------------- per size
+    # ---------------------------------------------------------------- data sets
 
-    def size(self, n: int):
-        o = self.o
-        res = self.results["sizes"].setdefault(n, {})
-        baseline = n <= o.baseline_max
-        reps = o.reps if n <= o.baseline_max else o.big_reps
-        res["reps"] = reps
-        say(f"size {n:,}: generating the site database")
-        site = self.tmp / f"site-{n}.sqlite3"
+    def entry(self):
+        n = self.o.entry_n
+        say(f"entry order, {n:,} transactions: capturing them on a SQLite site, one save at a time")
+        site = self.tmp / "site-entry.sqlite3"
+        shutil.copyfile(self.empty_sqlite, site)
+        gen = worker("entry", {"n": n, "batch": 1000, "seed": 1, "prefix": "E", "synced": True},
+                     f"sqlite:{site}")
+        if gen["captured"] != n:
+            raise SystemExit(f"entry: captured {gen['captured']} transactions, expected {n}")
+        say(f"  captured {n:,} transactions ({gen['participants']:,} participants) in "
+            f"{gen['seconds']:.0f} s")
+        res = self.results["entry"][n] = {"generate": gen}
+        self.data_set(res, n, site, "clinic_digest", ENTRY_LABELS,
+                      self.available(SERVERS), self.o.import_reps, breakdown=True)
+
+    def grouped(self):
+        n = self.o.grouped_n
+        res = self.results["grouped"][n] = {}
+        site = self.grouped_site(n)
+        self.data_set(res, n, site, "digest", GROUPED_LABELS,
+                      self.available(self.o.grouped_servers), 1, breakdown=False)
+
+    def grouped_site(self, n: int) -> Path:
+        say(f"model grouped, {n:,} transactions: filling a SQLite site in bulk")
+        site = self.tmp / f"site-grouped-{n}.sqlite3"
         shutil.copyfile(self.empty_sqlite, site)
         t = time.monotonic()
         worker("generate", {"n": n, "seed": 1, "prefix": "P"}, f"sqlite:{site}")
         say(f"  generated {n:,} objects and transactions in {time.monotonic() - t:.0f} s")
-        res["site_digest"] = worker("digest", {}, f"sqlite:{site}")
+        return site
+
+    def export(self, res: dict, n: int, site: Path, reps: int) -> Path:
         key, pub = str(self.keys / "bench-site.key"), str(self.keys / "server.pub")
-        server_key = str(self.keys / "server.key")
+        res["export"] = []
+        bundles = None
+        for rep in range(reps):
+            copy = self.tmp / "site-copy.sqlite3"
+            shutil.copyfile(site, copy)
+            out = self.tmp / f"out-{rep}"
+            out.mkdir()
+            r = worker("export", {"key": key, "recipients": [pub], "out": str(out)},
+                       f"sqlite:{copy}")
+            copy.unlink()
+            if r["records"] != n:
+                raise SystemExit(f"export sealed {r['records']} records, expected {n}")
+            res["export"].append(r)
+            say(f"  export rep {rep + 1}: {r['seconds']:.2f} s, {r['bundles']} bundle(s), "
+                f"{r['bytes'] / 1e6:.1f} MB, peak RSS {r['maxrss_mb']:.0f} MB")
+            if bundles is None:
+                bundles = out
+            else:
+                shutil.rmtree(out)
+        return bundles
 
-        # export and dumpdata
-        if "export" in o.only or "import" in o.only:
-            res["export"] = []
-            bundles = None
-            for rep in range(reps if "export" in o.only else 1):
-                copy = self.tmp / f"site-{n}-copy.sqlite3"
-                shutil.copyfile(site, copy)
-                out = self.tmp / f"out-{n}-{rep}"
-                out.mkdir()
-                r = worker("export", {"key": key, "recipients": [pub], "out": str(out)},
-                           f"sqlite:{copy}")
-                copy.unlink()
-                if r["records"] != n:
-                    raise SystemExit(f"export sealed {r['records']} records, expected {n}")
-                res["export"].append(r)
-                say(f"  export rep {rep + 1}: {r['seconds']:.2f} s, {r['bundles']} bundle(s), "
-                    f"{r['bytes'] / 1e6:.1f} MB, peak RSS {r['maxrss_mb']:.0f} MB")
-                if bundles is None:
-                    bundles = out
-                else:
-                    shutil.rmtree(out)
-            paths = [str(p) for p in sorted(bundles.glob("*.bundle"))]
-        dump = self.tmp / f"dump-{n}.json"
-        if baseline and ("export" in o.only or "import" in o.only):
-            res["dumpdata"] = []
-            for rep in range(min(reps, o.baseline_reps) if "export" in o.only else 1):
-                r = worker("dumpdata", {"labels": LABELS, "out": str(dump)}, f"sqlite:{site}")
-                res["dumpdata"].append(r)
-                say(f"  dumpdata --natural-foreign rep {rep + 1}: {r['seconds']:.2f} s, "
-                    f"{r['bytes'] / 1e6:.1f} MB JSON, peak RSS {r['maxrss_mb']:.0f} MB")
-            res["gzip_bytes"] = gzip_size(dump)
-            say(f"  gzip -6 of the dumpdata JSON: {res['gzip_bytes'] / 1e6:.1f} MB")
-            if "sizes_breakdown" not in self.results:
-                self.results["sizes_breakdown"] = worker(
-                    "size_breakdown", {"key": server_key, "paths": paths, "n": n},
-                    f"sqlite:{self.empty_sqlite}")
-
-        # import and loaddata
-        if "import" in o.only:
-            backends = ["sqlite"]
-            if self.pg and (baseline or o.pg_big):
-                backends.append("postgres")
-            for backend in backends:
-                runs = res.setdefault(f"import_{backend}", [])
-                for rep in range(reps):
-                    db = (self.fresh_sqlite("server") if backend == "sqlite"
-                          else self.fresh_pg("server"))
-                    r = worker("import", {"key": server_key, "paths": paths,
-                                          "trusted": [str(self.keys / "bench-site.pub")]}, db)
-                    if r["applied"] != n or r["failed"]:
-                        raise SystemExit(f"import applied {r['applied']} of {n}: {r}")
-                    if rep == 0:
-                        r["digest_matches_site"] = (
-                            worker("digest", {}, db)["digest"] == res["site_digest"]["digest"])
-                    self.drop(db)
-                    runs.append(r)
-                    say(f"  import on {backend} rep {rep + 1}: {r['seconds']:.2f} s, "
-                        f"peak RSS {r['maxrss_mb']:.0f} MB")
-                if not baseline:
-                    continue
-                runs = res.setdefault(f"loaddata_{backend}", [])
-                for rep in range(min(reps, o.baseline_reps)):
-                    db = (self.fresh_sqlite("server") if backend == "sqlite"
-                          else self.fresh_pg("server"))
-                    r = worker("loaddata", {"fixture": str(dump)}, db)
-                    if rep == 0:
-                        d = worker("digest", {}, db)
-                        r["counts_match_site"] = d["counts"] == res["site_digest"]["counts"]
-                        r["digest_matches_site"] = d["digest"] == res["site_digest"]["digest"]
-                        r["ms_digest_matches_site"] = (
-                            d["ms_digest"] == res["site_digest"]["ms_digest"])
-                    self.drop(db)
-                    runs.append(r)
-                    say(f"  loaddata on {backend} rep {rep + 1}: {r['seconds']:.2f} s, "
-                        f"peak RSS {r['maxrss_mb']:.0f} MB")
+    def data_set(self, res, n, site, digest_task, labels, servers, import_reps, breakdown):
+        o = self.o
+        res["site_digest"] = worker(digest_task, {}, f"sqlite:{site}")
+        bundles = self.export(res, n, site, o.reps)
+        dump = self.tmp / "dump.json"
+        res["dumpdata"] = []
+        for rep in range(o.baseline_reps):
+            r = worker("dumpdata", {"labels": labels, "out": str(dump)}, f"sqlite:{site}")
+            res["dumpdata"].append(r)
+            say(f"  dumpdata --natural-foreign rep {rep + 1}: {r['seconds']:.2f} s, "
+                f"{r['bytes'] / 1e6:.1f} MB JSON, peak RSS {r['maxrss_mb']:.0f} MB")
+        res["gzip_bytes"] = gzip_size(dump)
+        say(f"  gzip -6 of the dumpdata JSON: {res['gzip_bytes'] / 1e6:.2f} MB; bundles "
+            f"{res['export'][0]['bytes'] / 1e6:.2f} MB")
+        if breakdown:
+            res["sizes_breakdown"] = worker(
+                "size_breakdown", {"key": str(self.keys / "server.key"),
+                                   "paths": [str(p) for p in sorted(bundles.glob("*.bundle"))],
+                                   "n": n}, f"sqlite:{self.empty_sqlite}")
+        for backend in servers:
+            res[f"import_{backend}"] = self.imports(backend, bundles, n, import_reps,
+                                                    digest_task, res["site_digest"])
+            runs = res.setdefault(f"loaddata_{backend}", [])
+            for rep in range(o.baseline_reps):
+                db = self.fresh(backend, "loaddata")
+                r = command(["django", "loaddata", str(dump)], db, self.tmp)
+                r.pop("stdout")
+                if rep == 0:
+                    d = worker(digest_task, {}, db)
+                    r["counts_match_site"] = d["counts"] == res["site_digest"]["counts"]
+                    r["digest_matches_site"] = d["digest"] == res["site_digest"]["digest"]
+                    r["ms_digest_matches_site"] = d["ms_digest"] == res["site_digest"]["ms_digest"]
+                self.drop(db)
+                runs.append(r)
+                say(f"  manage.py loaddata on {backend} rep {rep + 1}: {r['seconds']:.2f} s, "
+                    f"peak RSS {r['maxrss_mb']:.0f} MB")
         site.unlink()
         dump.unlink(missing_ok=True)
-        if "export" in o.only or "import" in o.only:
-            shutil.rmtree(bundles)
+        shutil.rmtree(bundles)
+
+    def imports(self, backend, bundles: Path, n: int, reps: int, digest_task=None,
+                site_digest=None) -> list:
+        runs = []
+        for rep in range(reps):
+            db = self.fresh(backend, "import")
+            r = command(["django", "bundle", "import", str(bundles), "--json"], db, self.tmp,
+                        BK_BENCH_BUNDLEKIT=self.server_settings)
+            files = json.loads(r.pop("stdout"))["files"]
+            for k in ("applied", "failed", "stale", "conflict", "duplicate"):
+                r[k] = sum(f[k] for f in files)
+            if r["applied"] != n or r["failed"]:
+                raise SystemExit(f"import on {backend} applied {r['applied']} of {n}: {r}")
+            if rep == 0 and digest_task:
+                r["digest_matches_site"] = (
+                    worker(digest_task, {}, db)["digest"] == site_digest["digest"])
+            self.drop(db)
+            runs.append(r)
+            say(f"  manage.py bundle import on {backend} rep {rep + 1}: {r['seconds']:.2f} s, "
+                f"peak RSS {r['maxrss_mb']:.0f} MB")
+        return runs
+
+    # ---------------------------------------------------------------- memory
+
+    def memory(self):
+        """Peak RSS of export and import at the largest size (model-grouped data on
+        SQLite, one run each), against the same at the grouped comparison's size."""
+        n = self.o.big_n
+        site = self.grouped_site(n)
+        res = self.results["big"] = {"n": n}
+        bundles = self.export(res, n, site, 1)
+        site.unlink()
+        res["import_sqlite"] = self.imports("sqlite", bundles, n, 1)
+        shutil.rmtree(bundles)
 
     # ---------------------------------------------------------------- scale-out
 
     def scale(self):
-        if not self.pg:
+        if "postgres" not in self.servers:
             say("scale-out: skipped (no PostgreSQL)")
             return
         senders, per_sender, per_bundle = self.o.scale
@@ -325,8 +463,8 @@ class Bench:
                "records": total, "runs": {}}
         for workers_n in (1, 2, 4):
             walls = []
-            for _rep in range(self.o.reps):
-                db = self.fresh_pg("scale")
+            for _rep in range(self.o.scale_reps):
+                db = self.fresh("postgres", "scale")
                 walls.append(self._scale_once(db, chains, workers_n, total))
                 self.drop(db)
             res["runs"][workers_n] = walls
@@ -338,15 +476,13 @@ class Bench:
     def _scale_once(self, db: str, chains, k: int, total: int) -> float:
         go = self.tmp / "go"
         go.unlink(missing_ok=True)
-        env = dict(os.environ, BK_BENCH_DB=db, DJANGO_SETTINGS_MODULE="bench.settings",
-                   PYTHONPATH=str(ROOT))
         procs = []
         for i in range(k):
             mine = [p for chain in chains[i::k] for p in chain]
             args = {"key": str(self.keys / "server.key"), "paths": mine, "go": str(go)}
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "bench.worker", "import_many", json.dumps(args)],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True))
+                cwd=ROOT, env=_env(db), stdout=subprocess.PIPE, text=True))
         for p in procs:
             if p.stdout.readline().strip() != "ready":
                 raise SystemExit("scale-out worker did not start")
@@ -379,45 +515,41 @@ def gzip_size(path: Path) -> int:
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small N, one repetition")
-    ap.add_argument("--sizes", help="comma-separated transaction counts (multiples of 10)")
-    ap.add_argument("--reps", type=int, help="repetitions per measurement")
-    ap.add_argument("--baseline-reps", type=int,
-                    help="repetitions of dumpdata/loaddata (at most --reps; they are slow)")
-    ap.add_argument("--baseline-max", type=int,
-                    help="largest size at which dumpdata/loaddata run (they are slow)")
+    ap.add_argument("--entry-n", type=int, help="transactions of the entry-order data set")
+    ap.add_argument("--grouped-n", type=int,
+                    help="transactions of the model-grouped data set (a multiple of 10)")
+    ap.add_argument("--big-n", type=int,
+                    help="transactions of the memory check (model grouped, SQLite; 0: none)")
+    ap.add_argument("--reps", type=int, help="repetitions of the quick measurements")
+    ap.add_argument("--import-reps", type=int, help="repetitions of each entry-order import")
+    ap.add_argument("--baseline-reps", type=int, help="repetitions of dumpdata/loaddata")
     ap.add_argument("--only", default=",".join(SECTIONS),
                     help=f"sections to run, from {','.join(SECTIONS)}")
-    ap.add_argument("--capture-n", type=int, help="saves per capture measurement")
+    ap.add_argument("--capture-n", type=int, help="entry steps per capture measurement")
     ap.add_argument("--raw-n", type=int, help="records in the raw-format bundle")
     ap.add_argument("--scale", help="senders,bundles per sender,records per bundle")
-    ap.add_argument("--no-postgres", action="store_true", help="SQLite only")
-    ap.add_argument("--pg-big", action="store_true",
-                    help="also import on PostgreSQL above --baseline-max (slow)")
+    ap.add_argument("--no-postgres", action="store_true", help="without PostgreSQL")
+    ap.add_argument("--no-mysql", action="store_true", help="without MariaDB/MySQL")
     ap.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"),
                     help="report to write (default docs/BENCHMARKS.md)")
     ap.add_argument("--json", help="also write the raw results as JSON here")
     a = ap.parse_args(argv)
     o = argparse.Namespace(**(QUICK if a.quick else FULL))
-    if a.sizes:
-        o.sizes = [int(s) for s in a.sizes.split(",")]
-    if any(s % 10 for s in o.sizes):
-        ap.error("--sizes must be multiples of 10 (families of 10 objects)")
-    if a.reps:
-        o.reps = a.reps
-    if a.baseline_reps:
-        o.baseline_reps = a.baseline_reps
-    if a.capture_n:
-        o.capture_n = a.capture_n
-    if a.raw_n:
-        o.raw_n = a.raw_n
+    for name in ("entry_n", "grouped_n", "big_n", "reps", "import_reps", "baseline_reps",
+                 "capture_n", "raw_n"):
+        if getattr(a, name) is not None:
+            setattr(o, name, getattr(a, name))
+    if o.grouped_n % 10 or o.big_n % 10:
+        ap.error("--grouped-n and --big-n must be multiples of 10 (families of 10 objects)")
     if a.scale:
         o.scale = tuple(int(x) for x in a.scale.split(","))
-    o.baseline_max = a.baseline_max if a.baseline_max is not None else o.baseline_max
     o.only = {s.strip() for s in a.only.split(",") if s.strip()}
     if o.only - set(SECTIONS):
         ap.error(f"--only: unknown section(s) {', '.join(sorted(o.only - set(SECTIONS)))}")
-    o.quick, o.no_postgres, o.out, o.json = a.quick, a.no_postgres, a.out, a.json
-    o.pg_big = a.pg_big
+    if not o.big_n:
+        o.only.discard("memory")
+    o.quick, o.no_postgres, o.no_mysql, o.out, o.json = (
+        a.quick, a.no_postgres, a.no_mysql, a.out, a.json)
     return o
 
 
@@ -438,48 +570,55 @@ def command_line(argv) -> str:
     return " ".join(["python bench/run.py", *shown]) if shown else "make bench"
 
 
+def connect(o) -> dict:
+    servers = {}
+    for kind, cls, off in (("postgres", Postgres, o.no_postgres), ("mysql", MariaDB, o.no_mysql)):
+        if off:
+            continue
+        try:
+            servers[kind] = cls()
+        except Exception as e:  # noqa: BLE001 - any failure to connect means "not available"
+            say(f"{kind} not available ({type(e).__name__}: {e}); running without it")
+    return servers
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     o = parse(argv)
     from bench.report import write_report
 
-    pg = None
-    if not o.no_postgres:
-        try:
-            pg = Postgres()
-        except Exception as e:  # noqa: BLE001 - any failure to connect means "no PostgreSQL"
-            say(f"PostgreSQL not available ({type(e).__name__}); SQLite only")
+    servers = connect(o)
     started = dt.datetime.now(dt.UTC)
     load_before = os.getloadavg()
     say(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     tmp = Path(tempfile.mkdtemp(prefix="bk-bench-", dir=os.environ.get("BK_BENCH_TMP")))
+    loads = [load_before]
     try:
-        b = Bench(o, tmp, pg)
-        info = machine(pg.version if pg else None)
-        if "raw" in o.only:
-            b.raw()
-        if "capture" in o.only:
-            b.capture()
-        if o.only & {"export", "import"}:
-            for n in o.sizes:
-                b.size(n)
-        if "scale" in o.only:
-            b.scale()
+        b = Bench(o, tmp, servers)
+        info = machine({k: s.version for k, s in servers.items()})
+        b.startup()
+        for section in SECTIONS:
+            if section in o.only:
+                getattr(b, section)()
+                loads.append(os.getloadavg())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if pg:
-            pg.close()
+        for s in servers.values():
+            s.close()
     results = b.results
     results["machine"] = info
+    results["servers"] = sorted(["sqlite", *servers])
     results["started"] = started.isoformat(timespec="seconds")
     results["minutes"] = (time.monotonic() - _T0) / 60
     results["load_before"] = load_before
     results["load_after"] = os.getloadavg()
+    results["load_max_1min"] = max(x[0] for x in loads + [results["load_after"]])
     results["command"] = command_line(argv)
-    results["options"] = {"sizes": o.sizes, "reps": o.reps, "baseline_max": o.baseline_max,
-                          "big_reps": o.big_reps, "baseline_reps": min(o.reps, o.baseline_reps),
-                          "quick": o.quick, "only": sorted(o.only),
-                          "pg_big": o.pg_big}
+    results["options"] = {k: getattr(o, k) for k in (
+        "entry_n", "grouped_n", "big_n", "reps", "import_reps", "baseline_reps", "capture_n",
+        "raw_n", "scale_reps", "quick")}
+    results["options"]["only"] = sorted(o.only)
+    results["options"]["grouped_servers"] = list(o.grouped_servers)
     if o.json:
         Path(o.json).write_text(json.dumps(results, indent=1, default=str))
     write_report(results, o.out)

@@ -5,10 +5,14 @@ One database per process, named by ``BK_BENCH_DB``:
     sqlite:<file>          a SQLite file
     postgres:<database>    a PostgreSQL database (host, port and user from
                            BK_BENCH_PG_HOST, BK_BENCH_PG_PORT, BK_BENCH_PG_USER)
+    mysql:<database>       a MariaDB/MySQL database through PyMySQL (host, port,
+                           user and password from BK_BENCH_MYSQL_HOST, _PORT,
+                           _USER, _PASSWORD)
 
 The harness (bench/run.py) creates and drops every database it names here.
 """
 
+import json
 import os
 
 SECRET_KEY = "bench-only-not-secret"
@@ -20,8 +24,13 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django_adapter",
     "bench.benchapp",
+    "bench.clinic",
 ]
 BUNDLEKIT_SITE = os.environ.get("BK_BENCH_SITE", "bench-site")
+# The field workflow's settings for whole-process commands (`manage.py bundle import`),
+# as JSON: the harness names this run's keys here.
+if os.environ.get("BK_BENCH_BUNDLEKIT"):
+    BUNDLEKIT = json.loads(os.environ["BK_BENCH_BUNDLEKIT"])
 
 _DB = os.environ.get("BK_BENCH_DB", "sqlite::memory:")
 _kind, _, _name = _DB.partition(":")
@@ -37,5 +46,21 @@ elif _kind == "postgres":
             "USER": os.environ.get("BK_BENCH_PG_USER", "postgres"),
         }
     }
+elif _kind == "mysql":
+    import pymysql
+
+    pymysql.install_as_MySQLdb()
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": _name,
+            "HOST": os.environ.get("BK_BENCH_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("BK_BENCH_MYSQL_PORT", "3306"),
+            "USER": os.environ.get("BK_BENCH_MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("BK_BENCH_MYSQL_PASSWORD", ""),
+            "OPTIONS": {"charset": "utf8mb4"},
+        }
+    }
 else:
-    raise RuntimeError(f"BK_BENCH_DB={_DB!r}: expected sqlite:<file> or postgres:<database>")
+    raise RuntimeError(
+        f"BK_BENCH_DB={_DB!r}: expected sqlite:<file>, postgres:<database> or mysql:<database>")

@@ -129,6 +129,59 @@ def task_capture(args):
     return {"seconds": seconds, "saves": len(objs), "captured": captured}
 
 
+def task_entry(args):
+    """The entry-order workload (bench/entry.py): ``n`` steps, each one ``save()``,
+    M2M ``set()`` or ``delete()``, ``batch`` steps per transaction, on the synced
+    clinic models (captured) or their plain twins."""
+    from bench.clinic.models import PLAIN, SYNCED
+    from bench.entry import enter
+    from django_adapter.models import OutgoingTransaction
+
+    gc.collect()
+    t0 = time.perf_counter()
+    counts = enter(args["n"], models=SYNCED if args["synced"] else PLAIN, seed=args["seed"],
+                   prefix=args["prefix"], batch=args.get("batch", 1000))
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "captured": OutgoingTransaction.objects.count(), **counts}
+
+
+def task_clinic_digest(args):
+    """Counts and digests of the clinic rows (bench/clinic), independent of
+    autoincrement ids: each object by its natural key, its columns, references to
+    autoincrement-keyed objects by their natural keys, M2M sets as sorted natural
+    keys.  ``ms_digest`` cuts datetimes to milliseconds (what JSON keeps)."""
+    from bench.clinic.models import SYNCED
+    from django_adapter.serialization import natural_key_of, travels_by_natural_key
+
+    h, h_ms = hashlib.sha256(), hashlib.sha256()
+    counts = {}
+    for model in SYNCED:
+        opts = model._meta
+        fks = [f for f in opts.concrete_fields if f.is_relation]
+        cols = [f for f in opts.concrete_fields
+                if not (f.primary_key and travels_by_natural_key(f))]
+        qs = model._default_manager.select_related(
+            *[f.name for f in fks if travels_by_natural_key(f.target_field)])
+        m2m = [f.name for f in opts.many_to_many]
+        if m2m:
+            qs = qs.prefetch_related(*m2m)
+        rows = []
+        for obj in qs.iterator(chunk_size=2000):
+            values = []
+            for f in cols:
+                if f.is_relation and travels_by_natural_key(f.target_field):
+                    target = getattr(obj, f.name)
+                    values.append(None if target is None else natural_key_of(target))
+                else:
+                    values.append(getattr(obj, f.attname))
+            for name in m2m:
+                values.append(sorted(natural_key_of(t) for t in getattr(obj, name).all()))
+            rows.append((repr(natural_key_of(obj)), tuple(values)))
+        rows.sort()
+        counts[opts.model_name] = _feed(h, h_ms, (r[1] for r in rows))
+    return {"counts": counts, "digest": h.hexdigest(), "ms_digest": h_ms.hexdigest()}
+
+
 def task_export(args):
     from bundlekit import load_identity, load_public_key
     from django_adapter.exporter import export_pending
@@ -352,7 +405,67 @@ def task_raw(args):
                     while block := f.read(1024 * 1024):
                         h.update(block)
             out["limit_verify"].append((time.perf_counter() - t0) / loops)
+
+            _seal_json_lines(recs, sender, server, d, key, nonce, chunk, out)
     return out
+
+
+def _seal_json_lines(recs, sender, server, d, key, nonce, chunk, out):
+    """Sealing from JSON lines (what ``bundle seal`` reads on stdin), three ways:
+    ``bundle seal`` as a user runs it (a whole process), the library's ``seal()``
+    over the same parsing in this process, and the limit: parse the lines
+    (``json.loads`` and the typed values), pack, compress, encrypt, nothing else."""
+    import subprocess
+
+    import zstandard
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from bundlekit import records as rec
+    from bundlekit import write_keypair
+    from bundlekit.cli import read_json_lines
+    from bundlekit.writer import ChainLink, seal
+
+    lines = os.path.join(d, "records.jsonl")
+    with open(lines, "w") as f:
+        for r in recs:
+            f.write(json.dumps(rec.to_jsonable(r), separators=(",", ":")) + "\n")
+    out["json_bytes"] = os.path.getsize(lines)
+    keys = os.path.join(d, "keys")
+    os.mkdir(keys)
+    sender_key, _ = write_keypair(sender, keys)
+    _, server_pub = write_keypair(server, keys)
+    cli_out = os.path.join(d, "cli")
+    os.mkdir(cli_out)
+    with open(lines, "rb") as stdin:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "bundlekit", "seal",
+                        "-i", sender_key, "--to", server_pub,
+                        "--out", cli_out, "--json"], stdin=stdin, check=True,
+                       stdout=subprocess.DEVNULL)
+        out.setdefault("seal_cli", []).append(time.perf_counter() - t0)
+    lib_out = os.path.join(d, "lib")
+    os.mkdir(lib_out)
+    gc.collect()
+    t0 = time.perf_counter()
+    with open(lines) as f:
+        seal(read_json_lines(f), identity=sender, recipients=[server.public], out_dir=lib_out,
+             after=ChainLink(0, None))
+    out.setdefault("seal_json", []).append(time.perf_counter() - t0)
+
+    gc.collect()
+    t0 = time.perf_counter()
+    packer = rec.new_packer()
+    parts = []
+    with open(lines) as f:
+        for line in f:
+            parts.append(packer.pack(rec.from_jsonable(json.loads(line))))
+    comp = zstandard.ZstdCompressor(level=3).compress(b"".join(parts))
+    aead = ChaCha20Poly1305(key)
+    mv = memoryview(comp)
+    last_i = (len(comp) - 1) // chunk
+    for i in range(last_i + 1):
+        aead.encrypt(nonce(i, i == last_i), mv[i * chunk : (i + 1) * chunk], None)
+    out.setdefault("limit_seal_json", []).append(time.perf_counter() - t0)
 
 
 def task_size_breakdown(args):
