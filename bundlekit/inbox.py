@@ -27,6 +27,13 @@ A file is taken only when all of these hold:
   the lengths agree).  A truncated file is retried until it has not grown for
   ``truncated_grace_seconds``, then rejected as truncated.
 
+The folder operations other routes need (a bundle that arrived over HTTP or
+through a browser upload) are :class:`InboxFolder`'s: :meth:`~InboxFolder.place`
+a file into the inbox for a watcher, :meth:`~InboxFolder.hold` a handled file in
+``done/``, :meth:`~InboxFolder.reject` one into ``rejected/`` with its reason
+files, and :meth:`~InboxFolder.holds` to ask whether a name is already here.
+Callers never build paths under the inbox themselves.
+
 Django-free: the Django importer is just one ``handler``.
 """
 
@@ -37,6 +44,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -65,6 +73,25 @@ _TEMP_MARKERS = (".partial", ".part", ".tmp", ".crdownload", ".download", ".file
 Status = Literal["done", "rejected", "retry"]
 Handler = Callable[[Path], Any]
 Check = Callable[[Path], Any]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A file a scan saw but left where it is, and why.
+
+    ``why`` is ``"settling"`` (it changed less than ``settle_seconds`` ago),
+    ``"incomplete"`` (the container check says it is half-copied; it gets
+    ``truncated_grace_seconds`` to grow) or ``"retry"`` (its handler failed for a
+    reason that may pass, such as a database that is down).  ``seconds`` is how long
+    until the inbox looks at it again.
+    """
+
+    name: str
+    why: Literal["settling", "incomplete", "retry"]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "why": self.why, "seconds": round(self.seconds, 1)}
 
 
 @dataclass(frozen=True)
@@ -126,7 +153,82 @@ class _Retry:
 _DEFAULT = object()
 
 
-class Inbox:
+class InboxFolder:
+    """The inbox folder's layout and the moves every route into it shares.
+
+    Every move is atomic and never replaces a file: a name already taken gets a
+    ``NAME.2.bundle`` sibling in ``done/`` and ``rejected/``.  Moves work across
+    file systems (an upload folder on another disk): the bytes are copied to a
+    hidden temporary name first, which a watcher never takes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+
+    @property
+    def processing_dir(self) -> Path:
+        return self.path / PROCESSING
+
+    @property
+    def done_dir(self) -> Path:
+        return self.path / DONE
+
+    @property
+    def rejected_dir(self) -> Path:
+        return self.path / REJECTED
+
+    def place(self, src: str | os.PathLike[str], name: str | None = None) -> Path:
+        """Move ``src`` into the inbox (as ``name``) for a watcher to take.
+
+        Raises :class:`FileExistsError` when a file of that name is already
+        waiting there: it arrived by another route a moment ago.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        return _move_no_replace(Path(src), self.path / (name or Path(src).name))
+
+    def hold(self, src: str | os.PathLike[str], name: str | None = None) -> Path:
+        """Keep a handled file in ``done/``; return where it is now."""
+        return self._finish(Path(src), self.done_dir, name or Path(src).name)
+
+    def reject(
+        self, src: str | os.PathLike[str], error: BundleError, name: str | None = None
+    ) -> Path:
+        """Put a refused file in ``rejected/`` with ``NAME.reason.txt`` (for a person)
+        and ``NAME.reason.json`` (for scripts), each written atomically."""
+        name = name or Path(src).name
+        final = self._finish(Path(src), self.rejected_dir, name)
+        try:
+            _write_reason(final, name, error)
+        except OSError:
+            log.exception("cannot write the reason file for %s", final)
+        return final
+
+    def holds(self, name: str) -> bool:
+        """Whether a file called ``name`` is waiting, being handled, or done here."""
+        if (self.path / name).exists() or (self.done_dir / name).exists():
+            return True
+        try:
+            claims = list(os.scandir(self.processing_dir))
+        except OSError:
+            return False
+        return any((Path(c.path) / name).exists() for c in claims)
+
+    def _finish(self, claimed: Path, dest_dir: Path, name: str) -> Path:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        for candidate in _unique_names(name):
+            if (dest_dir / (candidate + REASON_TXT)).exists():
+                continue
+            try:
+                final = _move_no_replace(claimed, dest_dir / candidate)
+            except FileExistsError:
+                continue
+            if claimed.parent.parent == self.processing_dir:
+                _rmdir_quietly(claimed.parent)
+            return final
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Inbox(InboxFolder):
     """Take complete bundle files from a folder, once, and hand them to ``handler``.
 
     ``handler(path)`` gets the claimed file (under ``processing/``, original file
@@ -136,8 +238,17 @@ class Inbox:
     exponential backoff (``retry_seconds`` doubling up to ``max_retry_seconds``):
     a database that is down must not cost a field office its data.
 
+    ``fatal`` lists exception classes that mean "this server is set up wrong",
+    not "this file is wrong" (the Django watcher passes its ``ConfigError``): the
+    file is put back untouched and the exception ends :meth:`scan_once` and
+    :meth:`run`, so the caller stops with one clear line instead of filing good
+    bundles under ``rejected/``.
+
     ``check`` is run on each settled file before it is claimed; ``None`` disables
     it.  The default is :func:`bundlekit.reader.read_manifest`.
+
+    After each :meth:`scan_once`, :attr:`waiting` lists the files it saw and left
+    for later (still settling, half-copied, or due for a retry).
 
     One ``Inbox`` object is used from one thread; several processes (or hosts on a
     share) may watch the same folder, each with its own ``Inbox``.
@@ -156,10 +267,11 @@ class Inbox:
         max_retry_seconds: float = 900.0,
         check: Check | None | object = _DEFAULT,
         watch: bool = True,
+        fatal: tuple[type[BaseException], ...] = (),
     ):
         if settle_seconds < 0 or poll_seconds <= 0 or truncated_grace_seconds < 0:
             raise ValueError("settle/grace must be >= 0 and poll_seconds > 0")
-        self.path = Path(path)
+        super().__init__(path)
         self.handler = handler
         self.settle_seconds = float(settle_seconds)
         self.poll_seconds = float(poll_seconds)
@@ -169,24 +281,14 @@ class Inbox:
         self.max_retry_seconds = float(max_retry_seconds)
         self.check: Check | None = _default_check if check is _DEFAULT else check  # type: ignore[assignment]
         self.watch = watch
+        self.fatal = tuple(fatal)
+        self.waiting: list[Waiting] = []
         self._seen: dict[str, _Seen] = {}
         self._retry: dict[str, _Retry] = {}
         self._recovered = False
         self._missing_logged = False
         self._next_due: float | None = None
         self._host = _safe_host()
-
-    @property
-    def processing_dir(self) -> Path:
-        return self.path / PROCESSING
-
-    @property
-    def done_dir(self) -> Path:
-        return self.path / DONE
-
-    @property
-    def rejected_dir(self) -> Path:
-        return self.path / REJECTED
 
     # -- one pass ---------------------------------------------------------------
 
@@ -202,6 +304,7 @@ class Inbox:
             self.recover_stale_claims()
         now = time.monotonic()
         self._next_due = None
+        self.waiting = []
         outcomes: list[Outcome] = []
         try:
             entries = self._list_candidates()
@@ -218,10 +321,13 @@ class Inbox:
         for name, st in entries:
             present.add(name)
             if not self._settled(name, st, now):
+                ready_at = self._seen[name].changed_at + self.settle_seconds
+                self.waiting.append(Waiting(name, "settling", ready_at - now))
                 continue
             retry = self._retry.get(name)
             if retry is not None and now < retry.not_before:
                 self._due(retry.not_before)
+                self.waiting.append(Waiting(name, "retry", retry.not_before - now))
                 continue
             outcome = self._take(name, now)
             if outcome is not None:
@@ -285,7 +391,9 @@ class Inbox:
                 give_up_at = seen.changed_at + self.truncated_grace_seconds
                 if now < give_up_at:
                     log.debug("%s looks half-copied; waiting for the rest", source)
-                    self._due(min(give_up_at, now + self.poll_seconds))
+                    again = min(give_up_at, now + self.poll_seconds)
+                    self._due(again)
+                    self.waiting.append(Waiting(name, "incomplete", again - now))
                     return None
                 rejection = exc
             except BundleError as exc:
@@ -306,6 +414,10 @@ class Inbox:
             return self._reject(name, claimed, rejection)
         try:
             result = self.handler(claimed)
+        except self.fatal:
+            # The server is set up wrong, not the file: put it back and stop.
+            self._unclaim(claimed, name)
+            raise
         except BundleError as exc:
             return self._reject(name, claimed, exc)
         except Exception as exc:
@@ -318,7 +430,7 @@ class Inbox:
             raise
         self._retry.pop(name, None)
         try:
-            final = self._finish(claimed, self.done_dir, name)
+            final = self.hold(claimed, name)
         except OSError:
             # Handled all the same; the claim is recovered (and deduplicated by
             # the caller's ledger) after a restart.
@@ -382,30 +494,13 @@ class Inbox:
         _rmdir_quietly(claimed.parent)
         return back
 
-    def _finish(self, claimed: Path, dest_dir: Path, name: str) -> Path:
-        dest_dir.mkdir(exist_ok=True)
-        for candidate in _unique_names(name):
-            if (dest_dir / (candidate + REASON_TXT)).exists():
-                continue
-            try:
-                final = _move_no_replace(claimed, dest_dir / candidate)
-            except FileExistsError:
-                continue
-            _rmdir_quietly(claimed.parent)
-            return final
-        raise AssertionError("unreachable")  # pragma: no cover
-
     def _reject(self, name: str, claimed: Path, error: BundleError) -> Outcome:
         try:
-            final = self._finish(claimed, self.rejected_dir, name)
+            final = self.reject(claimed, error, name)
         except OSError:
             log.exception("cannot move %s to %s", claimed, self.rejected_dir)
             final = claimed
         reason = f"{name}: {error.reason}"
-        try:
-            _write_reason(final, name, error)
-        except OSError:
-            log.exception("cannot write the reason file for %s", final)
         self._retry.pop(name, None)
         log.warning("rejected %s", reason)
         return Outcome(name, final, "rejected", reason=reason, code=error.code)
@@ -471,7 +566,8 @@ class Inbox:
 
         Polling always runs (every ``poll_seconds``, or sooner when a file is
         due to settle or to be retried): events are only a hint that wakes the
-        loop early.  Nothing a file or a handler does ends the loop.
+        loop early.  Nothing a file or a handler does ends the loop; only one of
+        the ``fatal`` errors (the server's set-up is wrong) does.
         """
         stop = stop_event or threading.Event()
         wake = threading.Event()
@@ -487,6 +583,8 @@ class Inbox:
                 wake.clear()
                 try:
                     outcomes = self.scan_once()
+                except self.fatal:
+                    raise
                 except Exception:  # a bug or an odd file system; never end the loop
                     log.exception("scanning %s failed", self.path)
                     outcomes = []
@@ -564,17 +662,53 @@ def _move_no_replace(src: Path, dst: Path) -> Path:
 
     A hard link fails atomically if ``dst`` exists.  FAT32 and some network
     file systems cannot link; there we fall back to check-then-rename, whose
-    window only matters if two processes finish the same name at once.
+    window only matters if two processes finish the same name at once.  Across
+    file systems the bytes are copied to a hidden temporary name beside ``dst``
+    (fsynced), linked into place, and only then is ``src`` removed.
     """
     try:
         os.link(src, dst)
     except FileExistsError:
         raise
-    except OSError:
+    except OSError as exc:
         if os.path.lexists(dst):
             raise FileExistsError(errno.EEXIST, "exists", os.fspath(dst)) from None
-        os.rename(src, dst)
+        if exc.errno == errno.EXDEV:
+            return _copy_no_replace(src, dst)
+        try:
+            os.rename(src, dst)
+        except OSError as again:
+            if again.errno != errno.EXDEV:
+                raise
+            return _copy_no_replace(src, dst)
+        _fsync_dir(dst.parent)
         return dst
+    os.unlink(src)
+    _fsync_dir(dst.parent)
+    return dst
+
+
+def _copy_no_replace(src: Path, dst: Path) -> Path:
+    tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.partial")
+    try:
+        with open(src, "rb") as fin, open(tmp, "xb") as fout:
+            shutil.copyfileobj(fin, fout, 1024 * 1024)
+            fout.flush()
+            os.fsync(fout.fileno())
+        try:
+            os.link(tmp, dst)
+        except FileExistsError:
+            raise
+        except OSError:
+            if os.path.lexists(dst):
+                raise FileExistsError(errno.EEXIST, "exists", os.fspath(dst)) from None
+            os.rename(tmp, dst)
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    _fsync_dir(dst.parent)
     os.unlink(src)
     return dst
 

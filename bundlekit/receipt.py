@@ -539,3 +539,29 @@ def read_receipt(
 def is_receipt_name(name: str) -> bool:
     """Whether ``name`` may be a receipt (not hidden, not a temporary file)."""
     return name.lower().endswith(RECEIPT_SUFFIX) and not name.startswith((".", "~"))
+
+
+def receipt_subject(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """(site, key fingerprint) a receipt file is addressed to.
+
+    Checks the framing and that the body is signed by the issuer key it names,
+    but makes no trust decision: it is for sorting receipts this machine wrote
+    itself (a REST token bound to one site sees only that site's receipts).
+    Anything that acts on a receipt uses :func:`read_receipt`.  Raises
+    :class:`ReceiptError` for a file that is not a whole receipt.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_RECEIPT_SIZE + 1)
+    except OSError as e:
+        raise ReceiptError(f"cannot be read ({e.strerror or e})", path=path) from e
+    try:
+        body, signature = _split(data)
+        raw = _unpack(body)
+        signer = _signer_of(raw)
+        if not signer.verify(signature, SIGNATURE_CONTEXT + body):
+            raise ReceiptBadSignature("bad signature: the receipt was altered or forged")
+        receipt = _parse_body(body, raw, signer)
+    except ReceiptError as e:
+        raise e.with_path(path) from None
+    return receipt.subject_site, receipt.subject_fingerprint

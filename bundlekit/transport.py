@@ -12,7 +12,8 @@ connection costs only the bytes in flight, never the whole file.  Connection
 errors and 5xx answers are retried with exponential backoff; the retry budget
 is per stretch without progress, so a flaky link that keeps moving data is not
 given up on.  A refusal (4xx: bad signature, unknown sender, too large, fork)
-is final and reported, never retried.
+is final and reported, never retried; so is a 5xx whose JSON says
+``"retry": false`` (the server's settings are wrong, or a bug there).
 
 Downloads are written to a hidden temporary name in the target folder, checked
 against the SHA-256 the server announced and then with :func:`bundlekit.reader.verify`,
@@ -181,6 +182,14 @@ def _refusal(response: httpx.Response) -> tuple[str, str]:
     return code, " ".join(reason.split())
 
 
+def _retryable(response: httpx.Response, answer: dict[str, Any]) -> bool:
+    """5xx and 429 are worth another try, unless the server says a retry cannot
+    help (``"retry": false``: its settings are wrong, or a bug)."""
+    if response.status_code < 500 and response.status_code != 429:
+        return False
+    return answer.get("retry") is not False
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -309,7 +318,7 @@ def _push_one(client, base, path: Path, retries, backoff, chunk_size, progress) 
         if status in (200, 201):
             return result(str(answer.get("status") or "imported"), response, answer=answer)
         code, reason = _refusal(response)
-        if status >= 500 or status == 429:
+        if _retryable(response, answer):
             failures += 1
             if failures > retries:
                 return result("failed", response, error=code, answer=answer,
@@ -338,7 +347,7 @@ def _get(client, url: str, retries: int, backoff: float):
                                     code="unreachable") from None
             _sleep(_delay(backoff, failures))
             continue
-        if response.status_code >= 500 and failures < retries:
+        if response.status_code >= 500 and failures < retries and _retryable(response, _json(response)):
             failures += 1
             _sleep(_delay(backoff, failures, response.headers.get("Retry-After")))
             continue

@@ -40,8 +40,8 @@ class IncomingTransactionAdmin(ReadOnlyAdmin):
 
 @admin.register(ImportedBundle)
 class ImportedBundleAdmin(ReadOnlyAdmin):
-    list_display = ("site", "seq", "status", "record_count", "applied_count", "failed_count", "received", "file_name")
-    list_filter = ("site", "status")
+    list_display = ("site", "seq", "status", "record_count", "applied_count", "failed_count", "received", "route", "file_name")
+    list_filter = ("site", "status", "route")
     search_fields = ("bundle_id", "file_name")
 
 

@@ -50,6 +50,15 @@ class BundleStatus(models.TextChoices):
     FAILED = "failed", "failed"
 
 
+class BundleRoute(models.TextChoices):
+    """By which route a bundle first reached this server (``django_adapter.intake``)."""
+
+    INBOX = "inbox", "watched inbox (bundle watch)"
+    IMPORT = "import", "bundle import"
+    REST = "rest", "REST upload (bundle push)"
+    UPLOAD = "upload", "upload page"
+
+
 # --------------------------------------------------------------------- mixin
 
 
@@ -239,6 +248,9 @@ class ImportedBundle(models.Model):
     received = models.DateTimeField(auto_now_add=True)
     applied_datetime = models.DateTimeField(null=True, blank=True)
     report = models.JSONField(default=dict, blank=True)
+    #: How it first arrived; later copies by other routes are duplicates and leave
+    #: it as it is.  Empty for bundles imported before routes were recorded.
+    route = models.CharField(max_length=16, choices=BundleRoute.choices, blank=True, default="")
 
     class Meta:
         ordering = ["fingerprint", "seq", "id"]

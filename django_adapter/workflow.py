@@ -32,11 +32,11 @@ from bundlekit.inbox import Inbox, Outcome, is_candidate_name
 from bundlekit.naming import is_bundle_name
 from bundlekit.reader import read_manifest
 from bundlekit.receipt import is_receipt_name
-from django_adapter.conf import Config
+from django_adapter.conf import Config, ConfigError
 from django_adapter.exceptions import SyncError
 from django_adapter.exporter import export_pending
 from django_adapter.forward import copy_atomic, need_folder, same_file
-from django_adapter.importer import DUPLICATE, BundleReport, import_bundle
+from django_adapter.importer import BundleReport, import_bundle
 from django_adapter.models import BundleStatus, ExportedBundle, OutgoingTransaction
 from django_adapter.receipts import ReceiptReport, apply_receipt, write_receipts
 
@@ -171,6 +171,12 @@ class FileReport:
     messages: list[str] = field(default_factory=list)
     forwarded: str = ""
     receipt: dict | None = None
+    bundle_id: str = ""
+    #: How the file arrived (``django_adapter.intake.ROUTES``); where a staged
+    #: file was kept; receipts written for this file alone (REST, upload).
+    route: str = ""
+    kept: str = ""
+    receipts_written: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -218,6 +224,7 @@ def from_bundle_report(path, r: BundleReport) -> FileReport:
         failed=r.failed,
         missing_seqs=list(r.missing_seqs),
         messages=list(r.messages),
+        bundle_id=r.bundle_id,
     )
 
 
@@ -299,14 +306,9 @@ def import_paths(
     forward_dir = forward_dir or config.forward
     touched: set[str] = set()
     for path in bundle_paths:
-        report = _import_reporting(path, config, progress)
+        report = _import_reporting(path, config, forward_dir, progress)
         if report.sender and report.status != "rejected":
             touched.add(report.sender)
-        if forward_dir and report.kind == "bundle" and report.status in _FORWARDABLE:
-            try:
-                report.forwarded = forward_copy(path, forward_dir)
-            except BundleError as exc:
-                report.code, report.reason = exc.code, f"not forwarded: {exc}"
         run.files.append(report)
         if on_file is not None:
             on_file(report)
@@ -318,9 +320,6 @@ def import_paths(
     if receipts and touched and config.receipts_out:
         run.receipts_written = [str(p) for p in write_receipts(touched, config=config)]
     return run
-
-
-_FORWARDABLE = (BundleStatus.APPLIED, BundleStatus.WAITING, DUPLICATE)
 
 
 def records_to_import(paths: Iterable, *, config: Config) -> int:
@@ -343,14 +342,21 @@ def records_to_import(paths: Iterable, *, config: Config) -> int:
 
 
 def _import_reporting(
-    path: Path, config: Config, progress: Callable[[int], None] | None = None
+    path: Path, config: Config, forward_dir=None, progress: Callable[[int], None] | None = None
 ) -> FileReport:
+    """The ``import`` face of :func:`django_adapter.intake.take_in`: a refused file
+    is a report line, a wrong configuration stops the whole run."""
+    from django_adapter.intake import take_in
+
     if _sealed_here(path, config):
         # The stick comes back with our own bundles beside the receipts: not an error.
         return FileReport(os.fspath(path), "bundle", "own", site=config.site,
                           reason="sealed by this machine; skipped")
     try:
-        return import_one(path, config=config, progress=progress)
+        return take_in(path, route="import", config=config, forward_dir=forward_dir,
+                       progress=progress)
+    except ConfigError:
+        raise
     except BundleError as exc:
         exc.with_path(path)
         return FileReport(os.fspath(path), "bundle", "rejected", code=exc.code, reason=exc.reason)
@@ -364,9 +370,10 @@ def _import_reporting(
 def _sealed_here(path: Path, config: Config) -> bool:
     """Whether the (unauthenticated) manifest names our own key: only used to skip."""
     try:
-        return read_manifest(path).sender.fingerprint == config.identity.fingerprint
+        manifest = read_manifest(path)
     except BundleError:
         return False
+    return manifest.sender.fingerprint == config.identity.fingerprint
 
 
 def import_receipt(path, *, config: Config) -> FileReport:
@@ -424,15 +431,22 @@ class WatchedInbox(Inbox):
         #: it, so a log reads in the order things happened (the CLI prints both).
         self.on_outcome: Callable[[Outcome], None] | None = None
         self.on_receipts: Callable[[list[Path]], None] | None = None
+        kwargs.setdefault("fatal", (ConfigError,))
         super().__init__(path or config.inbox, self.handle, **kwargs)
 
     def handle(self, path: Path) -> FileReport:
-        report = import_one(path, config=self.config)
+        """The ``inbox`` face of :func:`django_adapter.intake.take_in`.
+
+        A refused file raises (the inbox moves it to ``rejected/`` with the
+        reason); a wrong configuration raises :class:`ConfigError`, which puts
+        the file back and stops the watcher.
+        """
+        from django_adapter.intake import take_in
+
+        report = take_in(path, route="inbox", config=self.config, forward_dir=self.forward_dir)
         self.touched.add(report.sender)
         if report.status == BundleStatus.FORK:
             raise QuarantinedFork("; ".join(report.messages) or "fork of the sender's chain", path)
-        if self.forward_dir and report.status in _FORWARDABLE:
-            report.forwarded = forward_copy(path, self.forward_dir)
         return report
 
     def scan_once(self) -> list[Outcome]:
@@ -447,6 +461,8 @@ class WatchedInbox(Inbox):
                 self.touched.clear()
                 if self.on_receipts is not None:
                     self.on_receipts(self.receipts_written)
+            except ConfigError:
+                raise
             except (BundleError, OSError):
                 log.exception("cannot write receipts; will try again after the next pass")
         return outcomes

@@ -6,11 +6,20 @@ inbox is configured for REST too.  The nested ``BUNDLEKIT["REST"]`` dict is
 read here::
 
     "REST": {
-        "TOKENS": ["..."],               # bearer tokens; none: no token needed
+        "TOKENS": [                      # bearer tokens; none: no token needed
+            "...",                       #   a token for every site (a hub, an operator)
+            {"TOKEN": "...", "KEY": "keys/laptop-a.pub"},  # bound to one site's key
+        ],
         "IMPORT_ON_UPLOAD": True,        # False: move into INBOX for the watcher
         "MAX_UPLOAD_BYTES": 2 << 30,     # larger uploads get 413
         "UPLOAD_DIR": "var/uploads",     # partial uploads (relative to BASE_DIR)
+        "MAX_UNFINISHED_UPLOADS": 20,    # per token: unfinished uploads at once
+        "MAX_UNFINISHED_BYTES": 4 << 30, # per token: their announced lengths together
     }
+
+A token bound to a key (a ``.pub`` file or a fingerprint) may upload only bundles
+signed by that key, and sees only the receipts addressed to it and the outbox
+bundles sealed for it.
 
 Read on every request (key files are a few hundred bytes) so a key file
 replaced on disk (a revocation) takes effect at once.
@@ -19,7 +28,10 @@ replaced on disk (a revocation) takes effect at once.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,11 +39,53 @@ from typing import Any
 from django.conf import settings
 
 from bundlekit.keys import PublicKey
+from django_adapter.conf import ConfigError
 
 REST = "REST"
 #: Defaults of the nested ``BUNDLEKIT["REST"]`` dict (docs/REST.md).
 DEFAULT_MAX_UPLOAD_BYTES = 2 << 30
 DEFAULT_UPLOAD_DIR = "var/uploads"
+DEFAULT_MAX_UNFINISHED_UPLOADS = 20
+DEFAULT_MAX_UNFINISHED_BYTES = 4 << 30
+_FINGERPRINT = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
+
+
+@dataclass(frozen=True)
+class Token:
+    """One configured bearer token.
+
+    ``id`` names the token in upload records (a hash: the secret is never
+    written to disk); ``key`` is the ``.pub`` file or fingerprint it is bound to,
+    or ``None`` for a token that acts for every site.
+    """
+
+    secret: str
+    key: str | None = None
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(self.secret.encode()).hexdigest()[:16]
+
+    def fingerprint(self) -> str | None:
+        """The bound key's fingerprint (reads the ``.pub`` file), or None if unbound."""
+        if self.key is None:
+            return None
+        value = self.key.strip()
+        if _FINGERPRINT.fullmatch(value.lower()):
+            return value.lower()
+        path = Path(os.path.expanduser(value))
+        if not path.is_absolute():
+            path = Path(getattr(settings, "BASE_DIR", None) or Path.cwd()) / path
+        try:
+            from bundlekit.keys import load_public_key
+
+            return load_public_key(path).fingerprint
+        except Exception as exc:  # BundleError or OSError: the settings name a bad file
+            raise ConfigError(f"BUNDLEKIT['REST']['TOKENS']: KEY {value}: {exc}") from None
+
+
+#: The token of a request that needed none (no TOKENS configured).
+ANONYMOUS = Token("")
 
 
 def _raw() -> dict[str, Any]:
@@ -41,15 +95,26 @@ def _raw() -> dict[str, Any]:
 def _rest(raw: dict[str, Any]) -> dict[str, Any]:
     rest = raw.get(REST) or {}
     if not isinstance(rest, dict):
-        raise ValueError("BUNDLEKIT['REST'] must be a dict")
+        raise ConfigError("BUNDLEKIT['REST'] must be a dict")
     return rest
 
 
-def _tokens(rest: dict[str, Any]) -> tuple[str, ...]:
+def _tokens(rest: dict[str, Any]) -> tuple[Token, ...]:
     tokens = rest.get("TOKENS") or ()
-    if isinstance(tokens, str):
+    if isinstance(tokens, str | dict):
         tokens = (tokens,)
-    return tuple(str(t) for t in tokens if t)
+    found = []
+    for t in tokens:
+        if isinstance(t, dict):
+            unknown = set(t) - {"TOKEN", "KEY"}
+            if unknown or not t.get("TOKEN"):
+                raise ConfigError(
+                    "BUNDLEKIT['REST']['TOKENS']: a bound token is {'TOKEN': ..., 'KEY': 'NAME.pub'}"
+                )
+            found.append(Token(str(t["TOKEN"]), str(t["KEY"]) if t.get("KEY") else None))
+        elif t:
+            found.append(Token(str(t)))
+    return tuple(found)
 
 
 class RestConfig:
@@ -66,6 +131,12 @@ class RestConfig:
         self.tokens = _tokens(rest)
         self.import_on_upload = bool(rest.get("IMPORT_ON_UPLOAD", True))
         self.max_upload_bytes = int(rest.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+        self.max_unfinished_uploads = int(
+            rest.get("MAX_UNFINISHED_UPLOADS", DEFAULT_MAX_UNFINISHED_UPLOADS)
+        )
+        self.max_unfinished_bytes = int(
+            rest.get("MAX_UNFINISHED_BYTES", DEFAULT_MAX_UNFINISHED_BYTES)
+        )
         upload_dir = Path(os.path.expanduser(os.fspath(rest.get("UPLOAD_DIR") or DEFAULT_UPLOAD_DIR)))
         if not upload_dir.is_absolute():
             upload_dir = Path(base or Path.cwd()) / upload_dir
@@ -113,6 +184,6 @@ def rest_config() -> RestConfig:
     return RestConfig(_raw())
 
 
-def tokens_configured() -> tuple[str, ...]:
+def tokens_configured() -> tuple[Token, ...]:
     """Only the tokens: auth must not depend on key files being readable."""
     return _tokens(_rest(_raw()))

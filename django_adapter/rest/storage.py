@@ -7,7 +7,7 @@ the bytes the client hashed.  Each upload has its own folder under
 ``REST.UPLOAD_DIR``::
 
     <id>/upload.part     bytes received so far (appended, fsynced per request)
-    <id>/upload.json     {"length", "received", "requests", "name"}
+    <id>/upload.json     {"length", "received", "requests", "name", "token"}
     <id>/<NAME>.bundle   the complete, verified file while it is handled
     <id>/result.json     the final answer, kept so a lost answer can be asked again
     <id>/.lock           flock()ed while a request works on the upload
@@ -16,7 +16,10 @@ A request appends only at the current offset (``start == offset``), so no byte
 is ever written twice; ``received`` counts the bytes appended over all requests
 so the tests (and an operator) can see that a resumed upload sent nothing again.
 Nothing here reads a path from the client: the id is checked against a strict
-pattern and every file name is ours.
+pattern and every file name is ours.  Asking about an upload never creates
+anything: only a ``PUT`` does (:meth:`Upload.locked` with ``create=True``), and
+then within the token's quota (:func:`unfinished`).  ``token`` is the id (a
+hash) of the token that started the upload, never the token.
 """
 
 from __future__ import annotations
@@ -70,6 +73,11 @@ class Busy(ApiError):
         )
 
 
+class NoSuchUpload(ApiError):
+    def __init__(self) -> None:
+        super().__init__(404, "no-such-upload", "no upload with this id", headers={"Upload-Offset": "0"})
+
+
 class Upload:
     """One upload folder; use its methods only inside :meth:`locked`."""
 
@@ -85,14 +93,22 @@ class Upload:
     # -- locking ------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def locked(self, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def locked(self, wait: float = LOCK_WAIT_SECONDS, *, create: bool = True) -> Iterator[None]:
+        """Hold the upload's lock; ``create=False`` (GET, HEAD, DELETE) raises a
+        404 ``no-such-upload`` for an upload that does not exist instead of making one."""
+        if create:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        elif not (self.dir / META).exists():
+            raise NoSuchUpload()
         with _thread_locks_guard:
             tlock = _thread_locks.setdefault(str(self.dir), threading.Lock())
         if not tlock.acquire(timeout=wait):
             raise Busy()
         try:
-            fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.dir / LOCK, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+            except FileNotFoundError:
+                raise NoSuchUpload() from None
             try:
                 if fcntl is not None:
                     deadline = time.monotonic() + wait
@@ -104,6 +120,8 @@ class Upload:
                             if time.monotonic() >= deadline:
                                 raise Busy() from None
                             time.sleep(0.05)
+                if not create and not (self.dir / META).exists():
+                    raise NoSuchUpload()  # removed by a racing request or cleanup
                 self.dir.mkdir(parents=True, exist_ok=True)  # removed by a racing cleanup
                 os.utime(self.dir)
                 yield
@@ -118,7 +136,7 @@ class Upload:
         try:
             return json.loads((self.dir / META).read_text())
         except FileNotFoundError:
-            return {"length": None, "received": 0, "requests": 0, "name": None}
+            return {"length": None, "received": 0, "requests": 0, "name": None, "token": None}
 
     def _save_meta(self, meta: dict[str, Any]) -> None:
         atomic_write_bytes(self.dir / META, json.dumps(meta).encode())
@@ -135,11 +153,12 @@ class Upload:
     def exists(self) -> bool:
         return (self.dir / META).exists()
 
-    def start(self, length: int) -> dict[str, Any]:
+    def start(self, length: int, token_id: str = "") -> dict[str, Any]:
         """Create the upload, or check ``length`` against the one it was created with."""
         meta = self.meta()
         if meta["length"] is None:
             meta["length"] = length
+            meta["token"] = token_id
             self._save_meta(meta)
         elif meta["length"] != length:
             raise ApiError(
@@ -245,8 +264,12 @@ class Upload:
                     leftover.unlink()
 
     def remove(self) -> None:
-        """Forget the upload entirely (a refused file is not kept)."""
-        for entry in list(self.dir.iterdir()) if self.dir.exists() else ():
+        """Forget the upload entirely (a refused file is not kept).
+
+        ``upload.json`` goes last, so a request that finds it finds a whole upload.
+        """
+        entries = list(self.dir.iterdir()) if self.dir.exists() else []
+        for entry in sorted(entries, key=lambda e: e.name == META):
             if entry.name != LOCK:
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
@@ -262,6 +285,33 @@ class Upload:
             "requests": meta["requests"],
             "complete": result is not None,
         }
+
+
+def unfinished(root: Path, token_id: str) -> tuple[int, int]:
+    """(count, announced bytes) of the uploads ``token_id`` started and not finished.
+
+    Read from the upload records on disk, so the quota holds across server
+    processes and restarts; an upload stops counting when it is answered
+    (imported, queued, refused), deleted, or swept after ``KEEP_SECONDS``.
+    """
+    count = total = 0
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return 0, 0
+    for entry in entries:
+        if not UPLOAD_ID.fullmatch(entry.name):
+            continue
+        folder = Path(entry.path)
+        try:
+            meta = json.loads((folder / META).read_text())
+        except (OSError, ValueError):
+            continue  # not started, being removed, or not ours
+        if meta.get("token", "") != token_id or (folder / RESULT).exists():
+            continue
+        count += 1
+        total += int(meta.get("length") or 0)
+    return count, total
 
 
 def sweep(root: Path, keep_seconds: float = KEEP_SECONDS) -> None:

@@ -1,10 +1,16 @@
 """The REST endpoints (docs/REST.md): resumable upload, outbox, receipts.
 
 An upload is kept only after its signature has been checked against the
-TRUSTED site keys; then it is imported at once through
-:func:`django_adapter.importer.import_bundle` (``REST.IMPORT_ON_UPLOAD``, the
-default) or moved into the INBOX the watcher imports from.  Either way it is
-the same file a USB stick would have carried, and the same dedupe applies.
+TRUSTED site keys; then it is taken in at once through
+:func:`django_adapter.intake.take_in` (route ``rest``; ``REST.IMPORT_ON_UPLOAD``,
+the default) or placed into the INBOX the watcher takes it in from.  Either way
+it is the same file a USB stick would have carried and the same import path
+applies: these views only speak HTTP.  They raise errors of the one family and
+:func:`django_adapter.rest.auth.api` answers them.
+
+A token bound to a site's key (``REST.TOKENS``) acts for that site only: it
+uploads only bundles that key signed, and sees only the receipts addressed to
+it and the outbox bundles sealed for it.
 """
 
 from __future__ import annotations
@@ -13,19 +19,21 @@ import base64
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 
-from bundlekit.errors import BundleError, RevokedKey, UnknownSender
-from bundlekit.inbox import DONE, PROCESSING, REASON_TXT, REJECTED
+from bundlekit.errors import BundleError
+from bundlekit.inbox import InboxFolder
 from bundlekit.naming import bundle_name, is_bundle_name, parse_bundle_name, safe_site
-from bundlekit.reader import VerifiedBundle, verify
-from bundlekit.receipt import is_receipt_name
+from bundlekit.reader import VerifiedBundle, read_manifest, verify
+from bundlekit.receipt import is_receipt_name, receipt_subject
+from django_adapter.conf import ConfigError
 from django_adapter.rest.auth import ApiError, api
-from django_adapter.rest.config import RestConfig, rest_config
-from django_adapter.rest.storage import Upload, file_sha256, place, sweep
+from django_adapter.rest.config import Token, rest_config
+from django_adapter.rest.storage import Upload, file_sha256, sweep, unfinished
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,10 @@ IMPORTED = "imported"
 QUEUED = "queued"
 _RANGE = re.compile(r"bytes (?:(\d+)-(\d+)|\*)/(\d+)")
 _RECEIPT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,200}\.receipt")
+
+
+def _token(request: HttpRequest) -> Token:
+    return request.bundlekit_token  # set by @api
 
 
 @api("GET")
@@ -46,9 +58,12 @@ def index(request: HttpRequest) -> JsonResponse:
             "api": 1,
             "upload": "uploads/<sha256>",
             "max_upload_bytes": cfg.max_upload_bytes,
+            "max_unfinished_uploads": cfg.max_unfinished_uploads,
+            "max_unfinished_bytes": cfg.max_unfinished_bytes,
             "import_on_upload": cfg.import_on_upload,
             "outbox": cfg.outbox is not None,
             "receipts": cfg.receipts_out is not None,
+            "site_key": _token(request).fingerprint(),
         }
     )
 
@@ -98,13 +113,12 @@ def upload(request: HttpRequest, upload_id: str) -> HttpResponse:
     cfg = rest_config()
     up = Upload(cfg.upload_dir, upload_id)
     if request.method in ("GET", "HEAD"):
-        with up.locked():
-            if not up.exists():
-                raise ApiError(404, "no-such-upload", "no upload with this id", headers={"Upload-Offset": "0"})
+        with up.locked(create=False):  # asking never creates anything
             return _offset_headers(JsonResponse(up.state()), up)
     if request.method == "DELETE":
-        with up.locked():
-            up.remove()
+        if up.exists():
+            with up.locked(create=False):
+                up.remove()
         return HttpResponse(status=204)
 
     start, count, total = _parse_range(request)
@@ -117,21 +131,44 @@ def upload(request: HttpRequest, upload_id: str) -> HttpResponse:
     if total == 0:
         raise ApiError(422, "not-a-bundle", "the file is empty")
     sweep(cfg.upload_dir)
+    token = _token(request)
+    if not up.exists():
+        _within_quota(cfg, token, total)
     with up.locked():
         previous = up.result()
         if previous is not None:
             return _again(previous, up)
-        up.start(total)
+        up.start(total, token.id)
         if start is not None and count:
             up.append(start, request, count)
         if up.offset() < total:
             body = {"status": "incomplete", **up.state()}
             return _offset_headers(JsonResponse(body, status=202), up)
-        status, body = _finish(up, cfg)
+        status, body = _finish(up, cfg, token)
         if status < 300 or status == 409:
             up.save_result(status, body)
         response = JsonResponse(body, status=status)
         return _offset_headers(response, up)
+
+
+def _within_quota(cfg, token: Token, total: int) -> None:
+    """Refuse to start an upload beyond the token's quota of unfinished ones.
+
+    Checked before anything is created; 413 ``upload-quota`` is final for
+    ``bundle push`` (finish or ``DELETE`` the unfinished uploads, or wait until
+    they are swept, then push again).
+    """
+    count, held = unfinished(cfg.upload_dir, token.id)
+    if count + 1 > cfg.max_unfinished_uploads or held + total > cfg.max_unfinished_bytes:
+        raise ApiError(
+            413,
+            "upload-quota",
+            f"this token already has {count} unfinished upload(s) announcing {held} bytes; "
+            f"the limit is {cfg.max_unfinished_uploads} uploads and {cfg.max_unfinished_bytes} "
+            "bytes: finish or DELETE some first",
+            unfinished_uploads=count,
+            unfinished_bytes=held,
+        )
 
 
 def _again(previous: tuple[int, dict[str, Any]], up: Upload) -> JsonResponse:
@@ -147,38 +184,53 @@ def _again(previous: tuple[int, dict[str, Any]], up: Upload) -> JsonResponse:
     return _offset_headers(JsonResponse(again, status=200), up)
 
 
-def _http_status(exc: BundleError) -> int:
-    return 403 if isinstance(exc, UnknownSender | RevokedKey) else 422
+def _finish(up: Upload, cfg, token: Token) -> tuple[int, dict[str, Any]]:
+    """Verify the complete file, then take it in or queue it; the (status, JSON) to answer.
+
+    A refused file is removed and the error raised (a 4xx for the client); a
+    wrong configuration or a database that is down keeps the verified file, so
+    the next request for this upload takes it in without sending it again.
+    """
+    try:
+        path = up.named_file()
+        if path is None:
+            up.check_digest()
+            if cfg.trusted is None:
+                up.remove()
+                raise ApiError(
+                    403,
+                    "no-trusted-senders",
+                    "this server trusts no site keys (BUNDLEKIT['TRUSTED'] is empty); nothing is accepted",
+                )
+            vb = _verify(up, up.data, cfg, token)
+            m = vb.manifest
+            path = up.name_file(bundle_name(m.sender.site, m.seq, vb.digest))
+        else:  # verified before, then the answer was lost (import failed, server restarted)
+            vb = _verify(up, path, cfg, token)
+        if cfg.import_on_upload:
+            return _take_in(up, path, vb, cfg)
+        return _queue(up, path, vb, cfg)
+    except ConfigError:
+        raise  # the server's fault: the upload is kept
+    except ApiError:
+        raise
+    except BundleError:
+        up.remove()
+        raise
 
 
-def _finish(up: Upload, cfg: RestConfig) -> tuple[int, dict[str, Any]]:
-    """Verify the complete file, then import or queue it; the (status, JSON) to answer."""
-    path = up.named_file()
-    if path is None:
-        up.check_digest()
-        if cfg.trusted is None:
-            up.remove()
-            raise ApiError(
-                403,
-                "no-trusted-senders",
-                "this server trusts no site keys (BUNDLEKIT['TRUSTED'] is empty); nothing is accepted",
-            )
-        try:
-            vb = verify(up.data, trusted=cfg.trusted, revoked=cfg.revoked)
-        except BundleError as exc:
-            up.remove()
-            raise ApiError(_http_status(exc), exc.code, exc.reason) from None
-        m = vb.manifest
-        path = up.name_file(bundle_name(m.sender.site, m.seq, vb.digest))
-    else:  # verified before, then the answer was lost (import failed, server restarted)
-        try:
-            vb = verify(path, trusted=cfg.trusted, revoked=cfg.revoked)
-        except BundleError as exc:
-            up.remove()
-            raise ApiError(_http_status(exc), exc.code, exc.reason) from None
-    if cfg.import_on_upload:
-        return _import(up, path, vb, cfg)
-    return _queue(up, path, vb, cfg)
+def _verify(up: Upload, path: Path, cfg, token: Token) -> VerifiedBundle:
+    vb = verify(path, trusted=cfg.trusted, revoked=cfg.revoked)
+    bound = token.fingerprint()
+    if bound is not None and vb.manifest.sender.fingerprint != bound:
+        up.remove()
+        raise ApiError(
+            403,
+            "wrong-site",
+            f"this token acts for the key {bound} only; the bundle is signed by "
+            f"{vb.manifest.sender.site!r} ({vb.manifest.sender.fingerprint})",
+        )
+    return vb
 
 
 def _about(vb: VerifiedBundle, name: str, up: Upload) -> dict[str, Any]:
@@ -194,39 +246,16 @@ def _about(vb: VerifiedBundle, name: str, up: Upload) -> dict[str, Any]:
     }
 
 
-def _held_dir(cfg: RestConfig) -> Path:
-    """Where an imported upload is kept: beside the watcher's, when there is an inbox."""
-    return (cfg.inbox / DONE) if cfg.inbox is not None else (cfg.upload_dir / DONE)
-
-
-def _keep(path: Path, folder: Path, name: str, reason: str | None = None) -> None:
-    try:
-        place(path, folder, name)
-    except FileExistsError:
-        path.unlink(missing_ok=True)  # the same name holds the same digest prefix
-        return
-    if reason:
-        (folder / (name + REASON_TXT)).write_text(reason + "\n")
-
-
-#: Import statuses after which the original file is kept and forwarded (as the watcher does).
-_HELD = ("applied", "waiting-for-gap")
-
-
-def _import(up: Upload, path: Path, vb: VerifiedBundle, cfg: RestConfig) -> tuple[int, dict]:
-    """The watcher's path for one file: import, forward, write the sender's receipt."""
+def _take_in(up: Upload, path: Path, vb: VerifiedBundle, cfg) -> tuple[int, dict]:
+    """The ``rest`` face of the one import path: take in, keep, forward, receipt."""
     from django.db import DatabaseError
 
     from django_adapter.importer import DUPLICATE
+    from django_adapter.intake import take_in
     from django_adapter.models import BundleStatus
-    from django_adapter.workflow import forward_copy, import_one
 
-    config = cfg.workflow
     try:
-        report = import_one(path, config=config)
-    except BundleError as exc:  # not a recipient, not sync records, ...
-        up.remove()
-        raise ApiError(_http_status(exc), exc.code, exc.reason) from None
+        report = take_in(path, route="rest", config=cfg.workflow, staged=True, receipt=True)
     except (DatabaseError, OSError) as exc:  # the data is fine; keep it for a retry
         log.exception("importing upload %s failed; it is kept for a retry", up.id)
         raise ApiError(
@@ -238,21 +267,13 @@ def _import(up: Upload, path: Path, vb: VerifiedBundle, cfg: RestConfig) -> tupl
     body = _about(vb, path.name, up)
     body["report"] = _public_report(report)
     if report.status == DUPLICATE:
-        if config.forward:
-            _forward(forward_copy, path, config.forward, body)
-        path.unlink(missing_ok=True)
         body["status"] = ALREADY_HELD
         return 200, body
     if report.status == BundleStatus.FORK:
         reason = "; ".join(report.messages) or "fork of the sender's chain"
-        _keep(path, (cfg.inbox or cfg.upload_dir) / REJECTED, path.name, reason)
-        _receipt(config, report.sender)  # tells the site this bundle was refused
         body.update(error="fork", reason=reason)
         return 409, body
-    if config.forward and report.status in _HELD:
-        _forward(forward_copy, path, config.forward, body)
-    _keep(path, _held_dir(cfg), path.name)
-    body["receipts"] = _receipt(config, report.sender)
+    body["receipts"] = [os.path.basename(p) for p in report.receipts_written]
     body["status"] = IMPORTED
     return 201, body
 
@@ -262,69 +283,30 @@ def _public_report(report) -> dict[str, Any]:
     data = report.to_dict()
     data["file"] = os.path.basename(data.get("file") or "")
     data["forwarded"] = bool(data.get("forwarded"))
+    data["kept"] = bool(data.get("kept"))
+    data["receipts_written"] = [os.path.basename(p) for p in data.get("receipts_written") or ()]
     return data
 
 
-def _forward(forward_copy, path: Path, folder: Path, body: dict[str, Any]) -> None:
-    try:
-        forward_copy(path, folder)
-        body["forwarded"] = True
-    except (BundleError, OSError):
-        log.exception("cannot forward %s to %s", path.name, folder)
-        body["forwarded"] = False
+def _queue(up: Upload, path: Path, vb: VerifiedBundle, cfg) -> tuple[int, dict]:
+    """``IMPORT_ON_UPLOAD`` off: place the file in the inbox for the watcher."""
+    from django_adapter.intake import ledger_verdict
 
-
-def _receipt(config, fingerprint: str) -> list[str]:
-    """Write the sender's receipt now, as the watcher does after a pass; names only."""
-    if not config.receipts_out or not fingerprint:
-        return []
-    from django_adapter.receipts import write_receipts
-
-    try:
-        return [p.name for p in write_receipts([fingerprint], config=config)]
-    except (BundleError, OSError):
-        log.exception("cannot write a receipt for %s; the next import writes it", fingerprint)
-        return []
-
-
-def _in_inbox(inbox: Path, name: str) -> bool:
-    if (inbox / name).exists() or (inbox / DONE / name).exists():
-        return True
-    try:
-        claims = list(os.scandir(inbox / PROCESSING))
-    except FileNotFoundError:
-        return False
-    return any((Path(c.path) / name).exists() for c in claims)
-
-
-def _queue(up: Upload, path: Path, vb: VerifiedBundle, cfg: RestConfig) -> tuple[int, dict]:
-    from django_adapter.models import BundleStatus, ImportedBundle
-
-    if cfg.inbox is None:
-        raise ApiError(
-            500, "misconfigured", "REST.IMPORT_ON_UPLOAD is off but BUNDLEKIT['INBOX'] is not set"
-        )
-    m = vb.manifest
+    inbox = InboxFolder(cfg.inbox)
     body = _about(vb, path.name, up)
-    known = ImportedBundle.objects.using(cfg.database)
-    same = known.filter(bundle_id=str(m.bundle_id)).first()
-    rival = (
-        known.filter(fingerprint=m.sender.fingerprint, seq=m.seq)
-        .exclude(status__in=[BundleStatus.FORK, BundleStatus.FAILED])
-        .exclude(bundle_id=str(m.bundle_id))
-        .first()
-    )
-    if (same is not None and same.status == BundleStatus.FORK) or rival is not None:
-        reason = f"fork: seq {m.seq} of {m.sender.site} was already received with another digest"
-        _keep(path, cfg.inbox / REJECTED, path.name, reason)
+    verdict, reason = ledger_verdict(vb.manifest, vb.digest, cfg.workflow)
+    if verdict == "fork":
+        from django_adapter.workflow import QuarantinedFork
+
+        inbox.reject(path, QuarantinedFork(reason))
         body.update(error="fork", reason=reason)
         return 409, body
-    if same is not None or _in_inbox(cfg.inbox, path.name):
+    if verdict == "held" or inbox.holds(path.name):
         path.unlink(missing_ok=True)
         body["status"] = ALREADY_HELD
         return 200, body
     try:
-        place(path, cfg.inbox, path.name)
+        inbox.place(path)
     except FileExistsError:  # arrived by another route a moment ago
         path.unlink(missing_ok=True)
         body["status"] = ALREADY_HELD
@@ -342,7 +324,7 @@ def _folder(folder: Path | None, what: str) -> Path:
     return folder
 
 
-def _listing(folder: Path, valid) -> list[dict[str, Any]]:
+def _listing(folder: Path, valid: Callable[[str], bool], mine=None) -> list[dict[str, Any]]:
     items = []
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -354,6 +336,8 @@ def _listing(folder: Path, valid) -> list[dict[str, Any]]:
         try:
             if not entry.is_file(follow_symlinks=False):
                 continue
+            if mine is not None and not mine(Path(entry.path)):
+                continue
             size = entry.stat(follow_symlinks=False).st_size
             digest = file_sha256(Path(entry.path))
         except OSError:  # taken away between listing and reading
@@ -362,18 +346,22 @@ def _listing(folder: Path, valid) -> list[dict[str, Any]]:
     return items
 
 
-def _serve(folder: Path, name: str, valid) -> FileResponse:
+def _serve(folder: Path, name: str, valid, mine=None) -> FileResponse:
     """Stream one file; ``name`` must match our own naming pattern, never a path."""
     if not valid(name) or os.path.basename(name) != name:
         raise ApiError(404, "bad-name", "not a file name this server hands out")
     path = folder / name
+    missing = ApiError(404, "no-such-file", f"{name} is not here (already taken or pruned?)")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
     except (FileNotFoundError, NotADirectoryError):
-        raise ApiError(404, "no-such-file", f"{name} is not here (already taken or pruned?)") from None
+        raise missing from None
     except OSError as exc:
         raise ApiError(404, "no-such-file", f"{name} cannot be read ({exc.strerror})") from None
     f = os.fdopen(fd, "rb")
+    if mine is not None and not mine(path):
+        f.close()
+        raise missing  # another site's file: as if it were not here
     size = os.fstat(fd).st_size
     digest = file_sha256(path)
     response = FileResponse(f, as_attachment=True, filename=name, content_type="application/octet-stream")
@@ -388,10 +376,40 @@ def _receipt_name(name: str) -> bool:
     return is_receipt_name(name) and _RECEIPT_NAME.fullmatch(name) is not None
 
 
+def _sealed_for(token: Token):
+    """For a site-bound token: is this outbox bundle sealed for its key? (None: all are)."""
+    bound = token.fingerprint()
+    if bound is None:
+        return None
+
+    def mine(path: Path) -> bool:
+        try:
+            return bound in read_manifest(path).recipients
+        except BundleError:
+            return False
+
+    return mine
+
+
+def _addressed_to(token: Token):
+    """For a site-bound token: is this receipt addressed to its key? (None: all are)."""
+    bound = token.fingerprint()
+    if bound is None:
+        return None
+
+    def mine(path: Path) -> bool:
+        try:
+            return receipt_subject(path)[1] == bound
+        except BundleError:
+            return False
+
+    return mine
+
+
 @api("GET")
 def outbox_list(request: HttpRequest) -> JsonResponse:
     folder = _folder(rest_config().outbox, "outbox")
-    items = _listing(folder, is_bundle_name)
+    items = _listing(folder, is_bundle_name, _sealed_for(_token(request)))
     for item in items:
         site, seq, _ = parse_bundle_name(item["name"])
         item.update(site=site, seq=seq)
@@ -400,12 +418,16 @@ def outbox_list(request: HttpRequest) -> JsonResponse:
 
 @api("GET")
 def outbox_file(request: HttpRequest, name: str) -> FileResponse:
-    return _serve(_folder(rest_config().outbox, "outbox"), name, is_bundle_name)
+    return _serve(_folder(rest_config().outbox, "outbox"), name, is_bundle_name,
+                  _sealed_for(_token(request)))
 
 
 @api("GET")
 def receipts_list(request: HttpRequest) -> JsonResponse:
-    """``?site=NAME``: only receipts addressed to that site (by their file name)."""
+    """``?site=NAME``: only receipts addressed to that site (by their file name).
+
+    A site-bound token sees only the receipts addressed to its key, whatever it asks.
+    """
     folder = _folder(rest_config().receipts_out, "receipts")
     valid = _receipt_name
     site = request.GET.get("site")
@@ -415,9 +437,10 @@ def receipts_list(request: HttpRequest) -> JsonResponse:
         def valid(name: str) -> bool:
             return _receipt_name(name) and tail.search(name) is not None
 
-    return JsonResponse({"receipts": _listing(folder, valid)})
+    return JsonResponse({"receipts": _listing(folder, valid, _addressed_to(_token(request)))})
 
 
 @api("GET")
 def receipt_file(request: HttpRequest, name: str) -> FileResponse:
-    return _serve(_folder(rest_config().receipts_out, "receipts"), name, _receipt_name)
+    return _serve(_folder(rest_config().receipts_out, "receipts"), name, _receipt_name,
+                  _addressed_to(_token(request)))
