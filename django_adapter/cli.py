@@ -269,6 +269,34 @@ def _outcome_line(o) -> str:
     return f"retry    {o.name}: {o.reason}"
 
 
+_WAITING = {
+    "settling": "still being written or copied (unchanged for less than --settle {settle:g} s)",
+    "incomplete": "looks half-copied (the end of the bundle is missing); waiting for the rest",
+    "retry": "its last attempt failed; tried again later",
+}
+
+
+def _waiting_line(w, settle: float) -> str:
+    return f"waiting  {w.name}: {_WAITING[w.why].format(settle=settle)}; next look in {w.seconds:.0f} s"
+
+
+def _json_line(data: dict) -> None:
+    """One JSON object per line (a long-running watcher's log for scripts)."""
+    import json
+
+    from bundlekit.cli import plain_json
+
+    out(json.dumps(data, sort_keys=True, default=plain_json))
+
+
+def _outcome_dict(o) -> dict:
+    data = {"name": o.name, "status": o.status, "path": str(o.path), "code": o.code,
+            "reason": o.reason}
+    if o.result is not None:
+        data["report"] = o.result.to_dict()
+    return data
+
+
 def watch(
     folder: Annotated[
         Path | None, typer.Argument(help="The inbox folder (default: INBOX).")
@@ -282,15 +310,23 @@ def watch(
     identity: IdentityOpt = None,
     trust: TrustOpt = None,
     database: DatabaseOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Import complete bundles dropped into the inbox, once each; write receipts.
 
     Files move to DIR/done/ or DIR/rejected/ (with a reason file); half-copied
-    files wait.  Several processes may watch one folder against one database."""
+    files wait (--once lists them).  A wrong configuration (a key file missing or
+    unreadable) stops the watcher with one line and leaves every file where it
+    is.  Several processes may watch one folder against one database.  --json:
+    one document with --once, else one JSON object per line."""
     from django_adapter.workflow import WatchedInbox
 
     cfg = config(identity=identity, trust=trust, database=database)
+    # Every key file the imports need, read now: a wrong one stops here, in one
+    # line, before any file is touched.
     cfg.need_trusted()
+    cfg.identity  # noqa: B018 - loading is the check
+    cfg.revoked_keys  # noqa: B018
     folder = folder or cfg.inbox
     folder.mkdir(parents=True, exist_ok=True)
     inbox = WatchedInbox(
@@ -298,28 +334,53 @@ def watch(
         watch=not once,
     )
     rejected = 0
+    outcomes: list = []
+    written: list = []
+
+    def stamp() -> str:
+        return "" if once else datetime.now().strftime("%Y-%m-%d %H:%M:%S ")
 
     def report(o) -> None:
         nonlocal rejected
         rejected += o.status == "rejected"
-        stamp = "" if once else datetime.now().strftime("%Y-%m-%d %H:%M:%S ")
-        out(f"{stamp}{_outcome_line(o)}")
+        outcomes.append(o)
+        if json_out:
+            if not once:
+                _json_line(_outcome_dict(o))
+            return
+        out(f"{stamp()}{_outcome_line(o)}")
 
     def receipts(paths) -> None:
-        stamp = "" if once else datetime.now().strftime("%Y-%m-%d %H:%M:%S ")
+        written.extend(paths)
         for p in paths:
-            out(f"{stamp}receipt  {p}")
+            if json_out and not once:
+                _json_line({"receipt": str(p)})
+            elif not json_out:
+                out(f"{stamp()}receipt  {p}")
 
     inbox.on_outcome, inbox.on_receipts = report, receipts
     if once:
         inbox.scan_once()
+        if json_out:
+            print_json({
+                "ok": not rejected,
+                "files": [_outcome_dict(o) for o in outcomes],
+                "waiting": [w.to_dict() for w in inbox.waiting],
+                "receipts_written": [str(p) for p in written],
+            })
+        else:
+            for w in inbox.waiting:
+                out(_waiting_line(w, settle))
+            if not outcomes and not inbox.waiting:
+                out(f"nothing to import in {folder}")
         if rejected:
             raise typer.Exit(EXIT_INVALID)
         return
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    out(f"watching {folder} (Ctrl-C to stop)")
+    if not json_out:
+        out(f"watching {folder} (Ctrl-C to stop)")
     inbox.run(stop)
 
 
