@@ -449,6 +449,51 @@ def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
         )
 
 
+# -------------------------------------------------------------------- recover
+
+
+def recover(
+    sources: Annotated[
+        list[Path],
+        typer.Option("--from", "-f", help="The stick (or a folder `bundle pull` wrote) with the "
+                     "server's newest receipts; repeatable."),
+    ],
+    identity: IdentityOpt = None,
+    trust: TrustOpt = None,
+    database: DatabaseOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """After a restore from backup (or on a new laptop with the old key): learn from
+    the server's receipts what it holds of this site's chain, undo this site's
+    bundles the server refused as forks (their changes are sealed again), and go
+    on after the server's last bundle.  A site in line with the server is left as
+    it is.  Then run `bundle export` as usual."""
+    from django_adapter.recovery import recover as recover_
+
+    for f in sources:
+        if not f.exists():
+            raise CommandFailed(f"{f}: no such file or folder")
+    report = recover_(sources, config=config(identity=identity, trust=trust, database=database))
+    if json_out:
+        print_json(report.to_dict())
+        return
+    for line in report.skipped:
+        err(f"skipped  {line}")
+    out(f"read {len(report.receipts)} receipt(s): the server holds this site's chain "
+        f"through seq {report.server_seq}")
+    if not report.changed:
+        out(f"nothing to recover: this site's chain (seq {report.chain_after}) is in line "
+            f"with the server; {report.pending} change(s) pending")
+        return
+    for b in report.forked:
+        out(f"undone   seq {b['seq']} ({b['records']} records): {b['file']} "
+            "(the server refused it as a fork; its changes will be sealed again)")
+    for path in report.moved:
+        out(f"moved    {path}")
+    out(f"chain moved from seq {report.chain_before} to seq {report.chain_after}; "
+        f"{report.pending} change(s) pending: run `bundle export` to send them")
+
+
 # -------------------------------------------------------------------- forward
 
 
@@ -498,6 +543,7 @@ COMMANDS = [
     ("receipt", receipt, True),
     ("prune", prune, True),
     ("status", status, True),
+    ("recover", recover, True),
     ("forward", forward, False),
 ]
 

@@ -201,3 +201,52 @@ def test_errors_are_one_line(world):
     assert result.stderr.startswith("bundle: BUNDLEKIT['IDENTITY']: ") and "missing.key" in result.stderr
     result = laptop.bundle("receipt", "keys/central.pub", code=1)
     assert result.stdout.startswith("REJECTED keys/central.pub: is not a receipt")
+
+
+def test_laptop_restored_from_backup_story(world):
+    """docs/WORKFLOW.md "A laptop was restored from backup", as typed: the disk and
+    the outbox are copied back, `bundle recover --from usb`, export, import."""
+    laptop, middleman, central, root = world
+    usb, back = root / "usb", root / "back"  # the stick there, the receipts back
+    usb.mkdir()
+    back.mkdir()
+
+    def enter(code):
+        laptop.manage("shell", "-c", f"from tests.test_app.models import Household as H; "
+                                     f"H.objects.create(code={code!r})")
+
+    def to_server_and_back():
+        laptop.bundle("export", "--out", "usb")
+        central.bundle("import", "usb")
+        for r in (root / "central" / "receipts").glob("*.receipt"):
+            shutil.copy(r, back)
+        laptop.bundle("receipt", "back")
+
+    enter("HH-1")
+    to_server_and_back()
+    shutil.copy(root / "laptop.sqlite3", root / "backup.sqlite3")
+    shutil.copytree(root / "laptop" / "outbox", root / "backup-outbox")
+    enter("HH-2")
+    laptop.bundle("export", "--out", "usb")
+    enter("HH-3")
+    to_server_and_back()
+    # The disk is restored from the backup; work goes on.
+    shutil.copy(root / "backup.sqlite3", root / "laptop.sqlite3")
+    shutil.rmtree(root / "laptop" / "outbox")
+    shutil.copytree(root / "backup-outbox", root / "laptop" / "outbox")
+    enter("HH-4")
+
+    out = laptop.bundle("recover", "--from", "back").stdout
+    assert "the server holds this site's chain through seq 3" in out
+    assert "chain moved from seq 1 to seq 3; 1 change(s) pending" in out
+    out = laptop.bundle("export", "--out", "usb").stdout
+    assert "sealed   seq 4 (1 records)" in out
+    data = json.loads(central.bundle("import", "usb", "--json").stdout)
+    assert [(f["seq"], f["status"], f["applied"]) for f in data["files"] if f["seq"] == 4] == [
+        (4, "applied", 1)
+    ]
+    out = central.manage("shell", "-c", "from tests.test_app.models import Household as H; "
+                                        "print(sorted(H.objects.values_list('code', flat=True)))").stdout
+    assert out.strip().splitlines()[-1] == "['HH-1', 'HH-2', 'HH-3', 'HH-4']"
+    again = json.loads(laptop.bundle("recover", "--from", "back", "--json").stdout)
+    assert again["changed"] is False and again["chain_after"] == 4
