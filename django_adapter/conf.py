@@ -18,6 +18,7 @@ middleman, the hub and central differ only in that dict::
         "MAX_BYTES": 1 << 30,              # roll over to a new bundle below this size
         "DATABASE": "default",             # database alias used by the commands
         "REST": None,                      # server: the HTTP endpoints' dict (docs/REST.md)
+        "DASHBOARD": None,                 # server: the data manager's pages (docs/WORKFLOW.md)
     }
 
 Relative paths resolve against ``settings.BASE_DIR`` when it is set, else the
@@ -57,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE": "default",
     # The optional REST transport's own dict; django_adapter.rest.config reads it.
     "REST": None,
+    # The data manager's pages' own dict; django_adapter.dashboard.settings reads it.
+    "DASHBOARD": None,
 }
 REQUIRED = ("SITE", "IDENTITY")
 KNOWN = frozenset(REQUIRED) | frozenset(DEFAULTS)

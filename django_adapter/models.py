@@ -255,6 +255,13 @@ class ImportedBundle(models.Model):
     class Meta:
         ordering = ["fingerprint", "seq", "id"]
         indexes = [models.Index(fields=["fingerprint", "seq"], name="bk_imported_sender_seq")]
+        # The data manager's pages (django_adapter.dashboard): looking and acting are
+        # separate, so a monitor may see every page without retrying, resolving or
+        # uploading anything.  Granted with Django's own users, groups and admin.
+        permissions = [
+            ("view_dashboard", "Can view the sync dashboard"),
+            ("act_on_dashboard", "Can retry, resolve and upload bundles from the sync dashboard"),
+        ]
 
     def __str__(self):
         return f"{self.site} seq {self.seq} ({self.status})"
@@ -332,3 +339,4 @@ class ConflictingTransaction(models.Model):
 
     def __str__(self):
         return f"conflict {self.tx_id}"
+

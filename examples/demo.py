@@ -360,6 +360,10 @@ class Demo:
             self.check("the server answers on 127.0.0.1", self.wait_for(url, proc))
             if not self.checks[-1]["ok"]:
                 return
+            pages = f"http://127.0.0.1:{port}/sync/"
+            self.say(f"  The data manager's pages are at {pages} while it runs (sign in with an")
+            self.say("  account made by `python manage.py createsuperuser`; docs/WORKFLOW.md).")
+            self.check("the data manager's pages answer, behind a sign-in", self.signs_in(pages))
             self.run("laptop-a", ["manage.py", "enter_field_data", "--late-specimen"])
             self.run("laptop-a", ["export", "--out", "laptop-a/outbox"])
             self.say(f"  laptop-a$ export BUNDLEKIT_TOKEN={TOKEN}")
@@ -417,6 +421,15 @@ class Demo:
             except (urllib.error.URLError, OSError):
                 time.sleep(0.2)
         return False
+
+    def signs_in(self, pages: str) -> bool:
+        """Whether ``pages`` sends someone not signed in to its sign-in form."""
+        try:
+            with urllib.request.urlopen(pages, timeout=5) as answer:
+                body = answer.read().decode("utf-8", "replace")
+                return "/sync/login/" in answer.url and 'name="password"' in body
+        except (urllib.error.URLError, OSError):
+            return False
 
     def server_state(self) -> tuple[dict, list]:
         """The server's clinic rows and its per-sender ledger summary (without the clock)."""

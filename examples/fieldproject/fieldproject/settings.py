@@ -78,5 +78,29 @@ if ROLE == "server":
         "IMPORT_ON_UPLOAD": True,  # import as the upload completes; the receipt is ready at once
         "UPLOAD_DIR": str(HOME / "uploads"),  # partial uploads, beside the inbox
     }
+    # The data manager's pages (docs/WORKFLOW.md) at /sync/: Django's own users,
+    # sessions and templates. `python manage.py createsuperuser` makes the first
+    # account; others get the permissions django_adapter.view_dashboard (look)
+    # and django_adapter.act_on_dashboard (retry, resolve, upload) in the admin.
+    INSTALLED_APPS += ["django.contrib.sessions"]
+    MIDDLEWARE = [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ]
+    TEMPLATES = [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "APP_DIRS": True,
+            "OPTIONS": {
+                "context_processors": [
+                    "django.template.context_processors.request",
+                    "django.contrib.auth.context_processors.auth",
+                ]
+            },
+        }
+    ]
+    BUNDLEKIT["DASHBOARD"] = {"QUIET_DAYS": 7}  # highlight a laptop not heard from for a week
 # The producer name on captured changes (edc-sync's "producer"): site/hostname.
 BUNDLEKIT_SITE = ROLE
