@@ -9,11 +9,14 @@ one ``act()`` for the four buttons.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 
 from bundlekit.errors import BundleError
+
+log = logging.getLogger(__name__)
 
 #: The queue's outcomes, in the order the pages show them.
 OUTCOMES = ("failed", "conflict", "stale", "waiting", "quarantined")
@@ -56,7 +59,12 @@ def counts_by_sender(using: str) -> dict[str, Counter]:
 
 
 def actions_for(item) -> list[tuple[str, str]]:
-    """The buttons an item gets: retry only where re-applying can help."""
+    """The buttons an item gets.  Retry where re-applying can help (failed);
+    the three decisions where there is something to decide (failed, stale,
+    conflict).  A waiting item settles itself when the missing bundle arrives, and
+    a quarantined fork is a whole bundle: neither gets buttons."""
+    if not item.tx_id or item.outcome not in ("failed", "stale", "conflict"):
+        return []
     names = [a for a in ACTIONS if a != "retry" or item.outcome == "failed"]
     return [(a, ACTIONS[a]) for a in names]
 
@@ -69,10 +77,14 @@ class Done:
     ok: bool = True
 
 
-def act(action: str, tx_id: str, *, note: str, who: str, using: str) -> Done:
-    """Run one button.  Bad input raises :class:`DashboardInputError` (or the review
-    module's own BundleError) with a message for the page, never a 500."""
-    note = (note or "").strip()
+def act(action: str, tx_id: str, *, note: str, who: str, config) -> Done:
+    """Run one button, then write the sender's receipt (as ``bundle retry`` and
+    ``bundle resolve`` do) so the decision travels back to the site.
+
+    Bad input raises :class:`DashboardInputError` (or the review module's own
+    BundleError) with a message for the page; nothing is changed then.
+    """
+    note = " ".join((note or "").split())
     if action not in ACTIONS:
         raise DashboardInputError(f"unknown action {action!r}")
     if not note:
@@ -82,11 +94,31 @@ def act(action: str, tx_id: str, *, note: str, who: str, using: str) -> Done:
     except ValueError:
         raise DashboardInputError(f"{tx_id!r} is not a transaction id") from None
     review = _review()
+    using = config.database
     if action == "retry":
         result = review.retry([tx_id], using=using, who=who, note=note)
-        if result.applied:
-            return Done(f"Retried {tx_id}: applied.")
-        why = "; ".join(result.messages[:1]) or "it still fails"
-        return Done(f"Retried {tx_id}: not applied ({why}).", ok=False)
-    review.resolve(tx_id, action, note=note, who=who, using=using)
-    return Done(f"Resolved {tx_id}: {ACTIONS[action].lower()}.")
+        done = (
+            Done(f"Retried {tx_id}: applied.") if result.applied or result.deleted_missing
+            else Done(f"Retried {tx_id}: superseded by a later change from the same site.")
+            if result.stale
+            else Done(f"Retried {tx_id}: not applied "
+                      f"({'; '.join(result.messages[:1]) or 'it still fails'}).", ok=False)
+        )
+    else:
+        review.resolve(tx_id, action, note=note, who=who, using=using)
+        done = Done(f"Resolved {tx_id}: {ACTIONS[action].lower()}.")
+    _receipts(review, tx_id, config)
+    return done
+
+
+def _receipts(review, tx_id: str, config) -> None:
+    senders_of = getattr(review, "senders_of", None)
+    if not config.receipts_out or senders_of is None:
+        return
+    from django_adapter.receipts import write_receipts
+
+    try:
+        write_receipts(senders_of([tx_id], config.database), config=config)
+    except (BundleError, OSError):
+        # The next import writes it: a receipt lists the sender's whole ledger.
+        log.exception("cannot write the receipt after acting on %s", tx_id)

@@ -34,6 +34,8 @@ class ReviewItem:
     age_days: int
     values: dict = field(default_factory=dict)
     server_values: dict | None = None
+    bundle_id: str = ""
+    seq: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,7 +71,7 @@ def _item(row: IncomingTransaction, outcome: str, reason: str, record: dict, usi
         model=row.tx_name,
         natural_key=list(record.get("natural_key") or []),
         pk=record.get("pk"),
-        action=row.get_action_display(),
+        action=row.action,
         outcome=outcome,
         reason=reason,
         received=row.received,

@@ -32,6 +32,7 @@ from django_adapter.models import BundleStatus, ImportedBundle
 FLASH = "bundlekit_dashboard_flash"
 ASSETS = Path(__file__).with_name("assets")
 _TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+ACTION_WORDS = {"I": "insert", "U": "update", "D": "delete"}
 #: Queue items shown on one page (the total is always given).
 QUEUE_PAGE = 200
 
@@ -152,7 +153,8 @@ def review(request, config, options):
         and (not filters["model"] or i.model == filters["model"])
         and (not filters["outcome"] or i.outcome == filters["outcome"])
     ]
-    shown = [(i, attention.actions_for(i), _compare(i)) for i in items[:QUEUE_PAGE]]
+    shown = [(i, attention.actions_for(i), _compare(i), ACTION_WORDS.get(i.action, i.action))
+             for i in items[:QUEUE_PAGE]]
     return _page(request, "review.html", {
         "items": shown,
         "item_count": len(items),
@@ -193,7 +195,7 @@ def review_act(request, config, options):
             request.POST.get("tx_id", ""),
             note=request.POST.get("note", ""),
             who=who,
-            using=config.database,
+            config=config,
         )
     except BundleError as exc:
         _flash(request, f"Nothing was changed: {exc}", ok=False)
