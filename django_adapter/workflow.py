@@ -246,6 +246,8 @@ def import_one(
             using=config.database,
             progress=progress,
         )
+    except ConfigError:
+        raise  # about the settings, not this file: no file name on it
     except SyncError as exc:
         raise NotSyncRecords(f"its records are not sync transactions ({exc})", path=path) from None
     except BundleError as exc:

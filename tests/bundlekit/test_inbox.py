@@ -463,3 +463,96 @@ def test_real_bundle_half_copied_then_completed(tmp_path):
     outcomes = inbox.scan_once()
     assert [o.status for o in outcomes] == ["done"]
     assert outcomes[0].path.read_bytes() == data
+
+
+# -- the folder operations other routes use (REST, an upload page) ----------------
+
+
+def test_place_hold_and_reject_move_atomically_and_never_replace(tmp_path):
+    from bundlekit.inbox import REASON_JSON, REASON_TXT, InboxFolder
+
+    inbox = InboxFolder(tmp_path / "inbox")
+    staging = tmp_path / "uploads"
+    staging.mkdir()
+    first = make(staging, "a.bundle")
+    placed = inbox.place(first)
+    assert placed == tmp_path / "inbox" / "a.bundle" and not first.exists()
+    assert inbox.holds("a.bundle") and not inbox.holds("b.bundle")
+    with pytest.raises(FileExistsError):  # the same name by another route: never replaced
+        inbox.place(make(staging, "a.bundle", b"other"))
+    assert placed.read_bytes() == MAGIC + b"payload" + END
+
+    held = inbox.hold(staging / "a.bundle")
+    assert held == tmp_path / "inbox" / "done" / "a.bundle"
+    again = inbox.hold(make(staging, "a.bundle", b"third"))
+    assert again.name == "a.2.bundle" and held.read_bytes() != again.read_bytes()
+
+    rejected = inbox.reject(make(staging, "c.bundle"), NotABundle("is not a bundle (wrong magic)"))
+    assert rejected == tmp_path / "inbox" / "rejected" / "c.bundle"
+    assert "is not a bundle" in (rejected.parent / ("c.bundle" + REASON_TXT)).read_text()
+    data = json.loads((rejected.parent / ("c.bundle" + REASON_JSON)).read_text())
+    assert (data["file"], data["code"]) == ("c.bundle", "not-a-bundle")
+    assert not [p for p in rejected.parent.iterdir() if p.name.startswith(".")], "no temp files left"
+
+
+def test_moves_work_across_file_systems(tmp_path, monkeypatch):
+    """An upload folder on another disk: link and rename fail with EXDEV; the file
+    is copied under a hidden name, fsynced, and linked into place."""
+    import errno as errno_
+
+    from bundlekit.inbox import InboxFolder
+
+    real_link, real_rename = os.link, os.rename
+
+    def no_cross_link(src, dst, *a, **kw):
+        if "staging" in str(src) and "inbox" in str(dst):
+            raise OSError(errno_.EXDEV, "Invalid cross-device link")
+        return real_link(src, dst, *a, **kw)
+
+    def no_cross_rename(src, dst, *a, **kw):
+        if "staging" in str(src) and "inbox" in str(dst):
+            raise OSError(errno_.EXDEV, "Invalid cross-device link")
+        return real_rename(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "link", no_cross_link)
+    monkeypatch.setattr(os, "rename", no_cross_rename)
+    (tmp_path / "staging").mkdir()
+    src = make(tmp_path / "staging", "x.bundle")
+    inbox = InboxFolder(tmp_path / "inbox")
+    assert inbox.hold(src).read_bytes() == MAGIC + b"payload" + END
+    assert not src.exists()
+    assert sorted(p.name for p in (tmp_path / "inbox" / "done").iterdir()) == ["x.bundle"]
+
+
+class Misconfigured(Exception):
+    """Stands for the Django watcher's ConfigError."""
+
+
+def test_a_fatal_error_puts_the_file_back_and_ends_the_scan(tmp_path):
+    make(tmp_path, "good.bundle")
+    inbox = Inbox(tmp_path, Recorder(error=Misconfigured("REVOKED names a missing file")),
+                  check=fake_check, fatal=(Misconfigured,), **FAST)
+    time.sleep(0.06)
+    with pytest.raises(Misconfigured):
+        inbox.scan_once()
+    assert (tmp_path / "good.bundle").exists()
+    assert not (tmp_path / "rejected").exists()
+    assert not any((tmp_path / "processing").iterdir())
+    stop = threading.Event()
+    with pytest.raises(Misconfigured):  # the loop ends too, instead of retrying forever
+        inbox.run(stop)
+    assert (tmp_path / "good.bundle").exists()
+
+
+def test_a_scan_says_which_files_it_left_and_why(tmp_path):
+    fresh = make(tmp_path, "fresh.bundle")
+    half = make(tmp_path, "half.bundle", complete=False)
+    age(half, 60)  # settled, but within the grace a half copy gets to grow
+    inbox = Inbox(tmp_path, Recorder(), check=fake_check, settle_seconds=30, poll_seconds=1,
+                  watch=False)
+    assert inbox.scan_once() == []
+    waiting = {w.name: w for w in inbox.waiting}
+    assert waiting["fresh.bundle"].why == "settling" and 0 < waiting["fresh.bundle"].seconds <= 30
+    assert waiting["half.bundle"].why == "incomplete"
+    assert waiting["fresh.bundle"].to_dict()["name"] == "fresh.bundle"
+    assert fresh.exists() and half.exists()
