@@ -33,7 +33,7 @@ from bundlekit.receipt import is_receipt_name, receipt_subject
 from django_adapter.conf import ConfigError
 from django_adapter.rest.auth import ApiError, api
 from django_adapter.rest.config import Token, rest_config
-from django_adapter.rest.storage import Upload, file_sha256, sweep, unfinished
+from django_adapter.rest.storage import NoSuchUpload, Upload, file_sha256, sweep, unfinished
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,11 @@ def _offset_headers(response: HttpResponse, up: Upload) -> HttpResponse:
 def upload(request: HttpRequest, upload_id: str) -> HttpResponse:
     cfg = rest_config()
     up = Upload(cfg.upload_dir, upload_id)
+    token = _token(request)
     if request.method in ("GET", "HEAD"):
         with up.locked(create=False):  # asking never creates anything
+            if token.key is not None and up.meta().get("token") != token.id:
+                raise NoSuchUpload()  # a site token sees only its own uploads
             return _offset_headers(JsonResponse(up.state()), up)
     if request.method == "DELETE":
         if up.exists():
@@ -131,12 +134,12 @@ def upload(request: HttpRequest, upload_id: str) -> HttpResponse:
     if total == 0:
         raise ApiError(422, "not-a-bundle", "the file is empty")
     sweep(cfg.upload_dir)
-    token = _token(request)
     if not up.exists():
         _within_quota(cfg, token, total)
     with up.locked():
         previous = up.result()
         if previous is not None:
+            _check_site(token, previous[1].get("sender"), previous[1].get("site"))
             return _again(previous, up)
         up.start(total, token.id)
         if start is not None and count:
@@ -221,16 +224,24 @@ def _finish(up: Upload, cfg, token: Token) -> tuple[int, dict[str, Any]]:
 
 def _verify(up: Upload, path: Path, cfg, token: Token) -> VerifiedBundle:
     vb = verify(path, trusted=cfg.trusted, revoked=cfg.revoked)
-    bound = token.fingerprint()
-    if bound is not None and vb.manifest.sender.fingerprint != bound:
+    try:
+        _check_site(token, vb.manifest.sender.fingerprint, vb.manifest.sender.site)
+    except ApiError:
         up.remove()
+        raise
+    return vb
+
+
+def _check_site(token: Token, sender: str | None, site: str | None) -> None:
+    """A site-bound token may only hand in (or ask about) its own key's bundles."""
+    bound = token.fingerprint()
+    if bound is not None and sender != bound:
         raise ApiError(
             403,
             "wrong-site",
             f"this token acts for the key {bound} only; the bundle is signed by "
-            f"{vb.manifest.sender.site!r} ({vb.manifest.sender.fingerprint})",
+            f"{site!r} ({sender})",
         )
-    return vb
 
 
 def _about(vb: VerifiedBundle, name: str, up: Upload) -> dict[str, Any]:

@@ -160,3 +160,14 @@ def test_importing_transport_does_not_import_httpx():
     code = ("import sys, bundlekit.transport, bundlekit.cli\n"
             "assert 'httpx' not in sys.modules and 'django' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_5xx_that_says_retry_false_is_final(fake, bundle, no_sleep):
+    """The server's settings are wrong, or a bug there: trying again in a few
+    seconds cannot help, so push reports it at once (a proxy's 502 still retries)."""
+    fake.script = [
+        (500, {}, {"error": "server-misconfigured", "reason": "settings are wrong", "retry": False}),
+    ]
+    (result,) = transport.push(fake.url, [bundle.path])
+    assert (result.status, result.http_status, result.error) == ("failed", 500, "server-misconfigured")
+    assert result.attempts == 1 and no_sleep == []

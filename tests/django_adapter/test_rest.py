@@ -36,7 +36,13 @@ pytestmark = [pytest.mark.sqlite_only, pytest.mark.django_db(databases=["default
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-field-token"
+#: Bound to the key of ``server.bound`` (one laptop): acts for that site only.
+SITE_TOKEN = "laptop-zero-only"
+#: A token of its own, so the quota test counts only its uploads.
+QUOTA_TOKEN = "quota-tester"
 MAX_UPLOAD = 1024 * 1024
+MAX_UNFINISHED = 3
+MAX_UNFINISHED_BYTES = MAX_UPLOAD + 10_000
 HOST = "127.0.0.1"
 
 SERVER = """
@@ -73,7 +79,7 @@ def server(tmp_path_factory):
     central = Identity.generate("central")
     key_path, _ = write_keypair(central, keys)
     # Settings are read at start-up: the field laptops of all tests are known now.
-    laptops = [Identity.generate(f"site-{i:02d}") for i in range(12)]
+    laptops = [Identity.generate(f"site-{i:02d}") for i in range(16)]
     pubs = []
     for ident in laptops:
         pub = trusted / f"{ident.fingerprint}.pub"
@@ -88,10 +94,12 @@ def server(tmp_path_factory):
         "RECEIPTS_OUT": str(base / "receipts"),
         "DATABASE": "default",
         "REST": {
-            "TOKENS": [TOKEN],
+            "TOKENS": [TOKEN, QUOTA_TOKEN, {"TOKEN": SITE_TOKEN, "KEY": pubs[0]}],
             "IMPORT_ON_UPLOAD": True,
             "MAX_UPLOAD_BYTES": MAX_UPLOAD,
             "UPLOAD_DIR": str(base / "uploads"),
+            "MAX_UNFINISHED_UPLOADS": MAX_UNFINISHED,
+            "MAX_UNFINISHED_BYTES": MAX_UNFINISHED_BYTES,
         },
     }
     (base / "rest_settings.py").write_text(
@@ -130,7 +138,8 @@ def server(tmp_path_factory):
             identity = central
             db = base / "server.sqlite3"
 
-            pool = laptops
+            bound = laptops[0]  # the site SITE_TOKEN acts for
+            pool = laptops[1:]
 
             @staticmethod
             def count(table):
@@ -444,3 +453,139 @@ def test_receipts_and_names_that_are_not_ours(tmp_path, server):
         response = httpx.get(server.url + bad, headers=auth)
         assert response.status_code == 404, bad
         assert response.json()["error"] in ("bad-name", "bad-upload-id"), bad
+
+
+# ------------------------------------------------------------- attacks (issue 10)
+
+
+def auth(token=TOKEN):
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.attack
+def test_asking_about_an_upload_never_creates_anything(server):
+    for i in range(3):
+        uid = hashlib.sha256(f"never uploaded {i}".encode()).hexdigest()
+        url = server.url + f"uploads/{uid}"
+        got = httpx.get(url, headers=auth())
+        assert (got.status_code, got.json()["error"]) == (404, "no-such-upload")
+        assert httpx.head(url, headers=auth()).status_code == 404
+        assert httpx.delete(url, headers=auth()).status_code == 204
+        assert not (server.root / "uploads" / uid).exists()
+
+
+@pytest.mark.attack
+def test_unfinished_uploads_have_a_quota_per_token(tmp_path, server, site):
+    def start(n: int, size: int, token=QUOTA_TOKEN):
+        uid = hashlib.sha256(f"quota {n}".encode()).hexdigest()
+        return uid, httpx.put(server.url + f"uploads/{uid}", content=b"",
+                              headers={**auth(token), "Content-Range": f"bytes */{size}"})
+
+    started = []
+    for n in range(MAX_UNFINISHED):
+        uid, r = start(n, 1000)
+        assert r.status_code == 202, r.text
+        started.append(uid)
+    uid, r = start(99, 1000)
+    assert r.status_code == 413 and r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert (body["error"], body["unfinished_uploads"], body["unfinished_bytes"]) == (
+        "upload-quota", MAX_UNFINISHED, MAX_UNFINISHED * 1000)
+    assert not (server.root / "uploads" / uid).exists()
+    # Another token is not held back by this one's uploads.
+    assert start(99, 1000, token=TOKEN)[1].status_code == 202
+    httpx.delete(server.url + f"uploads/{start(99, 1000, token=TOKEN)[0]}", headers=auth())
+    # A push against the quota fails at once with the reason (a refusal: no retries).
+    households(2, site.public.site)
+    (bundle,) = export(tmp_path, site, server)
+    (result,) = transport.push(server.url, [bundle], token=QUOTA_TOKEN)
+    assert (result.status, result.http_status, result.error, result.attempts) == (
+        "failed", 413, "upload-quota", 1)
+    # Bytes count too: finishing or deleting uploads frees the quota.
+    for uid in started:
+        assert httpx.delete(server.url + f"uploads/{uid}", headers=auth()).status_code == 204
+    assert start(200, MAX_UPLOAD)[1].status_code == 202
+    assert start(201, MAX_UNFINISHED_BYTES - MAX_UPLOAD)[1].status_code == 202
+    assert start(202, 1)[1].json()["error"] == "upload-quota"
+    for n in (200, 201):
+        httpx.delete(server.url + f"uploads/{start(n, 1)[0]}", headers=auth())
+    (result,) = transport.push(server.url, [bundle], token=QUOTA_TOKEN)
+    assert result.status == "imported"
+    (again,) = transport.push(server.url, [bundle], token=QUOTA_TOKEN)  # answered: not counted
+    assert again.status == "already held"
+
+
+@pytest.mark.attack
+def test_a_site_token_acts_for_its_own_site_only(tmp_path, server, site):
+    bound = server.bound
+    # Another site's bundle, and its receipt, reach the server with the general token.
+    households(1, site.public.site)
+    (theirs,) = export(tmp_path, site, server, name="theirs")
+    (pushed,) = transport.push(server.url, [theirs], token=TOKEN)
+    (their_receipt,) = pushed.answer["receipts"]
+    # The site token cannot upload it: not signed by its key. Final, and not kept.
+    (refused,) = transport.push(server.url, [theirs], token=SITE_TOKEN)
+    assert (refused.status, refused.http_status, refused.error) == ("failed", 403, "wrong-site")
+    (fresh,) = seal([{"id": str(uuid.uuid4())}], identity=site, recipients=[server.identity.public],
+                    out_dir=tmp_path / "theirs", after=ChainLink(1, bytes.fromhex(pushed.answer["digest"])))
+    (refused,) = transport.push(server.url, [fresh.path], token=SITE_TOKEN)
+    assert (refused.http_status, refused.error, refused.attempts) == (403, "wrong-site", 2)
+    assert [p.name for p in (server.root / "uploads" / uploaded_sha(fresh.path)).iterdir()
+            if p.name != ".lock"] == []
+    # Its own site's bundle goes in.
+    households(3, "zero")
+    mine = [tmp_path / "mine" / b.file_name
+            for b in export_pending(tmp_path / "mine", identity=bound,
+                                    recipients=[server.identity.public])]
+    (ok,) = transport.push(server.url, mine, token=SITE_TOKEN)
+    assert ok.status == "imported", ok
+    (my_receipt,) = ok.answer["receipts"]
+    # It sees only its own receipts, whatever it asks for.
+    for query in ("", f"?site={site.public.site}"):
+        names = [r["name"] for r in httpx.get(server.url + "receipts/" + query,
+                                              headers=auth(SITE_TOKEN)).json()["receipts"]]
+        assert their_receipt not in names
+        assert names == ([my_receipt] if not query else [])
+    assert their_receipt in [r["name"] for r in httpx.get(server.url + "receipts/",
+                                                          headers=auth()).json()["receipts"]]
+    got = httpx.get(server.url + f"receipts/{their_receipt}", headers=auth(SITE_TOKEN))
+    assert (got.status_code, got.json()["error"]) == (404, "no-such-file")
+    assert httpx.get(server.url + f"receipts/{my_receipt}", headers=auth(SITE_TOKEN)).status_code == 200
+    # And only the outbox bundles sealed for its key.
+    (for_zero,) = seal([{"id": 1}], identity=server.identity, recipients=[bound.public],
+                       out_dir=server.root / "outbox", after=ChainLink(0, None))
+    (for_other,) = seal([{"id": 2}], identity=server.identity, recipients=[site.public],
+                        out_dir=server.root / "outbox", after=ChainLink(1, for_zero.digest))
+    try:
+        names = [b["name"] for b in httpx.get(server.url + "outbox/",
+                                              headers=auth(SITE_TOKEN)).json()["bundles"]]
+        assert names == [os.path.basename(for_zero.path)]
+        other = os.path.basename(for_other.path)
+        assert httpx.get(server.url + f"outbox/{other}", headers=auth(SITE_TOKEN)).status_code == 404
+        assert httpx.get(server.url + f"outbox/{other}", headers=auth()).status_code == 200
+    finally:
+        os.unlink(for_zero.path)
+        os.unlink(for_other.path)
+    assert httpx.get(server.url, headers=auth(SITE_TOKEN)).json()["site_key"] == bound.fingerprint
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("record", [
+    {"model": "test_app.household"},
+    {"id": "not-a-uuid", "model": "test_app.household"},
+])
+def test_malformed_signed_records_get_a_json_4xx_that_push_does_not_retry(tmp_path, server, site, record):
+    """Issue 10: a trusted sender's malformed records used to give an HTML 500
+    (or a 503) that `bundle push` retried; now one JSON refusal, final."""
+    (tmp_path / "bad").mkdir()
+    (sealed,) = seal([record], identity=site, recipients=[server.identity.public],
+                     out_dir=tmp_path / "bad", after=ChainLink(0, None))
+    (result,) = transport.push(server.url, [sealed.path], token=TOKEN)
+    assert result.status == "failed" and 400 <= result.http_status < 500, result
+    assert result.attempts == 2, "asked for the offset, sent the file, and stopped"
+    assert result.reason and "\n" not in result.reason and "Traceback" not in result.reason
+    raw = httpx.put(server.url + f"uploads/{uploaded_sha(sealed.path)}", headers=auth(),
+                    content=Path(sealed.path).read_bytes())
+    assert raw.headers["content-type"] == "application/json"
+    assert raw.json()["error"] == result.error
+    assert not (server.root / "inbox" / "done" / os.path.basename(sealed.path)).exists()

@@ -159,3 +159,40 @@ def test_without_tokens_the_api_is_open_but_uploads_are_still_verified(client, s
     data = open(b.path, "rb").read()
     r = client.put(f"/bundles/uploads/{sha(data)}", data=data, content_type="application/octet-stream")
     assert (r.status_code, r.json()["error"]) == (403, "unknown-sender")
+
+
+@pytest.mark.attack
+def test_a_configuration_error_keeps_the_upload_and_says_retry_will_not_help(client, setup):
+    """Issue 10: REVOKED naming a missing file is the server's fault, not the file's:
+    the verified bytes are kept, the answer is JSON ("retry": false), and once
+    the settings are fixed the same upload finishes without sending it again."""
+    good = dict(setup["settings"].BUNDLEKIT)
+    setup["settings"].BUNDLEKIT = {**good, "REVOKED": [str(setup["tmp"] / "gone.rev")]}
+    data = a_bundle(setup).read_bytes()
+    r = put(client, data)
+    assert r.status_code == 500 and r["Content-Type"] == "application/json"
+    assert (r.json()["error"], r.json()["retry"]) == ("server-misconfigured", False)
+    state = client.get(f"/bundles/uploads/{sha(data)}", **auth()).json()
+    assert (state["offset"], state["complete"]) == (len(data), False)
+    assert not (setup["tmp"] / "inbox" / "rejected").exists()
+    setup["settings"].BUNDLEKIT = good
+    r = put(client, b"", content_range=f"bytes */{len(data)}", upload_id=sha(data))
+    assert (r.status_code, r.json()["status"]) == (201, "queued")
+    assert r.json()["upload"]["received"] == len(data)
+
+
+def test_the_views_use_the_inbox_operations_not_its_folders():
+    """Issue 14: REST is a face of the one import path; it never builds paths
+    inside the inbox (done/, rejected/, reason files) itself."""
+    import ast
+    import inspect
+
+    from django_adapter.rest import storage, views
+
+    for module in (views, storage):
+        tree = ast.parse(inspect.getsource(module))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "bundlekit.inbox":
+                assert {a.name for a in node.names} <= {"InboxFolder"}, module.__name__
+            if isinstance(node, ast.ImportFrom) and node.module == "django_adapter.importer":
+                assert {a.name for a in node.names} <= {"DUPLICATE"}, module.__name__
