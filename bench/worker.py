@@ -51,11 +51,10 @@ def task_migrate(args):
 
 def task_generate(args):
     """Fill a site database with ``n`` objects and one pending insert transaction
-    each, as capture writes them (same ``to_record``, same packing), in bulk: plain
-    multi-row INSERTs with each value through its field's own conversion (this is
-    setup, not a measurement; capture itself is measured by task_capture)."""
-    import uuid
-
+    each, as capture writes them (same ``to_record``, transaction ids and packing),
+    in bulk: plain multi-row INSERTs with each value through its field's own
+    conversion (this is setup, not a measurement; capture itself is measured by
+    task_entry)."""
     from django.db import connection, transaction
     from django.utils import timezone
 
@@ -65,6 +64,7 @@ def task_generate(args):
     from django_adapter.codec import RECORD_FORMAT, packb
     from django_adapter.models import OutgoingTransaction
     from django_adapter.serialization import to_record
+    from django_adapter.txid import new_tx_id
 
     n, chunk = args["n"], 200  # families per batch
     producer = capture.producer()
@@ -82,7 +82,7 @@ def task_generate(args):
             rows = []
             for fam in fams:
                 for obj in data.in_capture_order(fam):
-                    tx_id, ts = uuid.uuid4(), timezone.now()
+                    tx_id, ts = new_tx_id(), timezone.now()
                     record = to_record(obj, "I", tx_id=tx_id, ts=ts, producer=producer,
                                        using="default")
                     rows.append(OutgoingTransaction(
@@ -102,31 +102,6 @@ def _insert_rows(connection, model, objs, skip_pk=False) -> None:
     with connection.cursor() as cursor:
         cursor.executemany(sql, [[f.get_db_prep_save(getattr(o, f.attname), connection)
                                   for f in fields] for o in objs])
-
-
-def task_capture(args):
-    """Save ``n`` objects one by one (``save()``), ``batch`` saves per transaction."""
-    from django.db import transaction
-
-    from bench import data
-    from bench.benchapp.models import PLAIN, SYNCED
-
-    models = SYNCED if args["synced"] else PLAIN
-    objs = [o for fam in data.families(args["n"] // data.OBJECTS_PER_FAMILY, seed=args["seed"],
-                                       prefix=args["prefix"], models=models)
-            for o in data.in_capture_order(fam)]
-    batch = args["batch"]
-    gc.collect()
-    t0 = time.perf_counter()
-    for i in range(0, len(objs), batch):
-        with transaction.atomic():
-            for obj in objs[i : i + batch]:
-                obj.save()
-    seconds = time.perf_counter() - t0
-    from django_adapter.models import OutgoingTransaction
-
-    captured = OutgoingTransaction.objects.count()
-    return {"seconds": seconds, "saves": len(objs), "captured": captured}
 
 
 def task_entry(args):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import socket
-import uuid
 
 from django.apps import apps
 from django.conf import settings
@@ -34,6 +33,7 @@ from django_adapter.serialization import (
     remember_saved,
     to_record,
 )
+from django_adapter.txid import new_tx_id
 
 _suspended: contextvars.ContextVar[bool] = contextvars.ContextVar("bk_capture_suspended", default=False)
 _registered: set = set()
@@ -81,7 +81,7 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None):
     from django_adapter.models import OutgoingTransaction
 
     check_model(type(instance))
-    tx_id = uuid.uuid4()
+    tx_id = new_tx_id()
     ts = timezone.now()
     who = producer()
     if action == "U" and nk is None:
@@ -89,7 +89,7 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None):
         if nk_before is None:
             nk_before = natural_key_before(instance, nk)
     record = to_record(instance, action, tx_id=tx_id, ts=ts, producer=who, using=using, nk=nk,
-                       nk_before=nk_before)
+                       nk_before=nk_before, new=action == "I")
     if action != "D":
         remember_saved(instance)
     row = OutgoingTransaction(

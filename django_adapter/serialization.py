@@ -178,7 +178,10 @@ def _reference(field, obj, using: str) -> Any:
 
 
 def to_record(obj, action: str, *, tx_id, ts, producer: str, using: str, nk=None,
-              nk_before=None) -> dict:
+              nk_before=None, new: bool = False) -> dict:
+    """The record of one change of ``obj``.  ``new``: the row was inserted just now,
+    so no M2M row can point at it yet (they reference it): its M2M lists are empty,
+    without a query each."""
     model = obj._meta.concrete_model
     fields = {}
     m2m = {}
@@ -189,6 +192,9 @@ def to_record(obj, action: str, *, tx_id, ts, producer: str, using: str, nk=None
             else:
                 fields[f.name] = normalize(f, f.value_from_object(obj))
         for f in synced_m2m(model):
+            if new:
+                m2m[f.name] = []
+                continue
             related = getattr(obj, f.name).using(using).order_by("pk")
             if travels_by_natural_key(f.target_field):
                 m2m[f.name] = [natural_key_of(t) for t in related]

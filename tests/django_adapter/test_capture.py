@@ -130,3 +130,20 @@ def test_foreign_keys_travel_as_natural_keys_or_uuid_pks(subject_tree):
     req = unpackb(OutgoingTransaction.objects.filter(tx_name="test_app.requisition").get().tx)
     assert req["fields"]["crf"] == subject_tree["crf"].pk
     assert req["fields"]["panel"] == subject_tree["panels"][0].pk
+
+
+def test_an_update_carries_the_m2m_rows_an_insert_cannot_have_yet():
+    s = m.Subject.objects.create(code="S-2")
+    s.tags.add(m.Tag.objects.create(code="c"))
+    s.save()
+    rows = list(OutgoingTransaction.objects.filter(tx_name="test_app.subject").order_by("id"))
+    assert [(r.action, unpackb(r.tx)["m2m"]["tags"]) for r in rows] == [
+        ("I", []), ("U", [["c"]]), ("U", [["c"]])]
+
+
+def test_transaction_ids_are_time_ordered_uuids_in_capture_order():
+    for i in range(50):
+        m.Household.objects.create(code=f"HH-T{i}")
+    ids = [r.tx_id for r in OutgoingTransaction.objects.order_by("id")]
+    assert all(i.version == 7 and i.variant == "specified in RFC 4122" for i in ids)
+    assert ids == sorted(ids, key=lambda u: u.int) and len(set(ids)) == 50
