@@ -70,7 +70,7 @@ def test_a_bundle_waiting_for_a_gap_counts_what_it_stored(site, server, usb, tmp
 def test_rolled_over_bundles_and_own_bundles(site, server, usb, keys, tmp_path):
     """Several bundles from one export (MAX_BYTES roll-over): the export's counts add
     up to all of them.  Back on the laptop, its own bundles are not in the total."""
-    small = config_of(site_settings(keys, tmp_path, MAX_BYTES=16 * 1024), tmp_path)
+    small = config_of(site_settings(keys, tmp_path, MAX_BYTES=4 * 1024), tmp_path)
     households(0, 600)
     exported: list[int] = []
     report = export_to(usb, config=small, progress=exported.append)

@@ -176,7 +176,7 @@ def small_stick(tmp_path):
 
 @pytest.mark.django_db(databases=["default", "server"], transaction=True)
 def test_a_really_full_stick_then_a_read_only_one(small_stick, record):
-    make_rows(200)
+    make_rows(500)  # random text: well over the 24k stick in bundles of 4k
     with pytest.raises(WriteFailed, match="full") as info:
         export(small_stick)
     assert "\n" not in str(info.value)
