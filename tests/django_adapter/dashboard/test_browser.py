@@ -113,9 +113,29 @@ class Pages:
             shutil.copy(path, Path(copy_to) / f"dashboard-{name}.png")
         return path
 
+    def unlabelled(self) -> list[str]:
+        """Form controls a screen reader could not name (no <label for>, no aria-label)."""
+        return self.driver.execute_script("""
+            return Array.from(document.querySelectorAll('input, select, textarea'))
+              .filter(e => e.type !== 'hidden')
+              .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+              .map(e => e.outerHTML);
+        """)
+
+    def overflows_at(self, width: int) -> bool:
+        """Whether the page needs sideways scrolling at ``width`` pixels (tables
+        may scroll inside their own box; the page itself must not)."""
+        self.driver.set_window_size(width, 800)
+        try:
+            return self.driver.execute_script(
+                "return document.documentElement.scrollWidth > window.innerWidth + 1")
+        finally:
+            self.driver.set_window_size(1280, 1000)
+
     def sign_in(self, name: str) -> None:
         self.open("/sync/")
         assert "/sync/login/" in self.driver.current_url
+        assert self.unlabelled() == []
         self.css("#id_username").send_keys(name)
         self.css("#id_password").send_keys(f"{name}-pw")
         self.submit(self.css("main form button[type=submit]"))
@@ -148,17 +168,21 @@ def test_the_data_managers_story_in_a_browser(browser, live_server, tmp_path, se
     assert "key trusted" in pages.text('[data-site="site-b"] [data-fact="key"]')
     pages.shot("overview")
     pages.shot("overview-small", width=390)
+    assert not pages.overflows_at(390)
 
     # A site's page, from its card.
     pages.css('[data-site="site-b"] h2 a').click()
     assert pages.driver.find_element(pages.By.TAG_NAME, "h1").text.startswith("Site site-b")
     assert len(pages.all("table tbody tr")) == 1 + 2  # one bundle, two transactions
     pages.shot("site")
+    assert not pages.overflows_at(390)
 
     # The review queue: the missing household has arrived since; retry one subject.
     m.Household.objects.using("server").create(code="B-LOST", village="Thamaga")
     pages.css('nav a[href$="/review/"]').click()
     assert pages.css("#queue-count").get_attribute("data-count") == "2"
+    assert pages.unlabelled() == []
+    assert not pages.overflows_at(390)
     pages.shot("review")
     first = pages.css("article.item")
     tx = first.get_attribute("data-tx")
@@ -183,6 +207,7 @@ def test_the_data_managers_story_in_a_browser(browser, live_server, tmp_path, se
     scenario.site_a_changes_more()
     nxt = scenario.seal(field.keys, field.root, "site-a")
     pages.css('nav a[href$="/upload/"]').click()
+    assert pages.unlabelled() == []
     pages.css("#id_bundles").send_keys(str(nxt))
     pages.submit(pages.css("#upload-form button[type=submit]"))
     report = pages.css("section.report")
