@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from bundlekit.errors import CorruptBundle, NotABundle, TruncatedBundle, UnsupportedVersion
+from bundlekit.limits import MAX_MANIFEST_SIZE  # noqa: F401 (FORMAT.md §3.3; re-exported)
 
 #: FORMAT.md §3.1: the first bytes of every version-1 bundle.
 MAGIC = b"bundlekit.org/v1\n"
@@ -31,8 +32,6 @@ SIGNATURE_SIZE = 64
 _FOOTER_LENGTHS = struct.Struct(">QI")
 #: FORMAT.md §3.5: payload length (u64 BE), manifest length (u32 BE), END_MAGIC.
 FOOTER_SIZE = _FOOTER_LENGTHS.size + len(END_MAGIC)
-#: FORMAT.md §3.3: readers refuse larger manifests; writers never produce them.
-MAX_MANIFEST_SIZE = 1024 * 1024
 #: Offset of the payload: ``tail -c +$((PAYLOAD_OFFSET + 1))`` starts there.
 PAYLOAD_OFFSET = len(MAGIC)
 #: Everything but payload and manifest.

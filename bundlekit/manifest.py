@@ -19,9 +19,16 @@ from typing import Any
 import msgpack
 
 from bundlekit import age
-from bundlekit.container import MAX_MANIFEST_SIZE
 from bundlekit.errors import BadSignature, CorruptBundle, UnsupportedVersion
 from bundlekit.keys import Identity, PublicKey
+from bundlekit.limits import (
+    MANIFEST,
+    MAX_KINDS,
+    MAX_MANIFEST_SIZE,
+    MAX_RECIPIENTS,
+    LimitExceeded,
+    scan,
+)
 from bundlekit.records import _default, ext_hook
 
 #: FORMAT.md §4.1: the manifest's format version.
@@ -113,6 +120,10 @@ class Manifest:
         }
 
     def to_bytes(self) -> bytes:
+        if len(self.recipients) > MAX_RECIPIENTS:
+            raise ValueError(f"a bundle is sealed for at most {MAX_RECIPIENTS} recipients")
+        if len(self.kinds) > MAX_KINDS:
+            raise ValueError(f"a bundle holds at most {MAX_KINDS} kinds (distinct models)")
         data = packb_canonical(self.to_dict())
         if len(data) > MAX_MANIFEST_SIZE:
             raise ValueError("manifest too large (too many kinds or huge keys)")
@@ -123,6 +134,11 @@ class Manifest:
         """Strict parse; CorruptBundle/UnsupportedVersion without a path."""
         if len(data) > MAX_MANIFEST_SIZE:
             raise CorruptBundle("its manifest is too large: the file is damaged")
+        try:
+            # Unsigned input: bound values, depth and lengths before building anything.
+            scan(data, MANIFEST)
+        except LimitExceeded as e:
+            raise CorruptBundle(f"its manifest is refused: {e}") from None
         try:
             raw = msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=ext_hook)
         except Exception as e:  # msgpack, ext decoders and UTF-8 raise many types
@@ -198,6 +214,8 @@ def _from_dict(raw: Any) -> Manifest:
     recipients = tuple(_text(r, "recipients[]") for r in _need(raw["recipients"], list, "recipients"))
     if not recipients:
         raise ValueError("no recipients")
+    if len(recipients) > MAX_RECIPIENTS:
+        raise ValueError(f"more than {MAX_RECIPIENTS} recipients")
     if not all(_FINGERPRINT.fullmatch(r) for r in recipients):
         raise ValueError("a recipient is not a key fingerprint")
     seq = _count(raw["seq"], "seq", 1)

@@ -27,7 +27,7 @@ from typing import Any
 
 import msgpack
 
-from bundlekit import age
+from bundlekit import age, limits
 from bundlekit.errors import (
     ReceiptBadSignature,
     ReceiptCorrupt,
@@ -54,10 +54,10 @@ _BODY_LENGTH = struct.Struct(">I")
 FOOTER_SIZE = _BODY_LENGTH.size + len(END_MAGIC)
 FIXED_OVERHEAD = len(MAGIC) + SIGNATURE_SIZE + FOOTER_SIZE
 #: RECEIPTS.md §4: readers refuse larger files; writers never produce them.
-MAX_RECEIPT_SIZE = 8 * 1024 * 1024
+MAX_RECEIPT_SIZE = limits.MAX_RECEIPT_SIZE
 MAX_BODY_SIZE = MAX_RECEIPT_SIZE - FIXED_OVERHEAD
 #: RECEIPTS.md §3.3: at most this many entries in one receipt.
-MAX_ENTRIES = 50_000
+MAX_ENTRIES = limits.MAX_RECEIPT_ENTRIES
 #: RECEIPTS.md §3: site names and reasons are at most this many characters.
 MAX_SITE = 200
 MAX_REASON = 200
@@ -355,6 +355,11 @@ def _split(data: bytes) -> tuple[bytes, bytes]:
 
 
 def _unpack(body: bytes) -> Any:
+    try:
+        # Unsigned input: bound values, depth and lengths before building anything.
+        limits.scan(body, limits.RECEIPT)
+    except limits.LimitExceeded as e:
+        raise ReceiptCorrupt(f"is damaged: its body is refused ({e})") from None
     try:
         return msgpack.unpackb(
             body,

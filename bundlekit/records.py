@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
+from bundlekit import limits
 from bundlekit.errors import CorruptBundle
 
 # FORMAT.md §5.2: ext type codes.  Never reuse or renumber a code.
@@ -37,8 +38,9 @@ EXT_TIME = 5  # ASCII ISO 8601, always 6 fraction digits, offset iff aware
 EXT_TIMEDELTA = 6  # >iII: days, seconds (0..86399), microseconds (0..999999)
 EXT_BIGINT = 7  # big-endian two's complement, minimal length; ints outside int64/uint64
 
-#: FORMAT.md §5.3: a packed record larger than this is refused by writers and readers.
-MAX_RECORD_SIZE = 64 * 1024 * 1024
+#: FORMAT.md §5.3: a packed record larger than this is refused by writers and readers;
+#: the bounds on values and depth are in :mod:`bundlekit.limits`.
+MAX_RECORD_SIZE = limits.MAX_RECORD_SIZE
 
 _TIMEDELTA = struct.Struct(">iII")
 _INT64_MIN = -(2**63)
@@ -234,8 +236,51 @@ def packb(record: dict[str, Any]) -> bytes:
 
 
 def unpackb(data: bytes) -> Any:
-    """Unpack one value packed by this codec (used for manifest key values)."""
-    return msgpack.unpackb(data, ext_hook=ext_hook, raw=False, strict_map_key=False)
+    """Unpack one record packed by this codec, within the bounds of FORMAT.md §5.3
+    (CorruptBundle beyond them)."""
+    limits.check_record(data)
+    return msgpack.unpackb(data, **_UNPACK)
+
+
+#: msgpack's own caps, on top of :func:`bundlekit.limits.check_record` (which runs first).
+_UNPACK = dict(
+    ext_hook=ext_hook,
+    raw=False,
+    strict_map_key=False,
+    max_str_len=limits.MAX_RECORD_SIZE,
+    max_bin_len=limits.MAX_RECORD_SIZE,
+    max_ext_len=limits.MAX_RECORD_SIZE,
+    max_array_len=limits.MAX_RECORD_VALUES,
+    max_map_len=limits.MAX_RECORD_VALUES,
+)
+_READ_SIZE = 64 * 1024
+
+
+class _Tee:
+    """The stream the boundary finder reads.  What it reads is fed to ``decoder``
+    too, and kept until the record it belongs to has been checked."""
+
+    def __init__(self, fileobj: BinaryIO, decoder: msgpack.Unpacker):
+        self._f, self._decoder = fileobj, decoder
+        self.kept = bytearray()
+        self.base = 0  # stream offset of kept[0]
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.kept += data
+        self._decoder.feed(data)
+        return data
+
+    def check(self, start: int, end: int) -> None:
+        """Check the record at stream offsets start..end, then forget what precedes end."""
+        a, b = start - self.base, end - self.base
+        if b - a <= limits.MAX_RECORD_VALUES:
+            limits.check_record(self.kept[a:b])  # a small copy
+        else:
+            with memoryview(self.kept) as whole, whole[a:b] as view:
+                limits.check_record(view)
+        del self.kept[:b]
+        self.base = end
 
 
 def iter_records(
@@ -243,30 +288,54 @@ def iter_records(
 ) -> Iterator[dict]:
     """Yield records from a stream of concatenated packed records.
 
-    Memory is bounded by ``max_record_size``.  Anything malformed raises
-    :class:`CorruptBundle` (without a path; the caller adds it).  With
+    Two passes over each record, both bounded before anything is built: msgpack's
+    ``skip`` finds where it ends without building objects (so a record is
+    complete, at most ``max_record_size`` bytes, before it is decoded), then
+    :func:`bundlekit.limits.check_record` bounds its values and depth, and only
+    then is it unpacked.  Memory: about twice ``max_record_size`` of buffers plus
+    one record's objects (docs/SECURITY.md, "Memory bombs").  Anything malformed
+    raises :class:`CorruptBundle` (without a path; the caller adds it).  With
     ``expected_size``, the records must use exactly that many bytes, so a
     partial record at the end is an error rather than silently dropped.
     """
-    unpacker = msgpack.Unpacker(
-        fileobj,
-        ext_hook=ext_hook,
-        raw=False,
-        strict_map_key=False,
-        read_size=64 * 1024,
-        max_buffer_size=max_record_size + 64 * 1024,
+    # The decoder is fed what the boundary finder reads, and asked for a record
+    # only once that record is known to be complete and within bounds.
+    decoder = msgpack.Unpacker(max_buffer_size=max_record_size + 2 * _READ_SIZE, **_UNPACK)
+    tee = _Tee(fileobj, decoder)
+    bounds = msgpack.Unpacker(
+        tee,
+        read_size=_READ_SIZE,
+        max_buffer_size=max_record_size + _READ_SIZE,
     )
+    start = 0
     while True:
         try:
-            record = next(unpacker)
-        except StopIteration:
-            if expected_size is not None and unpacker.tell() != expected_size:
+            bounds.skip()
+        except msgpack.OutOfData:
+            if expected_size is not None and start != expected_size:
                 raise CorruptBundle("its records end in the middle of a record") from None
             return
+        except msgpack.BufferFull:
+            raise CorruptBundle(
+                f"a record inside is larger than the {max_record_size:,} bytes the format allows"
+            ) from None
         except CorruptBundle:
             raise
-        except Exception as e:  # msgpack, ext decoders and codecs raise a zoo of types
+        except Exception as e:  # msgpack and the stream below raise a zoo of types
             raise CorruptBundle(f"a record inside is malformed ({type(e).__name__})") from e
+        end = bounds.tell()
+        if end - start > max_record_size:
+            raise CorruptBundle(
+                f"a record inside is larger than the {max_record_size:,} bytes the format allows"
+            )
+        try:
+            tee.check(start, end)
+            record = next(decoder)
+        except CorruptBundle:
+            raise
+        except Exception as e:  # ext decoders and codecs raise a zoo of types
+            raise CorruptBundle(f"a record inside is malformed ({type(e).__name__})") from e
+        start = end
         if type(record) is not dict or not all(type(k) is str for k in record):
             raise CorruptBundle("a record inside is not a map with text keys")
         yield record

@@ -23,7 +23,8 @@ from typing import Any
 
 import zstandard
 
-from bundlekit import age, container, records
+from bundlekit import age, container, limits, records
+from bundlekit.errors import CorruptBundle
 from bundlekit.fsutil import AtomicFile, Opener, write_failed
 from bundlekit.keys import Identity, PublicKey
 from bundlekit.manifest import Manifest, bundle_digest, format_created, packb_canonical, sign
@@ -375,9 +376,16 @@ def _check_packed(record: PackedRecord) -> bytes:
     # A msgpack map (fixmap, map16, map32): what records.packb produces.
     if not (0x80 <= data[0] <= 0x8F or data[0] in (0xDE, 0xDF)):
         raise ValueError("PackedRecord.data is not a packed record (a msgpack map)")
-    if len(data) > records.MAX_RECORD_SIZE:
-        raise ValueError(f"a record of {len(data)} bytes exceeds MAX_RECORD_SIZE")
+    _within_bounds(data)
     return data
+
+
+def _within_bounds(packed: bytes) -> None:
+    """Writers MUST NOT write what readers refuse (FORMAT.md §5.3): size, values, depth."""
+    try:
+        limits.check_record(packed)
+    except CorruptBundle as e:
+        raise ValueError(e.reason.replace("a record inside", "the record", 1)) from None
 
 
 def _pack(packer: Any, record: Any, check_keys: _KeyCheck) -> bytes:
@@ -385,8 +393,7 @@ def _pack(packer: Any, record: Any, check_keys: _KeyCheck) -> bytes:
         raise TypeError(f"a record must be a dict, not {type(record).__name__}")
     check_keys(record)
     packed = packer.pack(record)
-    if len(packed) > records.MAX_RECORD_SIZE:
-        raise ValueError(f"a record of {len(packed)} bytes exceeds MAX_RECORD_SIZE")
+    _within_bounds(packed)
     return packed
 
 
