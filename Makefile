@@ -44,10 +44,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
-# The long form of the reliability suite (crash, tamper, concurrency, fuzz);
-# it rewrites docs/RELIABILITY.md from what it measured.
+# The long form of the reliability suite (crash, tamper, concurrency, fuzz, bombs)
+# and every attack test of issue 10; it rewrites docs/RELIABILITY.md from what it measured.
 soak: $(STAMP)
-	BUNDLEKIT_SOAK=1 $(PY) -m pytest -q tests/reliability && $(PY) tests/reliability/report.py --mode soak
+	BUNDLEKIT_SOAK=1 $(PY) -m pytest -q -m "reliability or attack" && $(PY) tests/reliability/report.py --mode soak
 
 clean:
 	rm -rf $(VENV) $(VENV42) .pytest_cache .hypothesis build *.egg-info

@@ -271,11 +271,13 @@ class Vectors:
 
     def bundle(self, name: str, body: bytes, expect: str, comment: str, *,
                identity: Identity = CENTRAL, trusted: tuple[Identity, ...] = (),
+               trusted_as: tuple[tuple[Identity, str], ...] = (),
                revoked: tuple[Identity, ...] = (), ok: tuple[Any, list[dict]] | None = None
                ) -> None:
         headers = [("file", "bundle"), ("expect", expect), ("comment", comment),
                    ("identity", identity.age_identity)]
         headers += [("trusted", t.fingerprint) for t in trusted]
+        headers += [("trusted", f"{public_key_line(t.public)} {site}") for t, site in trusted_as]
         headers += [("revoked", r.public.verify_key) for r in revoked]
         if ok is not None:
             sealed_bundle, records = ok
@@ -357,6 +359,12 @@ def bundle_vectors(v: Vectors) -> dict[str, Any]:
     v.bundle("ok-other-sender-without-trusted-set", by_b, "ok",
              "the same file as unknown-sender-resigned-by-other-key, read with no trusted set: "
              "any correctly signed sender is accepted", ok=(b_sealed, single_records))
+    renamed = dataclasses.replace(SITE_A, site="Site B (Eldoret)")
+    (as_b, _, _), = sealed(single_records, [CENTRAL], sender=renamed)
+    v.bundle("site-name-mismatch", as_b, "site-name-mismatch",
+             "sealed with Site A's keys under the name Site B (Eldoret); the reader trusts "
+             "those keys as Site A (Kisumu) (FORMAT.md 9.1 step 3)",
+             trusted_as=((SITE_A, SITE_A.site),))
 
     # Magic and version
     v.bundle("not-a-bundle-empty", b"", "not-a-bundle", "a zero-length file")
@@ -441,6 +449,25 @@ def bundle_vectors(v: Vectors) -> dict[str, Any]:
                             uncompressed_size=len(unknown_ext),
                             bundle_id="00000000-0000-4000-8000-000000000c02"),
              "corrupt", "signed; a record holds ext type 99 (FORMAT.md 5.2)")
+    deep = b"\x82\xa2id\x01\xa1v" + b"\x91" * 40 + b"\x90"
+    v.bundle("corrupt-record-nested-too-deep",
+             signed_payload(zstd_frame(deep), record_count=1, uncompressed_size=len(deep),
+                            bundle_id="00000000-0000-4000-8000-000000000c10"),
+             "corrupt", "signed; a record nests lists 41 deep, more than MAX_RECORD_DEPTH "
+             "(FORMAT.md 5.3)")
+    many = b"\x82\xa2id\x01\xa1v\xdc\xff\xff" + b"\xdc\x00\x02\x90\x90" * 65535
+    v.bundle("corrupt-record-too-many-values",
+             signed_payload(zstd_frame(many), record_count=1, uncompressed_size=len(many),
+                            bundle_id="00000000-0000-4000-8000-000000000c11"),
+             "corrupt", "signed; a record of 196,610 values (65,535 lists of 2 empty lists), "
+             "more than MAX_RECORD_VALUES (FORMAT.md 5.3)")
+    announced = b"\x82\xa2id\x01\xa1v" + b"\xdc\xea\x60" * 100
+    v.bundle("corrupt-record-headers-without-items",
+             signed_payload(zstd_frame(announced), record_count=1,
+                            uncompressed_size=len(announced),
+                            bundle_id="00000000-0000-4000-8000-000000000c12"),
+             "corrupt", "signed; lists that each announce 60,000 items, 100 deep, and hold "
+             "none: refused before anything is allocated (FORMAT.md 5.3)")
     bad_ext = packed({"id": 1, "v": msgpack.ExtType(3, b"2024-05-01T12:00:00")})
     v.bundle("corrupt-ext-datetime-without-fraction",
              signed_payload(zstd_frame(bad_ext), record_count=1,

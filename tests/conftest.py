@@ -4,6 +4,12 @@
 ``BUNDLEKIT_TEST_DB=postgres`` and ``=mysql``. On a developer machine without
 those servers their run skips with a reason; in CI (``CI=true``) a missing
 server fails the run loudly instead.
+
+Tests under tests/reliability get the ``reliability`` marker; each test marked
+``attack`` (issue 10) leaves one line with its outcome in the reliability
+figures when the run includes the reliability suite (so the adversarial row of
+docs/RELIABILITY.md counts every attack tried, refused or accepted), not in the
+extra PostgreSQL/MariaDB/Django 4.2 passes, which would replace those figures.
 """
 
 import os
@@ -37,8 +43,43 @@ def pytest_configure(config):
         config._bundlekit_skip_reason = message
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects on it
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith("tests/reliability/"):
+            item.add_marker(pytest.mark.reliability)
+        if item.get_closest_marker("attack") is not None:
+            item.user_properties.append(("attack", True))  # travels with the report
     reason = getattr(config, "_bundlekit_skip_reason", None)
     if reason:
         for item in items:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+
+def pytest_collection_finish(session):
+    global _ATTACK_FIGURES
+    _ATTACK_FIGURES = any(item.get_closest_marker("reliability") for item in session.items)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report):
+    """One figure line per attack test: refused (it passed), accepted (it failed: the
+    attack got through, or the test broke; a strict xfail is a known open attack),
+    or skipped."""
+    if not _ATTACK_FIGURES or ("attack", True) not in report.user_properties:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        from tests.reliability.figures import write
+
+        if hasattr(report, "wasxfail"):
+            outcome = "accepted"
+        elif report.skipped:
+            outcome = "skipped"
+        else:
+            outcome = "refused" if report.passed else "accepted"
+        write("attack", report.nodeid, outcome=outcome, trials=int(outcome != "skipped"),
+              rejected=int(outcome == "refused"), accepted=int(outcome == "accepted"))
+
+
+_ATTACK_FIGURES = False

@@ -29,7 +29,7 @@ VECTORS = Path(__file__).resolve().parents[2] / "testdata" / "vectors"
 #: FORMAT.md §9.3, spelled as bundlekit.errors' ``code`` attributes.
 BUNDLE_CLASSES = frozenset({
     "ok", "not-a-bundle", "unsupported-version", "truncated", "corrupt", "bad-signature",
-    "unknown-sender", "revoked-key", "not-a-recipient",
+    "unknown-sender", "site-name-mismatch", "revoked-key", "not-a-recipient",
 })
 #: RECEIPTS.md §4 says only "refuse"; the vectors name why.  These are the
 #: ``code`` attributes of bundlekit.errors' ReceiptError subclasses, checked exactly.
@@ -128,7 +128,8 @@ def check_bundle(v: Vector, path: Path) -> None:
         raise ValueError(f"{v.name}: unknown class {expect!r}")
     # Opening needs only the age key; the signing seed is a placeholder.
     me = Identity("vector reader", age.decode_identity(v.one("identity")), _PLACEHOLDER)
-    trusted = v.many("trusted") or None
+    # A fingerprint, or a public key and the site it is trusted as.
+    trusted = [t if " " not in t else _public_key(t) for t in v.many("trusted")] or None
     revoked = [PublicKey("revoked", _PLACEHOLDER, _verify_key(k)) for k in v.many("revoked")]
 
     try:

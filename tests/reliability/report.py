@@ -2,6 +2,8 @@
 
     python tests/reliability/report.py [--results FILE] [--mode soak|short] [--out FILE]
 
+Run it after ``pytest -q -m "reliability or attack"`` (the reliability suite and
+every test marked ``attack``; ``make soak`` does both in the long form).
 The suite (tests/reliability) appends one JSON line per test to
 ``BUNDLEKIT_RELIABILITY_RESULTS`` (default ``build/reliability/results.jsonl``).
 This script only aggregates those lines; the document is never edited by hand.
@@ -13,6 +15,7 @@ failure as a success.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -52,7 +55,13 @@ SUITES = [
      "tests/reliability/test_clocks.py"),
     ("keys", "Key rotation and revocation", "a rotation statement changed at one byte, or a rotated/revoked key used",
      "tests/reliability/test_keys.py"),
+    ("bomb", "Memory bombs (peak memory measured)", "a small file that decodes into a huge structure, given to `bundle open`, `bundle import` or the receipt reader in a child process whose peak RSS is measured",
+     "tests/reliability/test_bombs.py"),
+    ("attack", "Adversarial: the attack tests of issue 10", "one test marked `attack` anywhere in tests/; it passes only if the attack is refused",
+     "pytest -m attack"),
 ]
+#: Suites where any accepted input is a failure of the run.
+MUST_REFUSE = ("tamper-bundle", "tamper-receipt", "replay-fork", "bad-input", "bomb", "attack")
 #: Suites whose failure is a known, reported bug (their tests are strict xfails):
 #: shown under "Known bugs", not counted as a failed run.
 KNOWN_BUGS: dict[str, str] = {}
@@ -96,7 +105,8 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
         "",
         "Written by `tests/reliability/report.py` from the figures the reliability suite",
         "recorded; do not edit by hand. Regenerate with `make soak` (long form) or",
-        "`.venv/bin/python -m pytest -q tests/reliability && .venv/bin/python tests/reliability/report.py --mode short`.",
+        "`.venv/bin/python -m pytest -q -m \"reliability or attack\" && .venv/bin/python tests/reliability/report.py --mode short`",
+        "(the reliability suite and every attack test of issue 10, wherever it lives).",
         "What each suite proves, and what is not promised, is in docs/SECURITY.md.",
         "",
         f"- Mode: **{mode}** ({'BUNDLEKIT_SOAK=1, about ten times the trials' if mode == 'soak' else 'the short form run by make test'})",
@@ -134,10 +144,15 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
                 known.append(f"{title}: {key} = {v}. {KNOWN_BUGS[prefix]}")
             elif v:
                 problems.append(f"{title}: {key} = {v}")
-        if prefix.startswith("tamper") or prefix in ("replay-fork", "bad-input"):
-            if total("accepted"):
-                problems.append(f"{title}: {total('accepted')} damaged or foreign inputs accepted")
+        if prefix in MUST_REFUSE and total("accepted"):
+            problems.append(f"{title}: {total('accepted')} damaged, foreign or hostile inputs accepted")
+            if prefix == "attack":
+                problems += [f"attack not refused: `{r['test']}`" for r in rows if r.get("accepted")]
         details.append(f"### {title}\n\nOne trial: {trial}. Proved by `{test}`.\n")
+        if prefix in SPECIAL_DETAILS:
+            details += SPECIAL_DETAILS[prefix](rows)
+            details.append("")
+            continue
         for r in rows:
             extra = {k: v for k, v in sorted(r.items())
                      if k not in ("suite", "test", "mode", "time", "python", "machine")}
@@ -146,8 +161,9 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
                 f"{k}={json.dumps(v) if isinstance(v, list | dict) else v}" for k, v in extra.items()))
         details.append("")
     out += ["", "Refused: inputs the suite expected to be refused and that were (damaged,",
-            "forged, replayed or foreign). Accepted in the tamper, bad-input and forgery rows",
-            "must be 0; in the fuzz rows it counts mutations that happened to leave a valid file.",
+            "forged, replayed, foreign or hostile). Accepted in the tamper, bad-input, forgery,",
+            "bomb and adversarial rows must be 0; in the fuzz rows it counts mutations that",
+            "happened to leave a valid file.",
             ""]
     if problems:
         out += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]
@@ -155,6 +171,57 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
         out += ["## Known bugs", ""] + [f"- {k}" for k in known] + [""]
     out += ["## Details", ""] + details
     return "\n".join(out).rstrip() + "\n", problems
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def bomb_details(rows: list[dict]) -> list[str]:
+    """One table row per bomb: what it was, and the peak memory measured."""
+    out = ["| Bomb | Command | File | Peak RSS | Same command, small file | Seconds | Refused with |",
+           "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        command = {"bomb-record-open": "`bundle open`", "bomb-record-import": "`bundle import`",
+                   "bomb-manifest": "`bundle verify`", "bomb-receipt": "receipt reader"}.get(
+                       r["suite"], r["suite"])
+        message = r.get("message", "").split(": ", 1)[-1] if "message" in r else ""
+        message = message.split(".bundle: ", 1)[-1].split(".receipt: ", 1)[-1]
+        out.append(f"| {r.get('trial', r.get('case', ''))} | {command} | {r.get('file_bytes', 0):,} B "
+                   f"| {_mib(r['peak_rss_bytes'])} | {_mib(r['baseline_rss_bytes'])} "
+                   f"| {r.get('seconds', '')} | {message} |")
+    return out
+
+
+def _module_title(path: str) -> str:
+    """The first line of a test module's docstring: what attack class it covers."""
+    try:
+        doc = ast.get_docstring(ast.parse((ROOT / path).read_text()))
+    except (OSError, SyntaxError, ValueError):
+        doc = None
+    return (doc or "").strip().splitlines()[0] if doc else ""
+
+
+def attack_details(rows: list[dict]) -> list[str]:
+    """Per test file: attacks tried, refused, accepted (must be 0), skipped."""
+    by_file: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_file[r["test"].split("::", 1)[0]].append(r)
+    out = ["| Test file | What it attacks | Tried | Refused | Accepted | Skipped |",
+           "|---|---|---:|---:|---:|---:|"]
+    for path in sorted(by_file):
+        rs = by_file[path]
+        count = {o: sum(1 for r in rs if r.get("outcome") == o)
+                 for o in ("refused", "accepted", "skipped")}
+        out.append(f"| `{path}` | {_module_title(path)} | {count['refused'] + count['accepted']} "
+                   f"| {count['refused']} | {count['accepted']} | {count['skipped']} |")
+    accepted = [r["test"] for r in rows if r.get("outcome") == "accepted"]
+    if accepted:
+        out += ["", "Not refused:"] + [f"- `{t}`" for t in accepted]
+    return out
+
+
+SPECIAL_DETAILS = {"bomb": bomb_details, "attack": attack_details}
 
 
 def main(argv: list[str] | None = None) -> int:
