@@ -194,12 +194,12 @@ def bomb_details(rows: list[dict]) -> list[str]:
 
 
 def _module_title(path: str) -> str:
-    """The first line of a test module's docstring: what attack class it covers."""
+    """The first paragraph of a test module's docstring: what attack class it covers."""
     try:
         doc = ast.get_docstring(ast.parse((ROOT / path).read_text()))
     except (OSError, SyntaxError, ValueError):
         doc = None
-    return (doc or "").strip().splitlines()[0] if doc else ""
+    return " ".join(doc.strip().split("\n\n")[0].split()) if doc else ""
 
 
 def attack_details(rows: list[dict]) -> list[str]:
