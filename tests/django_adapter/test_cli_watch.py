@@ -54,6 +54,9 @@ def test_a_configuration_error_stops_watch_and_import_and_moves_nothing(world, c
         assert line.startswith("bundle: BUNDLEKIT['"), line
         assert ("REVOKED" in line) if "REVOKED" in change else ("IDENTITY" in line)
         assert result.stdout == ""
+    # manage.py bundle: Django's system check (E102) already names the setting.
+    result = broken.manage("bundle", "watch", "--once", "--settle", "0", code=1)
+    assert "django_adapter.E102" in result.stderr and "BUNDLEKIT['" in result.stderr
     # The valid bundle is where it was: not in rejected/, not claimed.
     assert bundle.exists()
     assert not (bundle.parent / "rejected").exists()
