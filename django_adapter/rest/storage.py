@@ -314,6 +314,37 @@ def unfinished(root: Path, token_id: str) -> tuple[int, int]:
     return count, total
 
 
+_quota_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def starting(root: Path, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """Serialize the starts of new uploads (quota check, then creation) across the
+    threads and processes of a server, so parallel requests of one token cannot
+    all pass the check before any of them counts."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not _quota_guard.acquire(timeout=wait):
+        raise Busy()
+    try:
+        fd = os.open(root / ".starting.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                deadline = time.monotonic() + wait
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise Busy() from None
+                        time.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)
+    finally:
+        _quota_guard.release()
+
+
 def sweep(root: Path, keep_seconds: float = KEEP_SECONDS) -> None:
     """Remove upload folders nobody touched for ``keep_seconds`` (best effort)."""
     try:

@@ -33,7 +33,14 @@ from bundlekit.receipt import is_receipt_name, receipt_subject
 from django_adapter.conf import ConfigError
 from django_adapter.rest.auth import ApiError, api
 from django_adapter.rest.config import Token, rest_config
-from django_adapter.rest.storage import NoSuchUpload, Upload, file_sha256, sweep, unfinished
+from django_adapter.rest.storage import (
+    NoSuchUpload,
+    Upload,
+    file_sha256,
+    starting,
+    sweep,
+    unfinished,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +142,10 @@ def upload(request: HttpRequest, upload_id: str) -> HttpResponse:
         raise ApiError(422, "not-a-bundle", "the file is empty")
     sweep(cfg.upload_dir)
     if not up.exists():
-        _within_quota(cfg, token, total)
+        with starting(cfg.upload_dir):
+            _within_quota(cfg, token, total)
+            with up.locked():
+                up.start(total, token.id)
     with up.locked():
         previous = up.result()
         if previous is not None:

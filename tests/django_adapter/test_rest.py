@@ -589,3 +589,25 @@ def test_malformed_signed_records_get_a_json_4xx_that_push_does_not_retry(tmp_pa
     assert raw.headers["content-type"] == "application/json"
     assert raw.json()["error"] == result.error
     assert not (server.root / "inbox" / "done" / os.path.basename(sealed.path)).exists()
+
+
+@pytest.mark.attack
+def test_the_quota_holds_against_parallel_starts(server):
+    """Many new uploads of one token at once: exactly the quota's worth start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [hashlib.sha256(f"parallel {n}".encode()).hexdigest() for n in range(12)]
+
+    def start(uid):
+        return httpx.put(server.url + f"uploads/{uid}", content=b"",
+                         headers={**auth(QUOTA_TOKEN), "Content-Range": "bytes */1000"}).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        codes = list(pool.map(start, ids))
+    try:
+        assert sorted(codes) == [202] * MAX_UNFINISHED + [413] * (len(ids) - MAX_UNFINISHED)
+        created = [uid for uid in ids if (server.root / "uploads" / uid / "upload.json").exists()]
+        assert len(created) == MAX_UNFINISHED
+    finally:
+        for uid in ids:
+            httpx.delete(server.url + f"uploads/{uid}", headers=auth())
