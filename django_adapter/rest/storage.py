@@ -1,4 +1,4 @@
-"""Resumable uploads on disk, and the folders the API serves files from.
+"""Resumable uploads on disk, and the digests of the files the API serves.
 
 An upload is named by the SHA-256 of the whole bundle file (64 hex digits), so
 the client can name it before sending a byte, a resumed upload cannot be mixed
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bundlekit.container import MAGIC_PREFIX
-from bundlekit.fsutil import atomic_write_bytes, fsync_dir
+from bundlekit.fsutil import atomic_write_bytes
 from bundlekit.naming import is_bundle_name
 from django_adapter.rest.auth import ApiError
 
@@ -360,38 +360,11 @@ def sweep(root: Path, keep_seconds: float = KEEP_SECONDS) -> None:
                 shutil.rmtree(entry.path, ignore_errors=True)
         except OSError:
             continue
-
-
-def place(src: Path, folder: Path, name: str) -> Path:
-    """Move ``src`` to ``folder/name`` atomically, never replacing a file.
-
-    Same file system: one rename.  Otherwise copy to a hidden temporary name in
-    ``folder`` (which the watched inbox ignores), fsync, rename, fsync the folder.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
-    if target.exists():
-        raise FileExistsError(str(target))
-    try:
-        os.link(src, target)  # fails if target exists: no race with another upload
-        os.unlink(src)
-        fsync_dir(str(folder))
-        return target
-    except OSError as exc:
-        if isinstance(exc, FileExistsError):
-            raise
-    temp = folder / f".{name}.{os.getpid()}.partial"
-    with open(src, "rb") as fin, open(temp, "xb") as fout:
-        shutil.copyfileobj(fin, fout, READ_SIZE)
-        fout.flush()
-        os.fsync(fout.fileno())
-    try:
-        os.link(temp, target)
-    finally:
-        os.unlink(temp)
-    fsync_dir(str(folder))
-    os.unlink(src)
-    return target
+    # Forget the in-process locks of uploads whose folders are gone.
+    with _thread_locks_guard:
+        for key in [k for k, lock in _thread_locks.items() if not lock.locked()]:
+            if not os.path.exists(key):
+                del _thread_locks[key]
 
 
 # -- files served from folders ---------------------------------------------------------
