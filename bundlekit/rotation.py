@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from bundlekit import age
 from bundlekit.age import bech32
-from bundlekit.errors import BundleError, KeyFileError, RevokedKey, UnknownSender
+from bundlekit.errors import BundleError, KeyFileError, RevokedKey, SiteNameMismatch, UnknownSender
 from bundlekit.fsutil import atomic_write_bytes
 from bundlekit.keys import (
     PUB_SUFFIX,
@@ -290,12 +290,22 @@ def read_rotation(
                 "which has been revoked",
                 path=path,
             )
-    if trusted is not None and not any(rot.old.same_key(t) for t in trusted):
-        raise UnknownSender(
-            f"rotates key {rot.old.fingerprint} of site {rot.old.site!r}, "
-            "which is not one of the trusted keys",
-            path=path,
-        )
+    if trusted is not None:
+        keyed = [t for t in trusted if rot.old.same_key(t)]
+        if not keyed:
+            raise UnknownSender(
+                f"rotates key {rot.old.fingerprint} of site {rot.old.site!r}, "
+                "which is not one of the trusted keys",
+                path=path,
+            )
+        if not any(t.site == rot.old.site for t in keyed):
+            # Identity binding: the old key may hand over only the name it is
+            # trusted as, or a rotation would rename a trusted key.
+            raise SiteNameMismatch(
+                f"hands over site {rot.old.site!r}, but the key that signed it "
+                f"({rot.old.fingerprint}) is trusted as site {keyed[0].site!r}: refused",
+                path=path,
+            )
     return rot
 
 

@@ -133,3 +133,23 @@ def test_cli_open_refuses_in_one_line(keys, forged_bundle):
     result = bundle("open", str(forged_bundle), "-i", str(keys / "central.key"),
                     "--trust", str(keys / "laptop-a.pub"))
     assert_one_clean_line(result, str(forged_bundle), "trusted as site 'laptop-a'")
+
+
+def test_a_rotation_cannot_rename_a_trusted_key(keys, tmp_path):
+    """The edited key file rotates to a fresh key "for laptop-b": accepting it would
+    make the server trust laptop-a's successor key as laptop-b."""
+    from bundlekit.rotation import accept_rotation, rotate
+
+    forged = forge_site_line(keys / "laptop-a.key", "laptop-b")
+    _, _, _, statement = rotate(forged, directory=tmp_path / "new")
+    trusted = [load_public_key(keys / "laptop-a.pub"), load_public_key(keys / "laptop-b.pub")]
+    accepted = tmp_path / "accepted"
+    accepted.mkdir()
+    with pytest.raises(SiteNameMismatch) as err:
+        accept_rotation(statement, trusted, accepted)
+    assert str(err.value).startswith(f"{statement}: ") and "'laptop-a'" in err.value.reason
+    assert not list(accepted.iterdir())
+    # The honest rotation of the same key still goes through.
+    _, _, _, honest = rotate(keys / "laptop-a.key", directory=tmp_path / "honest")
+    rot, pub = accept_rotation(honest, trusted, accepted)
+    assert load_public_key(pub).site == "laptop-a"
