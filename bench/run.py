@@ -37,17 +37,22 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SECTIONS = ("raw", "capture", "entry", "grouped", "memory", "scale")
+#: Run in this order: the speed target first, then what is cheap; the two big
+#: optional parts last, sized to the time budget that is left.
+SECTIONS = ("entry", "capture", "raw", "scale", "memory", "grouped")
+SERVER_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB"}
 GROUPED_LABELS = ["benchapp.participant", "benchapp.visit", "benchapp.requisition"]
 ENTRY_LABELS = ["clinic.panel", "clinic.subjectconsent", "clinic.subjectvisit",
                 "clinic.vitalsigns", "clinic.subjectrequisition"]
 SERVERS = ("sqlite", "postgres", "mysql")
-FULL = dict(entry_n=100_000, grouped_n=100_000, big_n=1_000_000, reps=3, import_reps=2,
-            baseline_reps=1, capture_n=10_000, raw_n=200_000, scale=(8, 4, 1000), scale_reps=2,
-            grouped_servers=("sqlite", "postgres"))
-QUICK = dict(entry_n=2_000, grouped_n=2_000, big_n=10_000, reps=1, import_reps=1,
-             baseline_reps=1, capture_n=1_000, raw_n=10_000, scale=(4, 2, 500), scale_reps=1,
-             grouped_servers=("sqlite", "postgres"))
+FULL = dict(entry_n=100_000, grouped_n=100_000, small_n=100_000, big_n=1_000_000, reps=3,
+            import_reps=2, baseline_reps=1, capture_n=10_000, raw_n=200_000, scale=(8, 4, 1000),
+            scale_reps=2, grouped_servers=("sqlite", "postgres"), budget=35)
+QUICK = dict(entry_n=2_000, grouped_n=2_000, small_n=2_000, big_n=10_000, reps=1,
+             import_reps=1, baseline_reps=1, capture_n=1_000, raw_n=10_000, scale=(4, 2, 500),
+             scale_reps=1, grouped_servers=("sqlite", "postgres"), budget=0)
+#: A second repetition of an entry-order import only when the first took less.
+SECOND_REP_MAX_S = 90
 PG = dict(host=os.environ.get("BK_BENCH_PG_HOST", "127.0.0.1"),
           port=os.environ.get("BK_BENCH_PG_PORT", "5432"),
           user=os.environ.get("BK_BENCH_PG_USER", "postgres"))
@@ -66,6 +71,10 @@ def say(msg: str) -> None:
 
 def median(xs):
     return statistics.median(xs) if xs else None
+
+
+def secs(runs) -> list[float]:
+    return [r["seconds"] for r in runs]
 
 
 # ------------------------------------------------------------------ processes
@@ -229,7 +238,10 @@ def machine(versions: dict) -> dict:
 class Bench:
     def __init__(self, opts, tmp: Path, servers: dict):
         self.o, self.tmp, self.servers = opts, tmp, servers
-        self.results: dict = {"entry": {}, "grouped": {}}
+        self.results: dict = {"entry": {}, "grouped": {}, "budget": {"minutes": opts.budget,
+                                                                     "notes": []}}
+        #: seconds per transaction of each kind of work, as measured in this run
+        self.rates: dict[str, float] = {}
         self.empty_sqlite = tmp / "empty.sqlite3"
         worker("migrate", {}, f"sqlite:{self.empty_sqlite}")
         for kind, server in servers.items():
@@ -243,6 +255,42 @@ class Bench:
         self.server_settings = json.dumps({
             "SITE": "server", "IDENTITY": str(self.keys / "server.key"),
             "TRUSTED": [str(self.keys / "bench-site.pub")], "RECEIPTS_OUT": None})
+
+    # ---------------------------------------------------------------- budget
+
+    def left(self) -> float:
+        """Seconds left of the time budget (endless without one)."""
+        if not self.o.budget:
+            return float("inf")
+        return self.o.budget * 60 - (time.monotonic() - _T0) - 30  # 30 s to write the report
+
+    def note(self, text: str) -> None:
+        say(f"  budget: {text}")
+        self.results["budget"]["notes"].append(text)
+
+    def rate(self, key: str, seconds: float, n: int) -> None:
+        self.rates[key] = max(self.rates.get(key, 0.0), seconds / n)
+
+    def guess(self, key: str, fallback: str | None = None, default: float = 1e-3) -> float:
+        return self.rates.get(key) or (self.rates.get(fallback) if fallback else None) or default
+
+    def set_cost(self, servers, loaddata: bool) -> float:
+        """Estimated seconds per transaction of a data set's run (x1.3 for safety)."""
+        per = (self.guess("generate_bulk", default=2e-4) + self.guess("export")
+               + self.guess("digest") * (1 + len(servers)))
+        if loaddata:
+            per += self.guess("dumpdata")
+        for kind in servers:
+            per += self.guess(f"import_{kind}", "import_sqlite")
+            if loaddata:
+                per += self.guess(f"loaddata_{kind}", "loaddata_sqlite")
+        return per * 1.3
+
+    def fit(self, want: int, per_tx: float, fixed: float, room: float, step: int) -> int:
+        """The largest multiple of ``step`` up to ``want`` whose cost fits ``room``."""
+        if per_tx * want + fixed <= room:
+            return want
+        return max(0, int((room - fixed) / per_tx) // step * step)
 
     def startup(self):
         """A process that starts Django and does nothing much: ``manage.py check``."""
@@ -323,13 +371,29 @@ class Bench:
         res = self.results["entry"][n] = {"generate": gen}
         self.data_set(res, n, site, "clinic_digest", ENTRY_LABELS,
                       self.available(SERVERS), self.o.import_reps, breakdown=True)
+        for key in ("export", "dumpdata"):
+            self.rate(key, median(secs(res[key])), n)
+        for kind in self.available(SERVERS):
+            for op in ("import", "loaddata"):
+                if res.get(f"{op}_{kind}"):
+                    self.rate(f"{op}_{kind}", median(secs(res[f"{op}_{kind}"])), n)
 
     def grouped(self):
-        n = self.o.grouped_n
+        want, servers = self.o.grouped_n, self.available(self.o.grouped_servers)
+        room = self.left()
+        n = self.fit(want, self.set_cost(servers, True), 20 * len(servers), room, 10_000)
+        if n < want and len(servers) > 1:
+            servers = servers[:1]
+            n = self.fit(want, self.set_cost(servers, True), 20, room, 10_000)
+            self.note(f"the model-grouped comparison runs on {SERVER_NAMES[servers[0]]} only")
+        if n <= 0:
+            self.note(f"the model-grouped comparison was not run ({room / 60:.1f} min left)")
+            return
+        if n < want:
+            self.note(f"the model-grouped comparison runs at {n:,} transactions, not {want:,}")
         res = self.results["grouped"][n] = {}
         site = self.grouped_site(n)
-        self.data_set(res, n, site, "digest", GROUPED_LABELS,
-                      self.available(self.o.grouped_servers), 1, breakdown=False)
+        self.data_set(res, n, site, "digest", GROUPED_LABELS, servers, 1, breakdown=False)
 
     def grouped_site(self, n: int) -> Path:
         say(f"model grouped, {n:,} transactions: filling a SQLite site in bulk")
@@ -337,6 +401,7 @@ class Bench:
         shutil.copyfile(self.empty_sqlite, site)
         t = time.monotonic()
         worker("generate", {"n": n, "seed": 1, "prefix": "P"}, f"sqlite:{site}")
+        self.rate("generate_bulk", time.monotonic() - t, n)
         say(f"  generated {n:,} objects and transactions in {time.monotonic() - t:.0f} s")
         return site
 
@@ -365,7 +430,9 @@ class Bench:
 
     def data_set(self, res, n, site, digest_task, labels, servers, import_reps, breakdown):
         o = self.o
+        t = time.monotonic()
         res["site_digest"] = worker(digest_task, {}, f"sqlite:{site}")
+        self.rate("digest", time.monotonic() - t, n)
         bundles = self.export(res, n, site, o.reps)
         dump = self.tmp / "dump.json"
         res["dumpdata"] = []
@@ -407,6 +474,10 @@ class Bench:
                 site_digest=None) -> list:
         runs = []
         for rep in range(reps):
+            if rep and runs[0]["seconds"] > SECOND_REP_MAX_S and self.o.budget:
+                self.note(f"one `bundle import` on {SERVER_NAMES[backend]} at {n:,} "
+                          f"(it took over {SECOND_REP_MAX_S} s)")
+                break
             db = self.fresh(backend, "import")
             r = command(["django", "bundle", "import", str(bundles), "--json"], db, self.tmp,
                         BK_BENCH_BUNDLEKIT=self.server_settings)
@@ -427,15 +498,32 @@ class Bench:
     # ---------------------------------------------------------------- memory
 
     def memory(self):
-        """Peak RSS of export and import at the largest size (model-grouped data on
-        SQLite, one run each), against the same at the grouped comparison's size."""
-        n = self.o.big_n
-        site = self.grouped_site(n)
-        res = self.results["big"] = {"n": n}
-        bundles = self.export(res, n, site, 1)
-        site.unlink()
-        res["import_sqlite"] = self.imports("sqlite", bundles, n, 1)
-        shutil.rmtree(bundles)
+        """Peak RSS of export and import (model-grouped data on SQLite, one run each)
+        at a small and at the largest size that fits the time budget."""
+        small, want = self.o.small_n, self.o.big_n
+        per = self.set_cost(["sqlite"], False)
+        # Leave room for the grouped comparison on SQLite at its size.
+        keep = self.set_cost(["sqlite"], True) * self.o.grouped_n if "grouped" in self.o.only \
+            else 0
+        room = self.left() - per * small - keep
+        big = self.fit(want, per, 30, room, 100_000 if want >= 200_000 else 10)
+        if big <= small:
+            room += keep
+            big = self.fit(want, per, 30, room, 100_000 if want >= 200_000 else 10)
+        if big <= small:
+            self.note(f"the memory check was not run ({self.left() / 60:.1f} min left)")
+            return
+        if big < want:
+            self.note(f"the memory check runs up to {big:,} transactions, not {want:,}")
+        out = self.results["memory"] = {}
+        for n in (small, big):
+            site = self.grouped_site(n)
+            res = out[n] = {}
+            bundles = self.export(res, n, site, 1)
+            site.unlink()
+            res["import_sqlite"] = self.imports("sqlite", bundles, n, 1)
+            self.rate("import_sqlite", res["import_sqlite"][0]["seconds"], n)
+            shutil.rmtree(bundles)
 
     # ---------------------------------------------------------------- scale-out
 
@@ -520,6 +608,9 @@ def parse(argv):
                     help="transactions of the model-grouped data set (a multiple of 10)")
     ap.add_argument("--big-n", type=int,
                     help="transactions of the memory check (model grouped, SQLite; 0: none)")
+    ap.add_argument("--budget", type=float,
+                    help="minutes the whole run may take (0: no limit); the memory check "
+                         "and the model-grouped comparison are sized to what is left")
     ap.add_argument("--reps", type=int, help="repetitions of the quick measurements")
     ap.add_argument("--import-reps", type=int, help="repetitions of each entry-order import")
     ap.add_argument("--baseline-reps", type=int, help="repetitions of dumpdata/loaddata")
@@ -535,10 +626,11 @@ def parse(argv):
     ap.add_argument("--json", help="also write the raw results as JSON here")
     a = ap.parse_args(argv)
     o = argparse.Namespace(**(QUICK if a.quick else FULL))
-    for name in ("entry_n", "grouped_n", "big_n", "reps", "import_reps", "baseline_reps",
+    for name in ("entry_n", "grouped_n", "big_n", "budget", "reps", "import_reps", "baseline_reps",
                  "capture_n", "raw_n"):
         if getattr(a, name) is not None:
             setattr(o, name, getattr(a, name))
+    o.small_n = min(o.small_n, o.big_n)
     if o.grouped_n % 10 or o.big_n % 10:
         ap.error("--grouped-n and --big-n must be multiples of 10 (families of 10 objects)")
     if a.scale:
@@ -601,6 +693,8 @@ def main(argv=None) -> int:
             if section in o.only:
                 getattr(b, section)()
                 loads.append(os.getloadavg())
+                if o.budget:
+                    say(f"{b.left() / 60:.1f} min of the budget left")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         for s in servers.values():
@@ -615,7 +709,7 @@ def main(argv=None) -> int:
     results["load_max_1min"] = max(x[0] for x in loads + [results["load_after"]])
     results["command"] = command_line(argv)
     results["options"] = {k: getattr(o, k) for k in (
-        "entry_n", "grouped_n", "big_n", "reps", "import_reps", "baseline_reps", "capture_n",
+        "entry_n", "grouped_n", "small_n", "big_n", "budget", "reps", "import_reps", "baseline_reps", "capture_n",
         "raw_n", "scale_reps", "quick")}
     results["options"]["only"] = sorted(o.only)
     results["options"]["grouped_servers"] = list(o.grouped_servers)
