@@ -85,3 +85,38 @@ def test_watch_once_says_which_files_it_left_still_settling(world):
         "done", "applied", "inbox")
     assert data["waiting"] == [] and len(data["receipts_written"]) == 1
     assert central.bundle("watch", "--once").stdout.startswith("nothing to import in ")
+
+
+def test_a_running_watcher_logs_json_lines(world):
+    """`bundle watch --json` (no --once): one JSON object per line as things happen."""
+    import subprocess
+    import sys
+    import threading
+
+    laptop, middleman, central, root = world
+    (root / "central" / "inbox").mkdir(parents=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bundlekit", "watch", "--json", "--settle", "0", "--poll", "0.2",
+         *central.settings],
+        cwd=root, env=central.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    guard = threading.Timer(90, proc.kill)  # never hang the suite on a silent watcher
+    guard.start()
+    try:
+        laptop.manage("shell", "-c", "from tests.test_app.models import Tag; Tag.objects.create(code='j')")
+        (root / "usb").mkdir()
+        laptop.bundle("export", "--out", "usb")
+        (bundle,) = (root / "usb").glob("*.bundle")
+        (root / "central" / "inbox" / bundle.name).write_bytes(bundle.read_bytes())
+        first = json.loads(proc.stdout.readline())
+        assert (first["name"], first["status"], first["report"]["applied"]) == (bundle.name, "done", 1)
+        receipt = json.loads(proc.stdout.readline())
+        assert receipt["receipt"].endswith(".receipt")
+    finally:
+        guard.cancel()
+        proc.terminate()
+        proc.wait(30)
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        proc.stderr.close()
+    assert "Traceback" not in stderr
