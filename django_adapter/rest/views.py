@@ -128,7 +128,8 @@ def upload(request: HttpRequest, upload_id: str) -> HttpResponse:
     if request.method == "DELETE":
         if up.exists():
             with up.locked(create=False):
-                up.remove()
+                if token.key is None or up.meta().get("token") == token.id:
+                    up.remove()  # a site token abandons only its own uploads
         return HttpResponse(status=204)
 
     start, count, total = _parse_range(request)

@@ -530,6 +530,15 @@ def test_a_site_token_acts_for_its_own_site_only(tmp_path, server, site):
                     out_dir=tmp_path / "theirs", after=ChainLink(1, bytes.fromhex(pushed.answer["digest"])))
     (refused,) = transport.push(server.url, [fresh.path], token=SITE_TOKEN)
     assert (refused.http_status, refused.error, refused.attempts) == (403, "wrong-site", 2)
+    # Nor see, nor abandon, another token's upload in progress.
+    data = Path(fresh.path).read_bytes()
+    url = server.url + f"uploads/{uploaded_sha(fresh.path)}"
+    assert httpx.put(url, headers={**auth(), "Content-Range": f"bytes 0-99/{len(data)}"},
+                     content=data[:100]).status_code == 202
+    assert httpx.get(url, headers=auth(SITE_TOKEN)).status_code == 404
+    assert httpx.delete(url, headers=auth(SITE_TOKEN)).status_code == 204
+    assert httpx.get(url, headers=auth()).json()["offset"] == 100
+    assert httpx.delete(url, headers=auth()).status_code == 204
     assert [p.name for p in (server.root / "uploads" / uploaded_sha(fresh.path)).iterdir()
             if p.name != ".lock"] == []
     # Its own site's bundle goes in.
