@@ -364,6 +364,16 @@ class OpenedBundle:
         self.sender = manifest.sender
         self._f, self._layout, self._age, self._region = f, layout, plaintext, region
         self._used = False
+        self._plain: _Capped | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of packed records decompressed so far (at most 64 KiB ahead of the
+        records yielded).  Every msgpack value takes at least one byte, so a consumer
+        that keeps records in batches should close a batch by this count as well as
+        by the number of records: that bounds the values it holds (docs/SECURITY.md,
+        "Memory bombs")."""
+        return self._plain.total if self._plain is not None else 0
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if self._used:
@@ -377,7 +387,7 @@ class OpenedBundle:
             compressed = _OneFrame(self._age, m.compressed_size)
             dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_SIZE)
             zreader = dctx.stream_reader(compressed, read_across_frames=False)
-            plain = _Capped(zreader, m.uncompressed_size, "uncompressed data")
+            plain = self._plain = _Capped(zreader, m.uncompressed_size, "uncompressed data")
             count = 0
             for record in iter_records(plain, expected_size=m.uncompressed_size):
                 count += 1

@@ -72,14 +72,16 @@ def pytest_runtest_logreport(report):
     if report.when == "call" or (report.when == "setup" and not report.passed):
         from tests.reliability.figures import write
 
+        known = {}
         if hasattr(report, "wasxfail"):
             outcome = "accepted"
+            known = {"known": report.wasxfail or "a strict xfail"}
         elif report.skipped:
             outcome = "skipped"
         else:
             outcome = "refused" if report.passed else "accepted"
         write("attack", report.nodeid, outcome=outcome, trials=int(outcome != "skipped"),
-              rejected=int(outcome == "refused"), accepted=int(outcome == "accepted"))
+              rejected=int(outcome == "refused"), accepted=int(outcome == "accepted"), **known)
 
 
 _ATTACK_FIGURES = False

@@ -76,3 +76,22 @@ def test_writers_refuse_what_readers_refuse(tmp_path, site, central):
         seal([{"id": 1, "v": deep}], identity=site, recipients=[central.public],
              out_dir=tmp_path, after=ChainLink(0, None))
     assert not list(tmp_path.iterdir())
+
+
+def test_an_opened_bundle_says_how_many_record_bytes_it_read(tmp_path, site, central):
+    """What a consumer batching records closes its batches by (besides their number)."""
+    from bundlekit.reader import open_bundle
+    from bundlekit.records import packb
+    from bundlekit.writer import ChainLink, seal
+
+    records = [{"id": i, "v": "x" * 1000} for i in range(300)]
+    (sealed,) = seal(records, identity=site, recipients=[central.public], out_dir=tmp_path,
+                     after=ChainLink(0, None))
+    yielded = 0
+    with open_bundle(sealed.path, [central]) as opened:
+        assert opened.bytes_read == 0
+        for record in opened:
+            yielded += len(packb(record))
+            # never behind the records yielded, never more than one read ahead
+            assert yielded <= opened.bytes_read <= yielded + 64 * 1024
+    assert opened.bytes_read == sealed.manifest.uncompressed_size

@@ -144,10 +144,16 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
                 known.append(f"{title}: {key} = {v}. {KNOWN_BUGS[prefix]}")
             elif v:
                 problems.append(f"{title}: {key} = {v}")
-        if prefix in MUST_REFUSE and total("accepted"):
-            problems.append(f"{title}: {total('accepted')} damaged, foreign or hostile inputs accepted")
+        # An attack test that is a strict xfail is a known, reported hole: listed
+        # under "Known bugs" and counted as accepted, but not a failed run.
+        unknown = [r for r in rows if r.get("accepted") and not r.get("known")]
+        known += [f"attack not refused: `{r['test']}`: {r['known']}"
+                  for r in rows if r.get("accepted") and r.get("known")]
+        if prefix in MUST_REFUSE and unknown:
+            problems.append(f"{title}: {sum(r['accepted'] for r in unknown)} damaged, foreign "
+                            "or hostile inputs accepted")
             if prefix == "attack":
-                problems += [f"attack not refused: `{r['test']}`" for r in rows if r.get("accepted")]
+                problems += [f"attack not refused: `{r['test']}`" for r in unknown]
         details.append(f"### {title}\n\nOne trial: {trial}. Proved by `{test}`.\n")
         if prefix in SPECIAL_DETAILS:
             details += SPECIAL_DETAILS[prefix](rows)
