@@ -31,8 +31,12 @@ from bundlekit.limits import (
 )
 from bundlekit.records import _default, ext_hook
 
-#: FORMAT.md §4.1: the manifest's format version.
+#: FORMAT.md §4.1: the manifest's format version: 1, or 2 when it states a schema.
 FORMAT_VERSION = 1
+#: FORMAT.md §4.5: the manifest format that adds ``schema``.
+SCHEMA_FORMAT = 2
+#: FORMAT.md §11: manifest formats this reader reads.
+READABLE_FORMATS = (1, 2)
 #: FORMAT.md §4.3: domain label prefixed to the manifest before signing.
 SIGNATURE_CONTEXT = b"bundlekit.org/v1/manifest\n"
 #: FORMAT.md §4.1: the exact set of manifest keys in version 1.
@@ -43,6 +47,8 @@ MANIFEST_KEYS = frozenset(
         "uncompressed_size", "compressed_size", "payload_size", "payload_sha256",
     }
 )
+#: FORMAT.md §4.5: format 2 has exactly these keys.
+MANIFEST_KEYS_2 = MANIFEST_KEYS | {"schema"}
 SENDER_KEYS = frozenset({"site", "fingerprint", "ed25519", "age_recipient"})
 #: FORMAT.md §4.1: text fields are at most this long.
 MAX_TEXT = 1000
@@ -91,6 +97,14 @@ class Manifest:
     payload_size: int
     payload_sha256: bytes
     format: int = field(default=FORMAT_VERSION)
+    #: FORMAT.md §4.5: per component (e.g. a Django app), the schema steps (e.g.
+    #: migrations) the sender had applied; None in a format-1 manifest.
+    schema: dict[str, tuple[str, ...]] | None = None
+
+    def __post_init__(self):
+        # A stated schema makes the manifest format 2 (and only then).
+        if self.schema is not None and self.format == FORMAT_VERSION:
+            object.__setattr__(self, "format", SCHEMA_FORMAT)
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as msgpack sees it (FORMAT.md §4.1)."""
@@ -117,6 +131,8 @@ class Manifest:
             "compressed_size": self.compressed_size,
             "payload_size": self.payload_size,
             "payload_sha256": self.payload_sha256,
+            **({} if self.schema is None
+               else {"schema": {k: list(v) for k, v in self.schema.items()}}),
         }
 
     def to_bytes(self) -> bytes:
@@ -143,9 +159,10 @@ class Manifest:
             raw = msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=ext_hook)
         except Exception as e:  # msgpack, ext decoders and UTF-8 raise many types
             raise CorruptBundle(f"its manifest cannot be decoded ({type(e).__name__})") from None
-        if type(raw) is dict and "format" in raw and raw["format"] != FORMAT_VERSION:
+        if type(raw) is dict and "format" in raw and raw["format"] not in READABLE_FORMATS:
             raise UnsupportedVersion(
-                f"its manifest is format {raw['format']!r}; this bundlekit reads format 1 only"
+                f"its manifest is format {raw['format']!r}; this bundlekit reads formats "
+                f"{' and '.join(map(str, READABLE_FORMATS))} (upgrade bundlekit to read it)"
             )
         try:
             manifest = _from_dict(raw)
@@ -198,7 +215,8 @@ def _bundle_id(value: Any) -> uuid.UUID:
 
 def _from_dict(raw: Any) -> Manifest:
     _need(raw, dict, "manifest")
-    if set(raw) != MANIFEST_KEYS:
+    version = raw.get("format")
+    if set(raw) != (MANIFEST_KEYS_2 if version == SCHEMA_FORMAT else MANIFEST_KEYS):
         raise ValueError("unexpected or missing fields")
     s = _need(raw["sender"], dict, "sender")
     if set(s) != SENDER_KEYS:
@@ -254,8 +272,23 @@ def _from_dict(raw: Any) -> Manifest:
         compressed_size=_count(raw["compressed_size"], "compressed_size", 1),
         payload_size=_count(raw["payload_size"], "payload_size", 1),
         payload_sha256=_digest(raw["payload_sha256"], "payload_sha256"),
-        format=FORMAT_VERSION,
+        format=version,
+        schema=_schema(raw["schema"]) if version == SCHEMA_FORMAT else None,
     )
+
+
+def _schema(value: Any) -> dict[str, tuple[str, ...]]:
+    """FORMAT.md §4.5: map of text to arrays of text, each sorted and unique."""
+    _need(value, dict, "schema")
+    out = {}
+    for component, steps in value.items():
+        _text(component, "schema key")
+        _need(steps, list, "schema value")
+        names = tuple(_text(step, "schema step") for step in steps)
+        if any(a >= b for a, b in zip(names, names[1:], strict=False)):
+            raise ValueError("schema steps are not sorted and unique")
+        out[component] = names
+    return out
 
 
 def sign(identity: Identity, manifest_bytes: bytes) -> bytes:

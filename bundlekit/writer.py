@@ -16,7 +16,7 @@ import hashlib
 import io
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -197,6 +197,7 @@ class _Bundle:
             compressed_size=self.compressed.count,
             payload_size=self.payload.count,
             payload_sha256=self.hash.digest(),
+            schema=job.schema,
         )
         manifest_bytes = manifest.to_bytes()
         signature = sign(job.identity, manifest_bytes)
@@ -210,7 +211,7 @@ class _Job:
     """What stays the same across the bundles of one seal() call."""
 
     def __init__(self, identity, recipients, out_dir, max_bytes, key_field, kind_field,
-                 created, level, opener):
+                 created, level, opener, schema=None):
         if not isinstance(identity, Identity):
             raise TypeError("identity must be a bundlekit Identity")
         recipients = list(recipients)
@@ -235,6 +236,8 @@ class _Job:
         self.key_field, self.kind_field = key_field, kind_field
         self.created = created
         self.opener = opener
+        self.schema = None if schema is None else {
+            str(k): tuple(sorted(set(v))) for k, v in schema.items()}
         self.cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
         # The age header's size depends only on the number of recipients.
         probe = io.BytesIO()
@@ -247,7 +250,7 @@ class _Job:
             created=dt.datetime.now(dt.UTC), record_count=2**63 - 1, kinds={},
             key_field=key_field, kind_field=kind_field, first_key=None, last_key=None,
             uncompressed_size=2**63 - 1, compressed_size=2**63 - 1,
-            payload_size=2**63 - 1, payload_sha256=b"\xff" * 32,
+            payload_size=2**63 - 1, payload_sha256=b"\xff" * 32, schema=self.schema,
         )
         self.manifest_base = len(widest.to_bytes()) + 8  # + map header growth
 
@@ -266,6 +269,7 @@ def seal(
     created: dt.datetime | None = None,
     level: int = 3,
     opener: Opener | None = None,
+    schema: Mapping[str, Iterable[str]] | None = None,
 ) -> list[SealedBundle]:
     """Seal ``records_in`` into one or more bundles in ``out_dir``, continuing ``after``.
 
@@ -273,13 +277,15 @@ def seal(
     to the previous one by digest.  ``on_sealed`` runs once each file is
     durable, so the caller can persist its chain state before the next.
     Empty input seals nothing.  ``created`` and ``opener`` are test seams.
+    ``schema`` (FORMAT.md §4.5): the sender's schema state, stated in every
+    manifest (format 2); None writes format-1 manifests.
     An OSError while writing becomes :class:`WriteFailed`; the bundle being
     written is removed, bundles already sealed stay (on_sealed saw them).
     """
     if not isinstance(after, ChainLink):
         raise TypeError("after must be a ChainLink")
     job = _Job(identity, recipients, out_dir, max_bytes, key_field, kind_field,
-               created, level, opener)
+               created, level, opener, schema)
     packer = records.new_packer()
     sealed: list[SealedBundle] = []
     current: _Bundle | None = None

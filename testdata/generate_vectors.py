@@ -36,12 +36,14 @@ import zstandard
 
 from bundlekit import age, container, receipt
 from bundlekit.keys import Identity, PublicKey
-from bundlekit.manifest import Manifest, sign
+from bundlekit.manifest import Manifest, packb_canonical, sign
 from bundlekit.records import to_jsonable
 from bundlekit.writer import ChainLink, seal
 
 OUT = Path(__file__).resolve().parent / "vectors"
 CREATED = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+#: The schema a format-2 vector states (FORMAT.md 4.5).
+SCHEMA = {"clinic": ["0001_initial", "0002_visit_note"], "sync": []}
 _FOOTER = struct.Struct(">QI")
 
 
@@ -69,6 +71,11 @@ def public_key_line(pub: PublicKey) -> str:
 
 
 # --------------------------------------------------------------------------- records
+
+
+def schema_header(schema: dict) -> str:
+    """The ``schema`` header: the manifest's schema as compact JSON, keys sorted."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
 
 def records_hash(records: list[dict]) -> str:
@@ -272,8 +279,8 @@ class Vectors:
     def bundle(self, name: str, body: bytes, expect: str, comment: str, *,
                identity: Identity = CENTRAL, trusted: tuple[Identity, ...] = (),
                trusted_as: tuple[tuple[Identity, str], ...] = (),
-               revoked: tuple[Identity, ...] = (), ok: tuple[Any, list[dict]] | None = None
-               ) -> None:
+               revoked: tuple[Identity, ...] = (), ok: tuple[Any, list[dict]] | None = None,
+               schema: dict | None = None) -> None:
         headers = [("file", "bundle"), ("expect", expect), ("comment", comment),
                    ("identity", identity.age_identity)]
         headers += [("trusted", t.fingerprint) for t in trusted]
@@ -285,6 +292,8 @@ class Vectors:
             headers += [("digest", sealed_bundle.digest.hex()), ("seq", str(m.seq)),
                         ("prev", m.prev.hex() if m.prev else "none"),
                         ("records", records_hash(records))]
+            if schema is not None:
+                headers += [("schema", schema_header(schema))]
         self.add(f"bundle-{name}", body, headers)
 
     def receipt(self, name: str, body: bytes, expect: str, comment: str, *,
@@ -376,11 +385,34 @@ def bundle_vectors(v: Vectors) -> dict[str, Any]:
              "unsupported-version",
              "MAGIC_PREFIX followed by v10: any other version, not only one digit "
              "(FORMAT.md 3.1)")
-    v2 = dataclasses.replace(Manifest.from_bytes(parts.manifest), format=2)
-    v.bundle("unsupported-version-manifest-format-2", resigned(parts, v2.to_bytes(), SITE_A),
+    v3 = dataclasses.replace(Manifest.from_bytes(parts.manifest), format=3)
+    v.bundle("unsupported-version-manifest-format-3", resigned(parts, v3.to_bytes(), SITE_A),
              "unsupported-version",
-             "the manifest's format is 2 and the manifest is re-signed, so only the version "
+             "the manifest's format is 3 and the manifest is re-signed, so only the version "
              "check fails")
+
+    # Format 2: the manifest states the sender's schema (FORMAT.md 4.5)
+    with tempfile.TemporaryDirectory() as tmp:
+        (schema_sealed,) = seal(SINGLE, identity=SITE_A, recipients=[CENTRAL.public], out_dir=tmp,
+                                after=ChainLink(0, None), created=CREATED, schema=SCHEMA)
+        schema_bytes = Path(schema_sealed.path).read_bytes()
+    v.bundle("ok-schema-format-2", schema_bytes, "ok",
+             "format 2: the manifest states the sender's schema, per component its applied "
+             "steps, sorted", ok=(schema_sealed, SINGLE), schema=SCHEMA)
+    sparts = split(schema_bytes)
+    raw = Manifest.from_bytes(sparts.manifest).to_dict()
+    unsorted = {**raw, "schema": {"clinic": ["0002_visit_note", "0001_initial"]}}
+    v.bundle("corrupt-schema-steps-not-sorted",
+             resigned(sparts, packb_canonical(unsorted), SITE_A), "corrupt",
+             "format 2 whose schema steps are not sorted (FORMAT.md 4.5), re-signed")
+    v1_with_schema = {**raw, "format": 1}
+    v.bundle("corrupt-format-1-with-schema",
+             resigned(sparts, packb_canonical(v1_with_schema), SITE_A), "corrupt",
+             "a format-1 manifest with a schema key (only format 2 has it), re-signed")
+    v2_without = {k: val for k, val in raw.items() if k != "schema"}
+    v.bundle("corrupt-format-2-without-schema",
+             resigned(sparts, packb_canonical(v2_without), SITE_A), "corrupt",
+             "a format-2 manifest without its schema key, re-signed")
 
     # Truncation, one cut inside each section
     cuts = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgpack
 import pytest
 
@@ -67,8 +69,31 @@ def test_every_field_is_checked(small_bundle, change):
 
 def test_newer_format_is_unsupported_not_corrupt(small_bundle):
     raw = _raw(small_bundle.manifest)
-    raw["format"] = 2
+    raw["format"] = 3
     with pytest.raises(UnsupportedVersion):
+        Manifest.from_bytes(packb_canonical(raw))
+
+
+def test_a_stated_schema_makes_format_2_and_round_trips(small_bundle):
+    schema = {"clinic": ("0001_initial", "0002_visit_note"), "sync": ()}
+    m2 = dataclasses.replace(small_bundle.manifest, schema=schema)
+    assert m2.format == 2
+    back = Manifest.from_bytes(m2.to_bytes())
+    assert (back.format, back.schema) == (2, schema)
+    assert Manifest.from_bytes(small_bundle.manifest.to_bytes()).schema is None
+
+
+@pytest.mark.parametrize("schema, words", [
+    ({"clinic": ["0002_b", "0001_a"]}, "sorted"),
+    ({"clinic": ["0001_a", "0001_a"]}, "sorted"),
+    ({"clinic": "0001_a"}, "wrong type"),
+    ({"clinic": [1]}, "wrong type"),
+    ({"clinic": ["x" * 1001]}, "too long"),
+    (["clinic"], "wrong type"),
+])
+def test_a_bad_schema_is_corrupt(small_bundle, schema, words):
+    raw = {**_raw(small_bundle.manifest), "format": 2, "schema": schema}
+    with pytest.raises(CorruptBundle, match=words):
         Manifest.from_bytes(packb_canonical(raw))
 
 

@@ -40,7 +40,7 @@ RECEIPT_CLASSES = frozenset({
 
 KEYS = frozenset({
     "file", "expect", "comment", "identity", "trusted", "revoked", "digest", "seq", "prev",
-    "records", "trusted-issuer", "me", "receipt-id", "entries", "contiguous",
+    "records", "schema", "trusted-issuer", "me", "receipt-id", "entries", "contiguous",
 })
 REPEATABLE = frozenset({"comment", "trusted", "revoked", "trusted-issuer"})
 
@@ -154,6 +154,9 @@ def check_bundle(v: Vector, path: Path) -> None:
         "digest": bundle.digest.hex(),
         "seq": str(bundle.manifest.seq),
         "prev": bundle.manifest.prev.hex() if bundle.manifest.prev else "none",
+        "schema": json.dumps({k: list(steps) for k, steps in (bundle.manifest.schema or {}).items()},
+                             sort_keys=True, separators=(",", ":"))
+        if bundle.manifest.schema is not None else "none",
     }
     if "records" not in v.headers:
         raise ValueError(f"{v.name}: an ok bundle vector needs a records hash")
