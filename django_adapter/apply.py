@@ -35,7 +35,7 @@ from django.apps import apps
 from django.db import InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 
-from django_adapter import capture
+from django_adapter import capture, schema
 from django_adapter.codec import RECORD_FORMAT, content_digest, load, object_key, packb
 from django_adapter.exceptions import SyncError, UnresolvedReference
 from django_adapter.models import (
@@ -409,6 +409,8 @@ class Applier:
         self.deferred_keys: set = set()
         self.progress = False
         self._plans: dict = {}
+        self._schemas: dict = {}
+        self._gate = schema.Gate(using)
 
     # -------------------------------------------------------------- passes
 
@@ -418,6 +420,12 @@ class Applier:
         for row in rows:
             if row.object_key in self.deferred_keys:
                 self.deferred.append(row)
+                continue
+            why = self._schema_reason(row)
+            if why:
+                self._flush(segment)
+                segment, idents = [], set()
+                self._failed(row, why)
                 continue
             record, plan = self._batchable(row)
             if plan is None:
@@ -473,6 +481,25 @@ class Applier:
         _mark(row, status, "", using, self.now)
         self.result.count(status)
         self.progress = True
+
+    def _schema_reason(self, row) -> str:
+        """Why the server's schema cannot take this row yet (django_adapter.schema)."""
+        if row.bundle_id is None:
+            return ""
+        if row.bundle_id not in self._schemas:
+            self._schemas[row.bundle_id] = (
+                ImportedBundle.objects.using(self.using).filter(pk=row.bundle_id)
+                .values_list("schema", flat=True).first())
+        stated = self._schemas[row.bundle_id]
+        if not stated:
+            return ""
+        try:
+            record = getattr(row, "_bk_record", None)
+            if record is None:
+                record = row._bk_record = load(row.tx, row.format)
+        except Exception:  # noqa: BLE001 - the row-by-row path reports what is wrong
+            return ""
+        return self._gate.reason(record, stated)
 
     def _failed(self, row, reason: str) -> None:
         _mark(row, TxStatus.FAILED, reason, self.using, self.now)

@@ -441,12 +441,21 @@ def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
     if on_terminal():
         table("senders", ["site", "applied through", "open gaps", "waiting", "last seen",
                           "failed", "conflict", "forks"], rows)
+        _sender_notes(senders)
         return
     for site, last, gaps, waiting, seen, failed, conflict, forks in rows:
         out(
             f"sender {site}: applied through seq {last}, open gaps: {gaps}, waiting {waiting}, "
             f"last seen {seen}, failed {failed}, conflict {conflict}, quarantined forks {forks}"
         )
+    _sender_notes(senders)
+
+
+def _sender_notes(senders) -> None:
+    """One line per thing a person should know about a site (schema, clock)."""
+    for r in senders:
+        for note in r.get("notes", ()):
+            out(f"sender {r['site']}: {note}")
 
 
 # -------------------------------------------------------------------- recover

@@ -26,6 +26,7 @@ from django.db import transaction
 from bundlekit.naming import is_bundle_name
 from bundlekit.reader import verify
 from bundlekit.writer import DEFAULT_MAX_BYTES, ChainLink, PackedRecord, seal
+from django_adapter import schema
 from django_adapter.codec import RECORD_FORMAT, load
 from django_adapter.exceptions import ChainError
 from django_adapter.models import ExportChainState, ExportedBundle, OutgoingTransaction
@@ -103,6 +104,8 @@ def export_pending(
             after=_link(state),
             max_bytes=max_bytes or DEFAULT_MAX_BYTES,
             on_sealed=on_sealed,
+            # FORMAT.md §4.5: the migrations of the synced apps this site had applied.
+            schema=schema.applied(using),
         )
         if made:
             transaction.on_commit(

@@ -147,6 +147,8 @@ def import_bundle(
             record_count=m.record_count,
             file_name=report.file_name[:255],
             status=BundleStatus.WAITING,
+            sealed=m.created,
+            schema=None if m.schema is None else {k: list(v) for k, v in m.schema.items()},
         )
         why = _fork_reason(state, bundle, using)
         if why:

@@ -248,6 +248,14 @@ class ImportedBundle(models.Model):
     received = models.DateTimeField(auto_now_add=True)
     applied_datetime = models.DateTimeField(null=True, blank=True)
     report = models.JSONField(default=dict, blank=True)
+    sealed = models.DateTimeField(
+        null=True, blank=True, help_text="when the site sealed it, by the site's clock (manifest)"
+    )
+    schema = models.JSONField(
+        null=True, blank=True,
+        help_text="migrations of the synced apps the site had applied (FORMAT.md 4.5); "
+        "null for a bundle that states none",
+    )
     #: How it first arrived; later copies by other routes are duplicates and leave
     #: it as it is.  Empty for bundles imported before routes were recorded.
     route = models.CharField(max_length=16, choices=BundleRoute.choices, blank=True, default="")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.db.models import Count, Max, Q, Sum
 
 from bundlekit.naming import is_bundle_name
+from django_adapter import schema
 from django_adapter.conf import Config
 from django_adapter.models import (
     BundleStatus,
@@ -21,6 +22,7 @@ from django_adapter.models import (
     OutgoingTransaction,
     SenderState,
 )
+from django_adapter.sitestate import sender_state
 
 #: At most this many missing seqs are listed per sender (the count is always given).
 MAX_GAPS_LISTED = 50
@@ -69,6 +71,7 @@ def server_status(config: Config) -> list[dict]:
         .order_by("site", "fingerprint")
     )
     out = []
+    server_schema = schema.Gate(using).server
     for row in rows:
         fp = row["fingerprint"]
         state = states.get(fp)
@@ -93,6 +96,7 @@ def server_status(config: Config) -> list[dict]:
                 "conflict": row["conflict"] or 0,
                 "stale": row["stale"] or 0,
                 "quarantined_forks": row["forks"],
+                **sender_state(fp, using, server_schema),
             }
         )
     return out

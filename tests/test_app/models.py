@@ -17,6 +17,8 @@ class CodeManager(SyncManager):
 class Household(SyncModelMixin):
     code = models.CharField(max_length=50, unique=True)
     village = models.CharField(max_length=100, blank=True)
+    #: Added by migration 0002: the schema tests run with and without it.
+    note = models.CharField(max_length=200, blank=True, default="")
 
     objects = CodeManager()
 
