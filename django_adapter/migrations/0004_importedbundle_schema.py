@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_adapter', '0002_importedbundle_route'),
+        ('django_adapter', '0003_dashboard_permissions'),
     ]
 
     operations = [
