@@ -34,10 +34,16 @@ MAX_MANIFEST_SIZE = 1024 * 1024
 MAX_RECIPIENTS = 256
 #: FORMAT.md §4.1: most entries in a manifest's ``kinds`` (distinct models in one bundle).
 MAX_KINDS = 4096
+#: FORMAT.md §4.5: most components (apps) in a manifest's ``schema``.
+MAX_SCHEMA_COMPONENTS = 256
+#: FORMAT.md §4.5: most steps (migrations) in a manifest's ``schema``, all components together.
+MAX_SCHEMA_STEPS = 4096
 #: FORMAT.md §4.1: most msgpack values (every key, value and container) in a manifest.
-MAX_MANIFEST_VALUES = 2 * MAX_KINDS + MAX_RECIPIENTS + 64
-#: FORMAT.md §4.1: the manifest is a map of maps, arrays and scalars, nothing deeper.
-MAX_MANIFEST_DEPTH = 2
+MAX_MANIFEST_VALUES = (2 * MAX_KINDS + MAX_RECIPIENTS + 2 * MAX_SCHEMA_COMPONENTS
+                       + MAX_SCHEMA_STEPS + 64)
+#: FORMAT.md §4.1: the manifest is a map of maps, arrays and scalars; only the
+#: schema's map holds arrays (§4.5), one level deeper.
+MAX_MANIFEST_DEPTH = 3
 
 #: RECEIPTS.md §4: a receipt file is read whole before its signature is checked.
 MAX_RECEIPT_SIZE = 8 * 1024 * 1024

@@ -26,6 +26,8 @@ from bundlekit.limits import (
     MAX_KINDS,
     MAX_MANIFEST_SIZE,
     MAX_RECIPIENTS,
+    MAX_SCHEMA_COMPONENTS,
+    MAX_SCHEMA_STEPS,
     LimitExceeded,
     scan,
 )
@@ -140,6 +142,8 @@ class Manifest:
             raise ValueError(f"a bundle is sealed for at most {MAX_RECIPIENTS} recipients")
         if len(self.kinds) > MAX_KINDS:
             raise ValueError(f"a bundle holds at most {MAX_KINDS} kinds (distinct models)")
+        if self.schema is not None:
+            _schema_size(self.schema)
         data = packb_canonical(self.to_dict())
         if len(data) > MAX_MANIFEST_SIZE:
             raise ValueError("manifest too large (too many kinds or huge keys)")
@@ -277,9 +281,17 @@ def _from_dict(raw: Any) -> Manifest:
     )
 
 
+def _schema_size(schema: dict) -> None:
+    if len(schema) > MAX_SCHEMA_COMPONENTS:
+        raise ValueError(f"a schema names at most {MAX_SCHEMA_COMPONENTS} components")
+    if sum(len(steps) for steps in schema.values()) > MAX_SCHEMA_STEPS:
+        raise ValueError(f"a schema holds at most {MAX_SCHEMA_STEPS} steps in all")
+
+
 def _schema(value: Any) -> dict[str, tuple[str, ...]]:
     """FORMAT.md §4.5: map of text to arrays of text, each sorted and unique."""
     _need(value, dict, "schema")
+    _schema_size(value)
     out = {}
     for component, steps in value.items():
         _text(component, "schema key")

@@ -80,6 +80,10 @@ def test_a_stated_schema_makes_format_2_and_round_trips(small_bundle):
     assert m2.format == 2
     back = Manifest.from_bytes(m2.to_bytes())
     assert (back.format, back.schema) == (2, schema)
+    # The largest schema a writer may state is one a reader reads.
+    widest = {f"app{i:03d}": tuple(f"{j:04d}_m" for j in range(16)) for i in range(256)}
+    big = dataclasses.replace(small_bundle.manifest, schema=widest)
+    assert Manifest.from_bytes(big.to_bytes()).schema == widest
     assert Manifest.from_bytes(small_bundle.manifest.to_bytes()).schema is None
 
 
@@ -90,6 +94,9 @@ def test_a_stated_schema_makes_format_2_and_round_trips(small_bundle):
     ({"clinic": [1]}, "wrong type"),
     ({"clinic": ["x" * 1001]}, "too long"),
     (["clinic"], "wrong type"),
+    ({f"app{i}": [] for i in range(257)}, "at most 256 components"),
+    ({"a": [f"{i:05d}" for i in range(2049)], "b": [f"{i:05d}" for i in range(2049)]},
+     "at most 4096 steps"),
 ])
 def test_a_bad_schema_is_corrupt(small_bundle, schema, words):
     raw = {**_raw(small_bundle.manifest), "format": 2, "schema": schema}
