@@ -493,9 +493,10 @@ class Report:
             return []
         notes = b.get("notes") or []
         line = (f"- **Time budget**: {b['minutes']:g} minutes for the whole run on this "
-                "machine. The entry-order comparison runs first and whole; the memory check and "
-                "the model-grouped comparison run last, sized from the rates measured earlier in "
-                "the run to what is left.")
+                "machine. The entry-order comparison runs first, sized by a small probe of the "
+                "same comparison (its figures are reported only when nothing larger fits) to leave time for capture, the "
+                "raw format and scale-out; the memory check and the model-grouped comparison "
+                "run last, sized from the rates measured earlier in the run to what is left.")
         if notes:
             line += " In this run: " + "; ".join(notes) + "."
         else:

@@ -46,13 +46,17 @@ ENTRY_LABELS = ["clinic.panel", "clinic.subjectconsent", "clinic.subjectvisit",
                 "clinic.vitalsigns", "clinic.subjectrequisition"]
 SERVERS = ("sqlite", "postgres", "mysql")
 FULL = dict(entry_n=100_000, grouped_n=100_000, small_n=100_000, big_n=1_000_000, reps=3,
-            import_reps=2, baseline_reps=1, capture_n=10_000, raw_n=200_000, scale=(8, 4, 1000),
+            import_reps=2, baseline_reps=1, capture_n=6_000, raw_n=100_000, scale=(8, 4, 500),
             scale_reps=2, grouped_servers=("sqlite", "postgres"), budget=35)
 QUICK = dict(entry_n=2_000, grouped_n=2_000, small_n=2_000, big_n=10_000, reps=1,
              import_reps=1, baseline_reps=1, capture_n=1_000, raw_n=10_000, scale=(4, 2, 500),
              scale_reps=1, grouped_servers=("sqlite", "postgres"), budget=0)
 #: A second repetition of an entry-order import only when the first took less.
 SECOND_REP_MAX_S = 90
+#: With a budget, the entry-order run is sized by a probe of this many transactions ...
+PROBE_N = 3_000
+#: ... to leave this many minutes for capture, raw format and scale-out after it.
+RESERVE_MIN = 7
 PG = dict(host=os.environ.get("BK_BENCH_PG_HOST", "127.0.0.1"),
           port=os.environ.get("BK_BENCH_PG_PORT", "5432"),
           user=os.environ.get("BK_BENCH_PG_USER", "postgres"))
@@ -269,14 +273,14 @@ class Bench:
         self.results["budget"]["notes"].append(text)
 
     def rate(self, key: str, seconds: float, n: int) -> None:
-        self.rates[key] = max(self.rates.get(key, 0.0), seconds / n)
+        self.rates[key] = seconds / n  # the latest measurement
 
     def guess(self, key: str, fallback: str | None = None, default: float = 1e-3) -> float:
         return self.rates.get(key) or (self.rates.get(fallback) if fallback else None) or default
 
-    def set_cost(self, servers, loaddata: bool) -> float:
+    def set_cost(self, servers, loaddata: bool, fill: str = "generate_bulk") -> float:
         """Estimated seconds per transaction of a data set's run (x1.3 for safety)."""
-        per = (self.guess("generate_bulk", default=2e-4) + self.guess("export")
+        per = (self.guess(fill, default=2e-4) + self.guess("export") * self.o.reps
                + self.guess("digest") * (1 + len(servers)))
         if loaddata:
             per += self.guess("dumpdata")
@@ -358,7 +362,27 @@ class Bench:
     # ---------------------------------------------------------------- data sets
 
     def entry(self):
-        n = self.o.entry_n
+        want = self.o.entry_n
+        n = want
+        if self.o.budget and want > PROBE_N:
+            # A small run of the same comparison first: its rates size the real one
+            # to the budget (leaving RESERVE_MIN for the sections after it).
+            say(f"entry order: a {PROBE_N:,}-transaction probe to size the run")
+            self.entry_set(PROBE_N, self.results.setdefault("probe", {}), breakdown=False,
+                           reps=1)
+            room = self.left() - RESERVE_MIN * 60
+            n = self.fit(want, self.set_cost(self.available(SERVERS), True, "capture"), 30,
+                         room, 10_000)
+            if n < want:
+                self.note(f"the entry-order comparison runs at {max(n, PROBE_N):,} "
+                          f"transactions, not {want:,}: at the rates the probe measured, "
+                          f"{want:,} would not fit")
+            if n < PROBE_N:
+                self.results["entry"] = {PROBE_N: self.results.pop("probe")[PROBE_N]}
+                return
+        self.entry_set(n, self.results["entry"], breakdown=True, reps=self.o.import_reps)
+
+    def entry_set(self, n: int, into: dict, breakdown: bool, reps: int):
         say(f"entry order, {n:,} transactions: capturing them on a SQLite site, one save at a time")
         site = self.tmp / "site-entry.sqlite3"
         shutil.copyfile(self.empty_sqlite, site)
@@ -366,11 +390,12 @@ class Bench:
                      f"sqlite:{site}")
         if gen["captured"] != n:
             raise SystemExit(f"entry: captured {gen['captured']} transactions, expected {n}")
+        self.rate("capture", gen["seconds"] + 2, n)
         say(f"  captured {n:,} transactions ({gen['participants']:,} participants) in "
             f"{gen['seconds']:.0f} s")
-        res = self.results["entry"][n] = {"generate": gen}
+        res = into[n] = {"generate": gen}
         self.data_set(res, n, site, "clinic_digest", ENTRY_LABELS,
-                      self.available(SERVERS), self.o.import_reps, breakdown=True)
+                      self.available(SERVERS), reps, breakdown=breakdown)
         for key in ("export", "dumpdata"):
             self.rate(key, median(secs(res[key])), n)
         for kind in self.available(SERVERS):
@@ -385,7 +410,9 @@ class Bench:
         if n < want and len(servers) > 1:
             servers = servers[:1]
             n = self.fit(want, self.set_cost(servers, True), 20, room, 10_000)
-            self.note(f"the model-grouped comparison runs on {SERVER_NAMES[servers[0]]} only")
+            if n > 0:
+                self.note(f"the model-grouped comparison runs on {SERVER_NAMES[servers[0]]} "
+                          "only")
         if n <= 0:
             self.note(f"the model-grouped comparison was not run ({room / 60:.1f} min left)")
             return
