@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db.models import signals
 from django.utils import timezone
 
+from django_adapter import clock
 from django_adapter.codec import RECORD_FORMAT, packb
 from django_adapter.exceptions import NaturalKeyError, SyncError
 from django_adapter.serialization import (
@@ -82,7 +83,7 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None):
 
     check_model(type(instance))
     tx_id = new_tx_id()
-    ts = timezone.now()
+    ts = clock.now(using)  # the wall clock, never behind the server's last receipt
     who = producer()
     if action == "U" and nk is None:
         nk = natural_key_of(instance)

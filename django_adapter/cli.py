@@ -428,6 +428,8 @@ def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
             f"unacknowledged bundles: {', '.join(map(str, unacked)) or 'none'}; "
             f"{len(s['outbox_files'])} file(s) in {s['outbox']}"
         )
+    if s.get("clock_note"):
+        out(f"site {s['site']}: {s['clock_note']}")
     if not senders:
         return
     rows = []

@@ -13,6 +13,7 @@ where they exist so code written for edc-sync keeps working.
 
 from __future__ import annotations
 
+import datetime
 import uuid
 
 from django.db import models, router, transaction
@@ -211,6 +212,19 @@ class ExportedBundle(models.Model):
 
     def __str__(self):
         return f"seq {self.seq} ({self.file_name})"
+
+
+class SiteClock(models.Model):
+    """How far this site's clock was found behind the server's (from the newest
+    receipt applied); changes are stamped that much later (``django_adapter.clock``).
+    One row."""
+
+    offset = models.DurationField(default=datetime.timedelta(0))
+    server_time = models.DateTimeField(null=True, blank=True, help_text="the receipt's time")
+    observed = models.DateTimeField(null=True, blank=True, help_text="this clock, then")
+
+    def __str__(self):
+        return f"clock offset {self.offset}"
 
 
 # -------------------------------------------------------------- server side

@@ -27,6 +27,7 @@ from django.utils import timezone
 from bundlekit.errors import ReceiptError
 from bundlekit.keys import PublicKey
 from bundlekit.receipt import MAX_ENTRIES, ReceiptEntry, read_receipt, write_receipt
+from django_adapter import clock
 from django_adapter.conf import Config
 from django_adapter.models import BundleStatus, ExportedBundle, ImportedBundle, OutgoingTransaction
 
@@ -130,6 +131,7 @@ def apply_receipt(path, *, config: Config) -> ReceiptReport:
     identity = config.identity
     issuers = config.trusted_issuers()
     receipt = read_receipt(path, trusted_issuers=issuers, me=identity)
+    clock.observe(receipt.created, config.database)
     report = ReceiptReport(
         file=os.fspath(path), issuer=receipt.issuer.site, contiguous=receipt.highest_contiguous_seq
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.db.models import Count, Max, Q, Sum
 
 from bundlekit.naming import is_bundle_name
-from django_adapter import schema
+from django_adapter import clock, schema
 from django_adapter.conf import Config
 from django_adapter.models import (
     BundleStatus,
@@ -48,6 +48,7 @@ def site_status(config: Config) -> dict:
         "bundles_acknowledged": bundles.filter(acknowledged=True).count(),
         "outbox": str(config.outbox),
         "outbox_files": outbox,
+        **clock.state(using),
     }
 
 

@@ -8,7 +8,10 @@ community server; the server takes them from its watched inbox folder and writes
 receipts; the receipts go back on the sticks and the laptops prune what the server
 now holds.  Next day there is a network: laptop-a pushes one more change to the
 server over HTTP (``bundle push``) and pulls its receipt back (``bundle pull``).
-Then: the same stick again changes nothing, and a tampered copy is refused.
+Then: the same stick again changes nothing, and a tampered copy is refused.  Last,
+laptop-b corrects a subject identifier (a renamed natural key: the server renames
+its row), its disk is restored from a backup, and ``bundle recover`` lets it go on
+after the bundles the server already holds.
 
 Every hop runs the command a person would type, in its own process, on its own
 machine's folder (four machines side by side in one folder here)::
@@ -189,6 +192,7 @@ class Demo:
             self.receipts_back,
             self.over_http,
             self.guarantees,
+            self.field_realities,
             self.final_counts,
         ):
             hop()
@@ -474,9 +478,84 @@ class Demo:
         self.facts["server"] = after[0]
         self.check("after both, the server's rows and ledger are unchanged", after == before)
 
+    def field_realities(self) -> None:
+        self.hop(
+            "10. A corrected identifier, and a laptop restored from backup",
+            """IT backs up laptop-b (its database file and its outbox). The research assistant
+            then corrects a subject identifier typed wrong (the participant's natural key
+            changes; its visit, keyed by it, follows) and the correction reaches the server.""",
+        )
+        backup = self.home / "backup-laptop-b"
+        backup.mkdir()
+        shutil.copy2(self.home / "laptop-b" / "db.sqlite3", backup / "db.sqlite3")
+        shutil.copytree(self.home / "laptop-b" / "outbox", backup / "outbox")
+        self.say("  (backup-laptop-b/ holds a copy of laptop-b's db.sqlite3 and outbox/)")
+        wrong, right = "066-22200001-7", "066-22200001-8"
+        self.run("laptop-b", ["manage.py", "enter_field_data", "--correct-identifier"])
+        self.to_server("laptop-b")
+        (rows,) = self.clinic("server")
+        ids = [p[0] if isinstance(p, list) else p for p in rows["participants"]]
+        self.check(
+            "the server renamed the participant; its visit followed (no second participant)",
+            right in json.dumps(rows) and wrong not in json.dumps(ids)
+            and len(rows["visits"]) == len(self.facts["server"]["visits"]),
+            json.dumps(ids),
+        )
+        self.say("")
+        self.say("  Then laptop-b's disk dies. IT restores last week's backup; the research")
+        self.say("  assistant enters a specimen drawn today. The laptop now believes it is at")
+        self.say("  seq 1 again, while the server holds its seq 2: it must not seal a second")
+        self.say("  seq 2. It learns what the server holds from the receipt on its stick:")
+        shutil.copy2(backup / "db.sqlite3", self.home / "laptop-b" / "db.sqlite3")
+        shutil.rmtree(self.home / "laptop-b" / "outbox")
+        shutil.copytree(backup / "outbox", self.home / "laptop-b" / "outbox")
+        self.run("laptop-b", ["manage.py", "enter_field_data", "--late-specimen"])
+        self.receipt_to_stick("laptop-b")
+        recovered = self.run("laptop-b", ["recover", "--from", STICK["laptop-b"]])
+        self.check(
+            "bundle recover moves laptop-b's chain on after the server's seq 2",
+            "chain moved from seq 1 to seq 2" in recovered.stdout,
+        )
+        self.say("")
+        self.say("  The correction was made after the backup, so the restored laptop lost it: the")
+        self.say("  research assistant makes it again. Both changes go to the server:")
+        self.run("laptop-b", ["manage.py", "enter_field_data", "--correct-identifier"])
+        watched = self.to_server("laptop-b")
+        applied = re.search(r"^applied .*seq 3, (\d+) records: applied (\d+).*failed (\d+)",
+                            watched.stdout, re.M)
+        self.check(
+            "seq 3 follows on: 2 changes applied, none failed",
+            bool(applied) and applied[2] == "2" and applied[3] == "0",
+            watched.stdout.strip()[:200],
+        )
+        self.receipt_to_stick("laptop-b")
+        self.run("laptop-b", ["import", STICK["laptop-b"]])
+        self.run("laptop-b", ["prune"])
+        (site,) = (s.get("site", {}) for s in self.bundle_json(["laptop-b"], ["status"]))
+        self.check(
+            "laptop-b: everything confirmed and pruned after the recovery",
+            site.get("pending") == 0 and site.get("exported") == 0,
+            json.dumps(site, default=str),
+        )
+        self.facts["laptop-b"], self.facts["server"] = self.clinic("laptop-b", "server")
+
+    def to_server(self, laptop: str) -> subprocess.CompletedProcess:
+        """Export to the laptop's stick and drop its new bundles into the server's inbox."""
+        self.run(laptop, ["export", "--out", STICK[laptop]])
+        done = {p.name for p in self.bundles("server/inbox/done")}
+        self.copy_files([p for p in self.bundles(STICK[laptop]) if p.name not in done],
+                        "server/inbox")
+        return self.run("server", ["watch", "server/inbox", "--once", "--settle", "0"])
+
+    def receipt_to_stick(self, laptop: str) -> None:
+        """The server's newest receipt for ``laptop`` onto its stick."""
+        receipts = sorted((self.home / "server" / "receipts-out").glob(f"*-{laptop}-*.receipt"),
+                          key=lambda p: p.stat().st_mtime)
+        self.copy_files(receipts[-1:], STICK[laptop])
+
     def final_counts(self) -> None:
         self.hop(
-            "10. What each database holds",
+            "11. What each database holds",
             "(the middleman saw only the bundles on the sticks, not the one sent over HTTP)",
         )
         want = {
@@ -562,8 +641,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  All {len(demo.checks)} checks passed in {result['seconds']} s.")
         say("  Every change entered on the two laptops reached the server exactly once, by")
         say("  way of the middleman, and one more over HTTP; receipts closed the loop and let")
-        say("  the laptops prune; the same stick again changed nothing, and a tampered copy")
-        say("  was refused.")
+        say("  the laptops prune; the same stick again changed nothing, a tampered copy")
+        say("  was refused, a corrected identifier renamed the server's row, and a laptop")
+        say("  restored from backup went on after `bundle recover`.")
     else:
         say(f"  {len(failed)} of {len(demo.checks)} checks FAILED:")
         for c in failed:

@@ -8,11 +8,21 @@ from decimal import Decimal
 
 import pytest
 
+from django_adapter import clock
 from tests.django_adapter.workflow_support import Keys, config_of, server_settings, site_settings
 from tests.test_app import models as m
 
 BOTH = ["default", "server"]
 UTC = dt.UTC
+
+
+@pytest.fixture(autouse=True)
+def fresh_clock_offset():
+    """A test's database rolls back, but a process caches the site's clock offset
+    (django_adapter.clock): every test starts without one."""
+    clock.forget()
+    yield
+    clock.forget()
 
 
 @pytest.fixture

@@ -29,8 +29,10 @@ pytestmark = [
 # middleman gets both over the sticks.  Then laptop-a enters one more requisition
 # (--late-specimen) and pushes it to the server over HTTP.
 SHIFT_A = {"participants": 3, "visits": 3, "requisitions": 5}
-LAPTOP_B = {"participants": 2, "visits": 2, "requisitions": 3}
-BY_STICK = {k: SHIFT_A[k] + LAPTOP_B[k] for k in SHIFT_A}
+SHIFT_B = {"participants": 2, "visits": 2, "requisitions": 3}
+BY_STICK = {k: SHIFT_A[k] + SHIFT_B[k] for k in SHIFT_A}
+# ... and laptop-b one more specimen, entered after its disk was restored from backup.
+LAPTOP_B = {**SHIFT_B, "requisitions": SHIFT_B["requisitions"] + 1}
 LAPTOP_A = {**SHIFT_A, "requisitions": SHIFT_A["requisitions"] + 1}
 BOTH = {k: LAPTOP_A[k] + LAPTOP_B[k] for k in LAPTOP_A}
 

@@ -7,6 +7,10 @@ updates and deletes, each captured as an outgoing transaction.
 
 ``--late-specimen`` adds one more requisition to a laptop that already holds its
 shift: a tube drawn later (the demo sends it over HTTP instead of a stick).
+
+``--correct-identifier`` corrects a subject identifier typed wrong: the
+participant's natural key changes (a rename), and its visits, whose natural key
+includes it, follow.
 """
 
 from datetime import date, timedelta
@@ -31,6 +35,7 @@ SHIFTS = {
         ],
         "correct_initials": ("066-11100003-9", "OLM"),
         "late": ("066-11100002-1", "RA0007", "PL", "2.00"),
+        "wrong_identifier": ("066-11100001-3", "066-11100001-4"),
     },
     "laptop-b": {
         "prefix": "RB",
@@ -40,6 +45,7 @@ SHIFTS = {
         ],
         "correct_initials": ("066-22200002-5", "GSK"),
         "late": ("066-22200002-5", "RB0005", "SR", "3.00"),
+        "wrong_identifier": ("066-22200001-7", "066-22200001-8"),
     },
 }
 
@@ -53,6 +59,11 @@ class Command(BaseCommand):
             action="store_true",
             help="After the shift: requisition one more specimen (a tube drawn later).",
         )
+        parser.add_argument(
+            "--correct-identifier",
+            action="store_true",
+            help="After the shift: correct a subject identifier that was typed wrong.",
+        )
 
     def handle(self, *args, **options):
         role = settings.BUNDLEKIT["SITE"]
@@ -61,6 +72,9 @@ class Command(BaseCommand):
             raise CommandError(f"{role} is not a field laptop; nobody enters data here")
         if options["late_specimen"]:
             self.late_specimen(*shift["late"])
+            return
+        if options["correct_identifier"]:
+            self.correct_identifier(*shift["wrong_identifier"])
             return
         if Participant.objects.exists():
             raise CommandError("this laptop already holds a shift's data")
@@ -132,5 +146,18 @@ class Command(BaseCommand):
             drawn_datetime=timezone.now().replace(microsecond=123456),
         )
         self.stdout.write(f"entered {identifier} ({specimen_type}, {volume} mL) for {subject}")
+        pending = OutgoingTransaction.objects.filter(exported=False).count()
+        self.stdout.write(f"{pending} change(s) waiting to leave this laptop")
+
+    def correct_identifier(self, wrong, right):
+        participant = Participant.objects.filter(subject_identifier__in=[wrong, right]).first()
+        if participant is None:
+            raise CommandError("enter the shift first (without --correct-identifier)")
+        if participant.subject_identifier == right:
+            self.stdout.write(f"{right} is already corrected")
+            return
+        participant.subject_identifier = right
+        participant.save()
+        self.stdout.write(f"corrected subject identifier {wrong} -> {right}")
         pending = OutgoingTransaction.objects.filter(exported=False).count()
         self.stdout.write(f"{pending} change(s) waiting to leave this laptop")
