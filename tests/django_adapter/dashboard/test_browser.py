@@ -95,7 +95,9 @@ class Pages:
 
         old = self.driver.find_element(self.By.TAG_NAME, "html")
         button.click()
-        WebDriverWait(self.driver, 10).until(ec.staleness_of(old))
+        wait = WebDriverWait(self.driver, 10)
+        wait.until(ec.staleness_of(old))
+        wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     def text(self, selector: str) -> str:
         return self.css(selector).text
