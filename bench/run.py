@@ -45,8 +45,8 @@ GROUPED_LABELS = ["benchapp.participant", "benchapp.visit", "benchapp.requisitio
 ENTRY_LABELS = ["clinic.panel", "clinic.subjectconsent", "clinic.subjectvisit",
                 "clinic.vitalsigns", "clinic.subjectrequisition"]
 SERVERS = ("sqlite", "postgres", "mysql")
-FULL = dict(entry_n=100_000, grouped_n=100_000, small_n=100_000, big_n=1_000_000, reps=3,
-            import_reps=2, baseline_reps=1, capture_n=6_000, raw_n=100_000, scale=(8, 4, 500),
+FULL = dict(entry_n=100_000, grouped_n=100_000, small_n=100_000, big_n=1_000_000, reps=2,
+            import_reps=2, baseline_reps=1, capture_n=5_000, raw_n=100_000, scale=(8, 4, 500),
             scale_reps=2, grouped_servers=("sqlite", "postgres"), budget=35)
 QUICK = dict(entry_n=2_000, grouped_n=2_000, small_n=2_000, big_n=10_000, reps=1,
              import_reps=1, baseline_reps=1, capture_n=1_000, raw_n=10_000, scale=(4, 2, 500),
@@ -56,7 +56,7 @@ SECOND_REP_MAX_S = 90
 #: With a budget, the entry-order run is sized by a probe of this many transactions ...
 PROBE_N = 3_000
 #: ... to leave this many minutes for capture, raw format and scale-out after it.
-RESERVE_MIN = 7
+RESERVE_MIN = 5
 PG = dict(host=os.environ.get("BK_BENCH_PG_HOST", "127.0.0.1"),
           port=os.environ.get("BK_BENCH_PG_PORT", "5432"),
           user=os.environ.get("BK_BENCH_PG_USER", "postgres"))
