@@ -45,18 +45,19 @@ GROUPED_LABELS = ["benchapp.participant", "benchapp.visit", "benchapp.requisitio
 ENTRY_LABELS = ["clinic.panel", "clinic.subjectconsent", "clinic.subjectvisit",
                 "clinic.vitalsigns", "clinic.subjectrequisition"]
 SERVERS = ("sqlite", "postgres", "mysql")
-FULL = dict(entry_n=100_000, grouped_n=100_000, small_n=100_000, big_n=1_000_000, reps=2,
+FULL = dict(entry_n=100_000, grouped_n=100_000, big_n=1_000_000, reps=2,
             import_reps=2, baseline_reps=1, capture_n=5_000, raw_n=100_000, scale=(8, 4, 500),
             scale_reps=2, grouped_servers=("sqlite", "postgres"), budget=35)
-QUICK = dict(entry_n=2_000, grouped_n=2_000, small_n=2_000, big_n=10_000, reps=1,
+QUICK = dict(entry_n=2_000, grouped_n=2_000, big_n=10_000, reps=1,
              import_reps=1, baseline_reps=1, capture_n=1_000, raw_n=10_000, scale=(4, 2, 500),
              scale_reps=1, grouped_servers=("sqlite", "postgres"), budget=0)
 #: A second repetition of an entry-order import only when the first took less.
 SECOND_REP_MAX_S = 90
 #: With a budget, the entry-order run is sized by a probe of this many transactions ...
 PROBE_N = 3_000
-#: ... to leave this many minutes for capture, raw format and scale-out after it.
-RESERVE_MIN = 5
+#: ... to leave this many minutes for capture, raw format, scale-out and the memory
+#: check after it (the model-grouped comparison gets what is left at the end).
+RESERVE_MIN = 10
 PG = dict(host=os.environ.get("BK_BENCH_PG_HOST", "127.0.0.1"),
           port=os.environ.get("BK_BENCH_PG_PORT", "5432"),
           user=os.environ.get("BK_BENCH_PG_USER", "postgres"))
@@ -532,22 +533,24 @@ class Bench:
 
     def memory(self):
         """Peak RSS of export and import (model-grouped data on SQLite, one run each)
-        at a small and at the largest size that fits the time budget."""
-        small, want = self.o.small_n, self.o.big_n
+        at a size and at ten times it: the largest pair up to (big_n / 10, big_n) that
+        fits the time budget."""
+        want = self.o.big_n
         per = self.set_cost(["sqlite"], False)
-        # Leave room for the grouped comparison on SQLite at its size.
-        keep = self.set_cost(["sqlite"], True) * self.o.grouped_n if "grouped" in self.o.only \
-            else 0
-        room = self.left() - per * small - keep
-        big = self.fit(want, per, 30, room, 100_000 if want >= 200_000 else 10)
-        if big <= small:
-            room += keep
-            big = self.fit(want, per, 30, room, 100_000 if want >= 200_000 else 10)
-        if big <= small:
-            self.note(f"the memory check was not run ({self.left() / 60:.1f} min left)")
+        room = self.left()
+        big = 0
+        for candidate in (want, want // 2, want // 5, want // 10):
+            candidate -= candidate % 10
+            if candidate >= 20 and per * candidate * 1.1 + 60 <= room:
+                big = candidate
+                break
+        if not big:
+            self.note(f"the memory check was not run ({room / 60:.1f} min left)")
             return
+        small = max(10, big // 10 - big // 10 % 10)
         if big < want:
-            self.note(f"the memory check runs up to {big:,} transactions, not {want:,}")
+            self.note(f"the memory check runs at {small:,} and {big:,} transactions, not "
+                      f"{want // 10:,} and {want:,}")
         out = self.results["memory"] = {}
         for n in (small, big):
             site = self.grouped_site(n)
@@ -663,7 +666,6 @@ def parse(argv):
                  "capture_n", "raw_n"):
         if getattr(a, name) is not None:
             setattr(o, name, getattr(a, name))
-    o.small_n = min(o.small_n, o.big_n)
     if o.grouped_n % 10 or o.big_n % 10:
         ap.error("--grouped-n and --big-n must be multiples of 10 (families of 10 objects)")
     if a.scale:
@@ -742,8 +744,8 @@ def main(argv=None) -> int:
     results["load_max_1min"] = max(x[0] for x in loads + [results["load_after"]])
     results["command"] = command_line(argv)
     results["options"] = {k: getattr(o, k) for k in (
-        "entry_n", "grouped_n", "small_n", "big_n", "budget", "reps", "import_reps", "baseline_reps", "capture_n",
-        "raw_n", "scale_reps", "quick")}
+        "entry_n", "grouped_n", "big_n", "budget", "reps", "import_reps", "baseline_reps",
+        "capture_n", "raw_n", "scale_reps", "quick")}
     results["options"]["only"] = sorted(o.only)
     results["options"]["grouped_servers"] = list(o.grouped_servers)
     if o.json:
