@@ -49,10 +49,18 @@ MAX_MANIFEST_DEPTH = 3
 MAX_RECEIPT_SIZE = 8 * 1024 * 1024
 #: RECEIPTS.md §3.3: most entries in one receipt.
 MAX_RECEIPT_ENTRIES = 50_000
-#: RECEIPTS.md §4: the body, its three maps and an array of entry maps.
-MAX_RECEIPT_DEPTH = 3
-#: RECEIPTS.md §4: 13 values per entry (a map of six keys and values) and a few more.
-MAX_RECEIPT_VALUES = 13 * MAX_RECEIPT_ENTRIES + 64
+#: RECEIPTS.md §4: the body, an array of entry maps, their arrays of outcome runs,
+#: each run an array.
+MAX_RECEIPT_DEPTH = 5
+#: RECEIPTS.md §3.5: most outcome runs, and distinct reasons, in one receipt (all
+#: entries together; a writer with more writes several receipts).
+MAX_RECEIPT_RUNS = 100_000
+MAX_RECEIPT_REASONS = 10_000
+#: RECEIPTS.md §4: 17 values per entry (a map of eight keys and values), at most 5
+#: per run and one per reason, and a few more for the body.
+MAX_RECEIPT_VALUES = (
+    17 * MAX_RECEIPT_ENTRIES + 5 * MAX_RECEIPT_RUNS + MAX_RECEIPT_REASONS + 64
+)
 #: RECEIPTS.md §4: longest text or bytes in a receipt body.
 MAX_RECEIPT_TEXT = 4096
 

@@ -1,12 +1,14 @@
 """Signed receipts: the server's answer that closes the store-and-forward loop.
 
 After importing bundles a server writes a receipt naming, for ONE site, which
-bundles it now holds and what became of them.  Carried back on the stick, the
-site checks it and marks those outgoing transactions as delivered.  A receipt
-that is forged, damaged, or meant for another site must never mark anything, so
-reading is strict: every rule here is a MUST in docs/RECEIPTS.md, and every
-failure is a :class:`ReceiptError` (a subclass per cause, each with its own
-``code``) naming the file.
+bundles it now holds and what became of every transaction in them (applied,
+duplicate, superseded, failed, in conflict, waiting ...).  Carried back on the
+stick, the site checks it and marks the transactions the server holds as
+delivered; the others stay at the site, marked with the server's reason.  A
+receipt that is forged, damaged, or meant for another site must never mark
+anything, so reading is strict: every rule here is a MUST in docs/RECEIPTS.md,
+and every failure is a :class:`ReceiptError` (a subclass per cause, each with
+its own ``code``) naming the file.
 
 Layout (docs/RECEIPTS.md §2)::
 
@@ -20,7 +22,7 @@ import os
 import re
 import struct
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,14 +43,14 @@ from bundlekit.fsutil import AtomicFile
 from bundlekit.keys import Identity, PublicKey
 from bundlekit.naming import safe_site
 
-#: RECEIPTS.md §2.1: the first bytes of every version-1 receipt.
-MAGIC = b"bundlekit.org/v1/receipt\n"
-#: RECEIPTS.md §2.4: the last bytes of every version-1 receipt.
-END_MAGIC = b"bundlekit.org/v1/receipt-end\n"
+#: RECEIPTS.md §2.1: the first bytes of every version-2 receipt.
+MAGIC = b"bundlekit.org/v2/receipt\n"
+#: RECEIPTS.md §2.4: the last bytes of every version-2 receipt.
+END_MAGIC = b"bundlekit.org/v2/receipt-end\n"
 #: RECEIPTS.md §2.3: domain label prefixed to the body before signing.
-SIGNATURE_CONTEXT = b"bundlekit.org/v1/receipt-signature\n"
+SIGNATURE_CONTEXT = b"bundlekit.org/v2/receipt-signature\n"
 #: RECEIPTS.md §3.1: the body's format version.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SIGNATURE_SIZE = 64
 _BODY_LENGTH = struct.Struct(">I")
 FOOTER_SIZE = _BODY_LENGTH.size + len(END_MAGIC)
@@ -58,6 +60,9 @@ MAX_RECEIPT_SIZE = limits.MAX_RECEIPT_SIZE
 MAX_BODY_SIZE = MAX_RECEIPT_SIZE - FIXED_OVERHEAD
 #: RECEIPTS.md §3.3: at most this many entries in one receipt.
 MAX_ENTRIES = limits.MAX_RECEIPT_ENTRIES
+#: RECEIPTS.md §3.5: at most this many outcome runs, and distinct reasons, per entry.
+MAX_RUNS = 50_000
+MAX_REASONS = 100
 #: RECEIPTS.md §3: site names and reasons are at most this many characters.
 MAX_SITE = 200
 MAX_REASON = 200
@@ -68,15 +73,44 @@ STATUSES = ("held", "applied", "duplicate", "quarantined", "rejected")
 HELD_STATUSES = frozenset({"held", "applied", "duplicate", "quarantined"})
 NEEDS_REASON = frozenset({"quarantined", "rejected"})
 
+#: RECEIPTS.md §3.5: what became of one transaction, and those the server holds for
+#: good (the site may delete them).  The others stay at the site.
+OUTCOMES = (
+    "applied", "duplicate", "superseded", "discarded",
+    "waiting", "failed", "conflict", "quarantined", "unlisted",
+)
+SERVER_HOLDS = frozenset({"applied", "duplicate", "superseded", "discarded"})
+#: RECEIPTS.md §3.5: the reason of the run that stands for runs past MAX_RUNS.
+UNLISTED_REASON = "too many outcomes to list in a receipt; see `bundle review` at the server"
+MORE_REASONS = "more reasons than a receipt lists; see `bundle review` at the server"
+
 BODY_KEYS = frozenset({"v", "id", "issuer", "subject", "created", "entries", "contiguous"})
 ISSUER_KEYS = frozenset({"site", "fingerprint", "ed25519", "age_recipient"})
 SUBJECT_KEYS = frozenset({"site", "fingerprint"})
-ENTRY_KEYS = frozenset({"bundle_id", "seq", "digest", "status", "reason", "records"})
+ENTRY_KEYS = frozenset(
+    {"bundle_id", "seq", "digest", "status", "reason", "records", "outcomes", "reasons"}
+)
 
 _MAX_INT = 2**63 - 1
 _CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 _FINGERPRINT = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
 _OTHER_VERSION = re.compile(rb"bundlekit\.org/v[0-9]{1,3}/receipt\n")
+_OLDER_VERSION = b"bundlekit.org/v1/receipt\n"
+
+
+@dataclass(frozen=True)
+class Run:
+    """Transactions ``first`` .. ``first + count - 1`` (positions in the bundle, from
+    0) share one ``outcome`` and ``reason``."""
+
+    first: int
+    count: int
+    outcome: str
+    reason: str = ""
+
+    @property
+    def server_holds(self) -> bool:
+        return self.outcome in SERVER_HOLDS
 
 
 @dataclass(frozen=True)
@@ -85,7 +119,10 @@ class ReceiptEntry:
 
     ``status``: ``held`` (stored, not applied yet), ``applied``, ``duplicate``
     (had it already), ``quarantined`` (stored but set aside, see ``reason``) or
-    ``rejected`` (not kept; ``reason`` says why).
+    ``rejected`` (not kept; ``reason`` says why).  ``outcomes``: what became of
+    each transaction, as runs of positions (:class:`Run`); a writer given none
+    reports every transaction with the bundle's own outcome (``applied``,
+    ``waiting`` for ``held``, ``duplicate``, ``quarantined``).
     """
 
     bundle_id: uuid.UUID
@@ -94,11 +131,19 @@ class ReceiptEntry:
     status: str
     records: int = 0
     reason: str = ""
+    outcomes: tuple[Run, ...] = ()
 
     @property
     def held(self) -> bool:
         """Whether the server has this bundle, so resending it would not help."""
         return self.status in HELD_STATUSES
+
+    def counts(self) -> dict[str, int]:
+        """Transactions per outcome."""
+        out: dict[str, int] = {}
+        for run in self.outcomes:
+            out[run.outcome] = out.get(run.outcome, 0) + run.count
+        return out
 
 
 @dataclass(frozen=True)
@@ -122,6 +167,48 @@ class Receipt:
     @property
     def rejected(self) -> tuple[ReceiptEntry, ...]:
         return tuple(e for e in self.entries if e.status == "rejected")
+
+
+class Runs:
+    """Builds an entry's outcomes from one outcome per transaction, in position
+    order, keeping it small (RECEIPTS.md §3.5): equal neighbours merge into one
+    run; past ``MAX_RUNS - 1`` runs the rest become one ``unlisted`` run (which the
+    site keeps: it never deletes what a receipt does not say the server holds),
+    and past ``MAX_REASONS - 2`` distinct reasons the others share one."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[Any]] = []
+        self.reasons: set[str] = set()
+        self.next = 0
+
+    def add(self, outcome: str, reason: str = "", count: int = 1) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        reason = one_line(reason)
+        if reason and reason not in self.reasons:
+            if len(self.reasons) >= MAX_REASONS - 2:  # room for these two
+                reason = MORE_REASONS
+            self.reasons.add(reason)
+        runs = self.runs
+        if runs and runs[-1][2] == outcome and runs[-1][3] == reason:
+            runs[-1][1] += count
+        elif len(runs) >= MAX_RUNS - 1 and runs[-1][2] == "unlisted":
+            runs[-1][1] += count
+        elif len(runs) >= MAX_RUNS - 1:
+            self.reasons.add(UNLISTED_REASON)
+            runs.append([self.next, count, "unlisted", UNLISTED_REASON])
+        else:
+            runs.append([self.next, count, outcome, reason])
+        self.next += count
+
+    def result(self) -> tuple[Run, ...]:
+        return tuple(Run(*r) for r in self.runs)
+
+
+def one_line(reason: Any) -> str:
+    """A reason as a receipt carries it: one line, at most MAX_REASON characters."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in str(reason)).split())
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 
 # ---------------------------------------------------------------------------
@@ -155,6 +242,10 @@ def _packb(obj: Any) -> bytes:
     return msgpack.packb(_canonical(obj), use_bin_type=True, datetime=False)
 
 
+_DEFAULT_OUTCOME = {"applied": "applied", "held": "waiting", "duplicate": "duplicate",
+                    "quarantined": "quarantined"}
+
+
 def _entry_dict(entry: ReceiptEntry) -> dict[str, Any]:
     if not isinstance(entry.bundle_id, uuid.UUID):
         raise TypeError("bundle_id must be a UUID")
@@ -166,11 +257,10 @@ def _entry_dict(entry: ReceiptEntry) -> dict[str, Any]:
         raise ValueError("digest must be the 32-byte bundle digest")
     if entry.status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {entry.status!r}")
-    reason = " ".join(str(entry.reason).split())  # one line, whatever the exception said
-    if len(reason) > MAX_REASON:
-        reason = reason[: MAX_REASON - 1] + "…"
+    reason = one_line(entry.reason)  # one line, whatever the exception said
     if entry.status in NEEDS_REASON and not reason:
         raise ValueError(f"a {entry.status} entry needs a reason")
+    runs, reasons = _runs_of(entry)
     return {
         "bundle_id": str(entry.bundle_id),
         "seq": entry.seq,
@@ -178,7 +268,67 @@ def _entry_dict(entry: ReceiptEntry) -> dict[str, Any]:
         "status": entry.status,
         "reason": reason,
         "records": entry.records,
+        "outcomes": runs,
+        "reasons": reasons,
     }
+
+
+def _runs_of(entry: ReceiptEntry) -> tuple[list[list[Any]], list[str]]:
+    """The entry's outcomes in their canonical encoding (RECEIPTS.md §3.5)."""
+    if entry.status == "rejected" or entry.records == 0:
+        if entry.outcomes:
+            raise ValueError(f"a {entry.status} entry of {entry.records} records has no outcomes")
+        return [], []
+    builder = Runs()
+    if not entry.outcomes:
+        builder.add(_DEFAULT_OUTCOME[entry.status], "", entry.records)
+    for run in entry.outcomes:
+        if run.first != builder.next or run.count < 1:
+            raise ValueError("outcome runs must cover positions 0.. in order, without gaps")
+        builder.add(run.outcome, run.reason, run.count)
+    if builder.next != entry.records:
+        raise ValueError(f"outcome runs cover {builder.next} transactions, not {entry.records}")
+    reasons: list[str] = []
+    index: dict[str, int] = {}
+    encoded = []
+    for first, count, outcome, reason in builder.runs:
+        if not reason:
+            encoded.append([first, count, outcome])
+            continue
+        if reason not in index:
+            index[reason] = len(reasons)
+            reasons.append(reason)
+        encoded.append([first, count, outcome, index[reason]])
+    return encoded, reasons
+
+
+def _values(entry: dict[str, Any]) -> int:
+    """msgpack values of one encoded entry (what ``limits.scan`` counts)."""
+    return 17 + sum(1 + len(run) for run in entry["outcomes"]) + len(entry["reasons"])
+
+
+def split_entries(entries: Iterable[ReceiptEntry]) -> Iterator[list[ReceiptEntry]]:
+    """Entries in groups that each fit one receipt: MAX_ENTRIES, MAX_BODY_SIZE, and
+    the value, run and reason budgets of ``bundlekit.limits``."""
+    group: list[ReceiptEntry] = []
+    size = values = runs = reasons = 0
+    budget = MAX_BODY_SIZE - 4096  # the body's other fields
+    for entry in entries:
+        encoded = _entry_dict(entry)
+        n = len(_packb(encoded))
+        v, r, k = _values(encoded), len(encoded["outcomes"]), len(encoded["reasons"])
+        if group and (
+            len(group) >= MAX_ENTRIES
+            or size + n > budget
+            or values + v > limits.MAX_RECEIPT_VALUES - 64
+            or runs + r > limits.MAX_RECEIPT_RUNS
+            or reasons + k > limits.MAX_RECEIPT_REASONS
+        ):
+            yield group
+            group, size, values, runs, reasons = [], 0, 0, 0, 0
+        group.append(entry)
+        size, values, runs, reasons = size + n, values + v, runs + r, reasons + k
+    yield group
 
 
 def _as_entry(e: ReceiptEntry | Mapping[str, Any]) -> ReceiptEntry:
@@ -225,8 +375,14 @@ def encode_receipt(
         "contiguous": highest_contiguous_seq,
     }
     data = _packb(body)
-    if len(data) > MAX_BODY_SIZE:
-        raise ValueError("receipt too large; write several")
+    encoded = body["entries"]
+    if (
+        len(data) > MAX_BODY_SIZE
+        or sum(_values(e) for e in encoded) > limits.MAX_RECEIPT_VALUES - 64
+        or sum(len(e["outcomes"]) for e in encoded) > limits.MAX_RECEIPT_RUNS
+        or sum(len(e["reasons"]) for e in encoded) > limits.MAX_RECEIPT_REASONS
+    ):
+        raise ValueError("receipt too large; write several (split_entries)")
     signature = issuer.sign(SIGNATURE_CONTEXT + data)
     return MAGIC + data + signature + _BODY_LENGTH.pack(len(data)) + END_MAGIC
 
@@ -336,6 +492,11 @@ def _split(data: bytes) -> tuple[bytes, bytes]:
     if not data.startswith(MAGIC):
         if MAGIC.startswith(data):
             raise ReceiptTruncated("ends early: it looks half-copied")
+        if data.startswith(_OLDER_VERSION):
+            raise ReceiptCorrupt(
+                "is a version-1 receipt, which does not say what became of each "
+                "transaction; upgrade bundlekit on the server and import again"
+            )
         if _OTHER_VERSION.match(data[:64]):
             raise ReceiptCorrupt(
                 "is a receipt of a format version this release cannot read "
@@ -387,14 +548,64 @@ def _parse_entry(raw: Any, i: int) -> ReceiptEntry:
     digest = _need(e["digest"], bytes, f"entry {i} digest")
     if len(digest) != 32:
         raise _Bad(f"entry {i} digest is not 32 bytes")
+    records = _count(e["records"], f"entry {i} records", 0)
     return ReceiptEntry(
         bundle_id=_uuid(e["bundle_id"], f"entry {i} bundle_id"),
         seq=_count(e["seq"], f"entry {i} seq", 1),
         digest=digest,
         status=status,
-        records=_count(e["records"], f"entry {i} records", 0),
+        records=records,
         reason=reason,
+        outcomes=_parse_runs(e, i, status, records),
     )
+
+
+def _parse_runs(e: dict[str, Any], i: int, status: str, records: int) -> tuple[Run, ...]:
+    """RECEIPTS.md §3.5: runs cover 0..records-1 in order; reasons are used, distinct,
+    in order of first use (the canonical check then rejects merged-able runs)."""
+    name = f"entry {i} outcomes"
+    raw_runs = _need(e["outcomes"], list, name)
+    reasons = [
+        _text(r, f"entry {i} reason list", MAX_REASON)
+        for r in _need(e["reasons"], list, f"entry {i} reasons")
+    ]
+    if len(reasons) > MAX_REASONS or len(set(reasons)) != len(reasons):
+        raise _Bad(f"entry {i} reasons are not a short list of distinct reasons")
+    if status == "rejected" or records == 0:
+        if raw_runs or reasons:
+            raise _Bad(f"{name}: a {status} entry of {records} records lists outcomes")
+        return ()
+    if not raw_runs or len(raw_runs) > MAX_RUNS:
+        raise _Bad(f"{name}: not 1 to {MAX_RUNS} runs")
+    runs: list[Run] = []
+    used: list[int] = []
+    position = 0
+    for run in raw_runs:
+        _need(run, list, name)
+        if len(run) not in (3, 4):
+            raise _Bad(f"{name}: a run is not [first, count, outcome(, reason)]")
+        first = _count(run[0], name, 0)
+        count = _count(run[1], name, 1)
+        outcome = _need(run[2], str, name)
+        if first != position or outcome not in OUTCOMES:
+            raise _Bad(f"{name}: runs out of order or an unknown outcome")
+        reason = ""
+        if len(run) == 4:
+            k = _count(run[3], name, 0)
+            if k >= len(reasons):
+                raise _Bad(f"{name}: a reason index is out of range")
+            if k not in used:
+                if k != len(used):
+                    raise _Bad(f"{name}: reasons are not in order of first use")
+                used.append(k)
+            reason = reasons[k]
+        if runs and runs[-1].outcome == outcome and runs[-1].reason == reason:
+            raise _Bad(f"{name}: two neighbouring runs should be one")
+        runs.append(Run(first, count, outcome, reason))
+        position += count
+    if position != records or len(used) != len(reasons):
+        raise _Bad(f"{name}: the runs do not cover the {records} transactions exactly")
+    return tuple(runs)
 
 
 def _signer_of(raw: Any) -> PublicKey:

@@ -54,7 +54,7 @@ READ_TIMEOUT = 900.0
 _PIECE = 64 * 1024
 _RECEIPT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,200}\.receipt")
 #: RECEIPTS.md §2.1 (checked here only to refuse an obviously wrong download).
-_RECEIPT_MAGIC = b"bundlekit.org/v1/receipt\n"
+_RECEIPT_MAGIC = b"bundlekit.org/v2/receipt\n"  # bundlekit.receipt.MAGIC
 
 #: Results whose answer means the server holds the bundle.
 HELD_STATUSES = frozenset({"imported", "queued", "already held"})

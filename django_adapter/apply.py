@@ -163,6 +163,7 @@ def store_chunks(records: Iterable[dict], using: str, *, bundle=None, result: Ap
                     tx=packb(record),
                     format=RECORD_FORMAT,
                     bundle=bundle,
+                    position=position,
                 )
         _insert_ledger(rows, using)
         if rows and rows[-1].pk is None:  # backends that do not return pks
@@ -333,15 +334,20 @@ def _save_raw(obj, model, record: dict, using: str) -> None:
     obj.save_base(using=using, raw=True)
 
 
-def apply_record(row: IncomingTransaction, record: dict, using: str) -> str:
-    """Apply one record; returns the status.  Raises UnresolvedReference to defer."""
+def apply_record(
+    row: IncomingTransaction, record: dict, using: str, *, override_stale: bool = False
+) -> str:
+    """Apply one record; returns the status.  Raises UnresolvedReference to defer.
+
+    ``override_stale`` applies it even if a newer change of the object was applied
+    (a person chose the site's version: ``bundle resolve --take-site``)."""
     try:
         model = apps.get_model(record["model"])
     except (LookupError, ValueError):
         raise SyncError(f"unknown model {record['model']!r} on this server") from None
     if not is_synced(model):
         raise SyncError(f"{model._meta.label} is not a synced model on this server")
-    if _newer_applied(row, using):
+    if not override_stale and _newer_applied(row, using):
         return TxStatus.STALE
     obj = find(model, record, using)
     with capture.suspended():
@@ -372,9 +378,14 @@ def _mark(row: IncomingTransaction, status: str, reason: str, using: str, now) -
     row.save(using=using, update_fields=["status", "reason", "is_consumed", "consumed_datetime"])
 
 
-def apply_rows(rows: Iterable, using: str, result: ApplyResult) -> None:
-    """Apply ledger rows in the given order, deferring unresolved references."""
-    applier = Applier(using, result)
+def apply_rows(
+    rows: Iterable, using: str, result: ApplyResult, *, override_stale: bool = False
+) -> None:
+    """Apply ledger rows in the given order, deferring unresolved references.
+
+    ``override_stale``: apply them even where a newer change of the same object
+    was applied (``bundle resolve --take-site``); row by row, never batched."""
+    applier = Applier(using, result, override_stale=override_stale)
     applier.feed(rows)
     applier.finish()
 
@@ -402,8 +413,9 @@ class Applier:
     own savepoint, exactly as before.
     """
 
-    def __init__(self, using: str, result: ApplyResult):
+    def __init__(self, using: str, result: ApplyResult, *, override_stale: bool = False):
         self.using, self.result = using, result
+        self.override_stale = override_stale
         self.now = timezone.now()
         self.deferred: list = []
         self.deferred_keys: set = set()
@@ -427,7 +439,7 @@ class Applier:
                 segment, idents = [], set()
                 self._failed(row, why)
                 continue
-            record, plan = self._batchable(row)
+            record, plan = (None, None) if self.override_stale else self._batchable(row)
             if plan is None:
                 self._flush(segment)
                 segment, idents = [], set()
@@ -466,7 +478,7 @@ class Applier:
             if record is None:
                 record = load(row.tx, row.format)
             with transaction.atomic(using=using):
-                status = apply_record(row, record, using)
+                status = apply_record(row, record, using, override_stale=self.override_stale)
         except UnresolvedReference as exc:
             row._bk_reason = str(exc)
             self.deferred.append(row)

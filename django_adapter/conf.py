@@ -9,7 +9,9 @@ middleman, the hub and central differ only in that dict::
         "SITE": "site-a",                  # this machine's site name (required)
         "IDENTITY": "keys/site-a.key",     # this machine's key (required)
         "RECIPIENTS": ["keys/central.pub", "keys/hub.pub"],  # who may read what we export
-        "TRUSTED": ["keys/site-a.pub"],    # senders whose bundles / issuers whose receipts we accept
+        "TRUSTED": ["keys/site-b.pub"],    # senders whose bundles we import
+        "RECEIPTS_FROM": ["keys/central.pub"],  # whose receipts may let us prune (default:
+                                           # RECIPIENTS); never a peer that sends us bundles
         "REVOKED": [],                     # revocation lists, .pub files or fingerprints refused
         "OUTBOX": "var/outbox",            # site: local copy of every sealed bundle until acknowledged
         "INBOX": "var/inbox",              # server: the watched folder
@@ -49,6 +51,8 @@ SETTING = "BUNDLEKIT"
 DEFAULTS: dict[str, Any] = {
     "RECIPIENTS": [],
     "TRUSTED": [],
+    # None: the RECIPIENTS (the servers we seal for) may acknowledge our bundles.
+    "RECEIPTS_FROM": None,
     "REVOKED": [],
     "OUTBOX": "var/outbox",
     "INBOX": "var/inbox",
@@ -63,7 +67,7 @@ DEFAULTS: dict[str, Any] = {
 }
 REQUIRED = ("SITE", "IDENTITY")
 KNOWN = frozenset(REQUIRED) | frozenset(DEFAULTS)
-_LISTS = ("RECIPIENTS", "TRUSTED", "REVOKED")
+_LISTS = ("RECIPIENTS", "TRUSTED", "REVOKED", "RECEIPTS_FROM")
 _FINGERPRINT = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
 
 
@@ -82,6 +86,8 @@ class Config:
     identity_path: Path
     recipient_paths: tuple[Path, ...] = ()
     trusted_paths: tuple[Path, ...] = ()
+    #: None: RECEIPTS_FROM is not set, the recipients issue receipts.
+    receipts_from_paths: tuple[Path, ...] | None = None
     revoked: tuple[str, ...] = ()  # .pub paths or fingerprints, as configured
     outbox: Path = Path("var/outbox")
     inbox: Path = Path("var/inbox")
@@ -102,6 +108,13 @@ class Config:
     @cached_property
     def trusted(self) -> tuple[PublicKey, ...]:
         return tuple(_load("TRUSTED", p, load_public_key) for p in self.trusted_paths)
+
+    @cached_property
+    def receipts_from(self) -> tuple[PublicKey, ...]:
+        """Keys whose receipts we accept: RECEIPTS_FROM, else RECIPIENTS."""
+        if self.receipts_from_paths is None:
+            return self.recipients
+        return tuple(_load("RECEIPTS_FROM", p, load_public_key) for p in self.receipts_from_paths)
 
     @cached_property
     def revoked_keys(self) -> tuple[PublicKey | str, ...]:
@@ -138,15 +151,34 @@ class Config:
         """Accepting any signer would let anyone with a stick write into this database."""
         if not self.trusted_paths:
             raise ConfigError(
-                f"{SETTING}['TRUSTED'] is empty: no sender or receipt issuer is trusted "
+                f"{SETTING}['TRUSTED'] is empty: no sender is trusted "
                 "(list their .pub files, or pass --trust)"
             )
         return self.trusted
 
-    def trusted_issuers(self) -> tuple[PublicKey, ...]:
-        """Trusted keys minus revoked ones: who may tell us that data arrived."""
+    def receipt_issuers(self) -> tuple[PublicKey, ...]:
+        """Who may tell us that data arrived, so that we may delete it: RECEIPTS_FROM
+        (else the RECIPIENTS, the servers we seal for) minus revoked keys.
+
+        Never TRUSTED as such: trusting a peer laptop's bundles must not let it
+        acknowledge ours (issue 10: a peer's receipt made a laptop prune data the
+        server never received).
+        """
+        if self.receipts_from_paths is None and not self.recipient_paths:
+            raise ConfigError(
+                f"{SETTING}['RECEIPTS_FROM'] is not set and RECIPIENTS is empty: nobody may "
+                "acknowledge our bundles (list the servers' .pub files in RECEIPTS_FROM)"
+            )
+        if self.receipts_from_paths is not None and not self.receipts_from_paths:
+            raise ConfigError(
+                f"{SETTING}['RECEIPTS_FROM'] is empty: nobody may acknowledge our bundles "
+                "(list the servers' .pub files, or pass --trust to `bundle receipt`)"
+            )
         revoked = self.revoked_keys
-        return tuple(k for k in self.need_trusted() if not _is_revoked(k, revoked))
+        return tuple(k for k in self.receipts_from if not _is_revoked(k, revoked))
+
+    #: The name before issue 10 separated the roles; same keys as receipt_issuers().
+    trusted_issuers = receipt_issuers
 
 
 def _is_revoked(key: PublicKey, revoked: Iterable[PublicKey | str]) -> bool:
@@ -191,6 +223,8 @@ def problems(raw: Any) -> list[str]:
         found.append(f"{SETTING}[{key!r}] is not a known setting (known: {', '.join(sorted(KNOWN))})")
     for key in _LISTS:
         value = raw.get(key, [])
+        if key == "RECEIPTS_FROM" and value is None:
+            continue
         if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
             found.append(f"{SETTING}['{key}'] must be a list of key files")
     if "SITE" in raw and raw["SITE"] and not isinstance(raw["SITE"], str):
@@ -209,6 +243,7 @@ def get_config(
     recipients: Iterable[str | os.PathLike[str]] | None = None,
     trusted: Iterable[str | os.PathLike[str]] | None = None,
     database: str | None = None,
+    receipts_from: Iterable[str | os.PathLike[str]] | None = None,
     settings=None,
 ) -> Config:
     """Read ``settings.BUNDLEKIT``; non-empty keyword arguments override it.
@@ -238,6 +273,7 @@ def get_config(
         identity_path=_resolve(values["IDENTITY"], base),
         recipient_paths=paths("RECIPIENTS"),
         trusted_paths=paths("TRUSTED"),
+        receipts_from_paths=paths("RECEIPTS_FROM") if values["RECEIPTS_FROM"] is not None else None,
         revoked=tuple(os.fspath(_resolve(r, base)) if not _FINGERPRINT.fullmatch(str(r).lower())
                       else str(r) for r in values["REVOKED"]),
         outbox=_resolve(values["OUTBOX"], base),
@@ -255,6 +291,8 @@ def get_config(
         changes["recipient_paths"] = tuple(Path(p).absolute() for p in recipients)
     if trusted:
         changes["trusted_paths"] = tuple(Path(p).absolute() for p in trusted)
+    if receipts_from:
+        changes["receipts_from_paths"] = tuple(Path(p).absolute() for p in receipts_from)
     if database:
         changes["database"] = database
     if changes:
@@ -296,7 +334,8 @@ def check_settings(app_configs=None, **kwargs):
     # to run with a one-line message until they exist. A key file that exists but
     # is wrong is an error.
     absent = [
-        p for p in (config.identity_path, *config.recipient_paths, *config.trusted_paths)
+        p for p in (config.identity_path, *config.recipient_paths, *config.trusted_paths,
+                    *(config.receipts_from_paths or ()))
         if not p.exists()
     ]
     if absent:
@@ -312,6 +351,7 @@ def check_settings(app_configs=None, **kwargs):
         identity = config.identity
         config.recipients  # noqa: B018 - loading is the check
         config.trusted  # noqa: B018
+        config.receipts_from  # noqa: B018
         config.revoked_keys  # noqa: B018
     except ConfigError as exc:
         return [checks.Error(str(exc), id="django_adapter.E102")]
@@ -323,7 +363,48 @@ def check_settings(app_configs=None, **kwargs):
                 id="django_adapter.W101",
             )
         )
+    errors.extend(role_warnings(config))
     return errors
+
+
+def role_warnings(config: Config) -> list:
+    """Every key has one role: a peer that sends us bundles must not be able to
+    acknowledge ours (its receipt would let ``bundle prune`` delete data the
+    server never received).  Only a machine that exports (has RECIPIENTS or
+    RECEIPTS_FROM) takes receipts, so only there do these warnings apply."""
+    from django.core import checks
+
+    found = []
+    if not config.recipient_paths and not config.receipts_from_paths:
+        return found
+    trusted = {k.fingerprint: k for k in config.trusted}
+    issuers = config.receipts_from
+    if config.receipts_from_paths is None and any(
+        fp not in {k.fingerprint for k in issuers} for fp in trusted
+    ):
+        found.append(
+            checks.Warning(
+                f"{SETTING}['RECEIPTS_FROM'] is not set: receipts are accepted only from the "
+                f"RECIPIENTS ({', '.join(k.site for k in issuers)}), no longer from every "
+                "TRUSTED key as before.",
+                hint="Set RECEIPTS_FROM to the .pub files of the servers that acknowledge this "
+                "site's bundles (TRUSTED now only says whose bundles we import).",
+                id="django_adapter.W103",
+            )
+        )
+    for key in issuers:
+        if key.fingerprint in trusted:
+            found.append(
+                checks.Warning(
+                    f"{SETTING}: {key.site} ({key.fingerprint}) both sends us bundles (TRUSTED) "
+                    "and may acknowledge ours (RECEIPTS_FROM or RECIPIENTS): a sending peer's "
+                    "receipt would let `bundle prune` delete data the server never received.",
+                    hint="List only the servers that acknowledge this site's bundles in "
+                    "RECEIPTS_FROM; keep peers in TRUSTED only.",
+                    id="django_adapter.W104",
+                )
+            )
+    return found
 
 
 def _register_check() -> None:

@@ -140,6 +140,7 @@ def _record(path, manifest, digest: bytes, ids, state, using: str) -> ExportedBu
         record_count=manifest.record_count,
         first_outgoing_id=ids[0],
         last_outgoing_id=ids[-1],
+        id_ranges=id_ranges(ids),
     )
     for i in range(0, len(ids), CHUNK):
         OutgoingTransaction.objects.using(using).filter(id__in=list(ids[i : i + CHUNK])).update(
@@ -149,6 +150,18 @@ def _record(path, manifest, digest: bytes, ids, state, using: str) -> ExportedBu
     state.last_digest = digest.hex()
     state.save(using=using)
     return bundle
+
+
+def id_ranges(ids) -> list[list[int]]:
+    """Ascending ids as [first id, count] runs of consecutive ids (usually one): how
+    a receipt's positions find their rows (``ExportedBundle.id_ranges``)."""
+    runs: list[list[int]] = []
+    for pk in ids:
+        if runs and runs[-1][0] + runs[-1][1] == pk:
+            runs[-1][1] += 1
+        else:
+            runs.append([pk, 1])
+    return runs
 
 
 def _adopt_orphans(out_dir: str, identity, state, using: str) -> list[ExportedBundle]:

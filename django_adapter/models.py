@@ -42,6 +42,7 @@ class TxStatus(models.TextChoices):
     CONFLICT = "conflict", "conflict (same id, different content)"
     FAILED = "failed", "failed"
     DELETED_MISSING = "deleted-missing", "delete of a missing object"
+    DISCARDED = "discarded", "discarded by a person (bundle resolve --discard)"
 
 
 class BundleStatus(models.TextChoices):
@@ -153,6 +154,11 @@ class OutgoingTransaction(models.Model):
     format = models.PositiveSmallIntegerField(default=RECORD_FORMAT)
     is_consumed_server = models.BooleanField(default=False, db_index=True)
     consumed_datetime = models.DateTimeField(null=True, blank=True)
+    #: What the server's last receipt said became of this change (docs/WORKFLOW.md,
+    #: "Outcomes"); blank until a receipt names it.  Only outcomes the server holds
+    #: set ``is_consumed_server``; the others keep the row here, with the reason.
+    server_outcome = models.CharField(max_length=20, blank=True, default="", db_index=True)
+    server_reason = models.TextField(blank=True, default="")
     exported = models.BooleanField(default=False, db_index=True)
     exported_bundle = models.ForeignKey(
         "ExportedBundle", null=True, blank=True, on_delete=models.PROTECT, related_name="transactions"
@@ -203,6 +209,12 @@ class ExportedBundle(models.Model):
     acknowledged = models.BooleanField(default=False, db_index=True)
     acknowledged_datetime = models.DateTimeField(null=True, blank=True)
     sealed = models.DateTimeField(auto_now_add=True)
+    #: The outgoing ids sealed into it, as [first id, count] runs in position order:
+    #: a receipt names transactions by position, and positions must still map to
+    #: rows after some of them were pruned.
+    id_ranges = models.JSONField(default=list, blank=True)
+    #: The outcome runs of the last receipt applied ([first, count, outcome, reason]).
+    server_outcomes = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["fingerprint", "seq"]
@@ -357,8 +369,55 @@ class ConflictingTransaction(models.Model):
     bundle = models.ForeignKey(
         ImportedBundle, null=True, blank=True, on_delete=models.PROTECT, related_name="conflicts"
     )
+    #: Record index within its bundle (-1: not known, rows from before it was kept).
+    position = models.IntegerField(default=-1)
+    #: "" until a person settles it (``bundle resolve``): keep-server, take-site, discard.
+    resolution = models.CharField(max_length=20, blank=True, default="")
     received = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def record(self) -> dict:
+        return load(self.tx, self.format)
 
     def __str__(self):
         return f"conflict {self.tx_id}"
 
+
+class Choice(models.TextChoices):
+    """What a person decided about a transaction in the review queue."""
+
+    KEEP_SERVER = "keep-server", "keep the server's version"
+    TAKE_SITE = "take-site", "take the site's version"
+    DISCARD = "discard", "discard the site's change"
+    RETRY = "retry", "apply again"
+
+
+class Decision(models.Model):
+    """Who settled which transaction, when, how and why (``bundle resolve`` and
+    ``bundle retry``).  Evidence, like the ledger: never edited; the outcome it led
+    to travels back to the site in the next receipt."""
+
+    tx_id = models.UUIDField(db_index=True)
+    choice = models.CharField(max_length=20, choices=Choice.choices)
+    outcome_before = models.CharField(max_length=20)
+    outcome_after = models.CharField(max_length=20)
+    who = models.CharField(max_length=150)
+    note = models.TextField()
+    decided = models.DateTimeField(auto_now_add=True)
+    site = models.CharField(max_length=255, blank=True, default="")
+    sender = models.CharField(max_length=128, blank=True, default="")
+    tx_name = models.CharField(max_length=255, blank=True, default="")
+    incoming = models.ForeignKey(
+        IncomingTransaction, null=True, blank=True, on_delete=models.PROTECT,
+        related_name="decisions",
+    )
+    conflict = models.ForeignKey(
+        ConflictingTransaction, null=True, blank=True, on_delete=models.PROTECT,
+        related_name="decisions",
+    )
+
+    class Meta:
+        ordering = ["decided", "id"]
+
+    def __str__(self):
+        return f"{self.choice} {self.tx_id} by {self.who}"

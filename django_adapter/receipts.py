@@ -5,13 +5,20 @@ receipt per sender, listing every bundle of that sender the ledger knows about
 (not only this run's), so a receipt lost on the way back costs nothing: the next
 one says it all again.  Statuses come from the ledger, never from "duplicate"
 arrivals, so a second copy of a quarantined bundle cannot make it look delivered.
+Each entry says what became of every transaction (docs/RECEIPTS.md §3.5): the
+ledger row's status at its position, a ``ConflictingTransaction`` at its
+position, or ``duplicate`` where the bundle's record was already in the ledger.
 
 Site side: :func:`apply_receipt` marks the bundles the receipt says the server
-*holds* as acknowledged and their transactions ``is_consumed_server=True``
-(edc-sync's flag), which is what lets ``bundle prune`` delete them.  A bundle is
-acknowledged only when both its id and its digest match what this site sealed;
-the receipt's "highest contiguous seq" is reported but not acted on, because
-after a restore from backup the server's seq 1..n may be other bundles than ours.
+*holds* as acknowledged, and of their transactions only those whose outcome the
+server holds for good (applied, duplicate, superseded, discarded) as
+``is_consumed_server=True`` (edc-sync's flag), which is what lets ``bundle prune``
+delete them.  Failed, conflicting, waiting and quarantined ones stay, marked
+with the server's outcome and reason (``server_outcome``/``server_reason``), and
+``bundle status`` lists them.  A bundle is acknowledged only when both its id and
+its digest match what this site sealed; the receipt's "highest contiguous seq" is
+reported but not acted on, because after a restore from backup the server's seq
+1..n may be other bundles than ours.
 """
 
 from __future__ import annotations
@@ -24,12 +31,21 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
-from bundlekit.errors import ReceiptError
+from bundlekit.errors import ReceiptError, ReceiptUntrusted
 from bundlekit.keys import PublicKey
-from bundlekit.receipt import MAX_ENTRIES, ReceiptEntry, read_receipt, write_receipt
+from bundlekit.receipt import ReceiptEntry, Run, Runs, read_receipt, split_entries, write_receipt
 from django_adapter import clock
 from django_adapter.conf import Config
-from django_adapter.models import BundleStatus, ExportedBundle, ImportedBundle, OutgoingTransaction
+from django_adapter.exporter import id_ranges
+from django_adapter.models import (
+    BundleStatus,
+    ConflictingTransaction,
+    ExportedBundle,
+    ImportedBundle,
+    IncomingTransaction,
+    OutgoingTransaction,
+    TxStatus,
+)
 
 #: Ledger status -> receipt status (docs/RECEIPTS.md §3.4).  A fork keeps no
 #: transactions at the server, so the site must keep them: ``rejected``.
@@ -40,8 +56,89 @@ _RECEIPT_STATUS = {
     BundleStatus.FAILED: "rejected",
 }
 
+#: Ledger row status -> transaction outcome (docs/RECEIPTS.md §3.5).
+TX_OUTCOME = {
+    TxStatus.APPLIED: "applied",
+    TxStatus.DELETED_MISSING: "applied",
+    TxStatus.STALE: "superseded",
+    TxStatus.FAILED: "failed",
+    TxStatus.PENDING: "waiting",
+    TxStatus.DISCARDED: "discarded",
+}
+#: A settled conflict -> the outcome of the site's copy.
+CONFLICT_OUTCOME = {
+    "": "conflict",
+    "keep-server": "superseded",
+    "take-site": "applied",
+    "discard": "discarded",
+}
+STALE_REASON = "a later change of this object was applied first"
+CONFLICT_REASON = "this transaction id was already received with other content; kept aside"
+WAITING_REASON = "waiting for an earlier bundle of this site"
+
 
 # ------------------------------------------------------------------ server side
+
+
+def bundle_outcomes(bundle: ImportedBundle, using: str) -> tuple[Run, ...]:
+    """What became of each transaction of a held bundle, as runs of positions.
+
+    Bundles whose counters say every record was applied (or all wait for a gap)
+    are one run without reading the ledger; the others are read a batch at a
+    time, in position order, so memory stays flat whatever the bundle's size.
+    """
+    n = bundle.record_count
+    if n == 0:
+        return ()
+    if bundle.status == BundleStatus.APPLIED and (
+        bundle.applied_count + bundle.deleted_missing_count == n
+    ):
+        return (Run(0, n, "applied"),)
+    if bundle.status == BundleStatus.WAITING and not (bundle.duplicate_count or bundle.conflict_count):
+        return (Run(0, n, "waiting", WAITING_REASON),)
+    conflicts = dict(
+        ConflictingTransaction.objects.using(using)
+        .filter(bundle=bundle)
+        .values_list("position", "resolution")
+    )
+    # Conflicts from before positions were kept: the site keeps every record not
+    # in the ledger rather than delete one the server does not hold.
+    unplaced = conflicts.pop(-1, None) is not None
+    runs = Runs()
+    position = 0
+
+    def gap(upto: int) -> None:
+        nonlocal position
+        while position < upto:
+            resolution = conflicts.get(position)
+            if resolution is not None:
+                outcome = CONFLICT_OUTCOME.get(resolution, "conflict")
+                runs.add(outcome, CONFLICT_REASON if outcome == "conflict" else "")
+            elif unplaced:
+                runs.add("conflict", CONFLICT_REASON)
+            else:
+                runs.add("duplicate")
+            position += 1
+
+    rows = (
+        IncomingTransaction.objects.using(using)
+        .filter(bundle=bundle, position__lt=n)
+        .order_by("position")
+        .values_list("position", "status", "reason")
+    )
+    for pos, status, reason in rows.iterator(chunk_size=2000):
+        gap(pos)
+        if pos < position:  # two rows at one position cannot happen; never count twice
+            continue
+        outcome = TX_OUTCOME.get(status, "failed")
+        if outcome == "superseded" and not reason:
+            reason = STALE_REASON
+        elif outcome == "waiting":
+            reason = WAITING_REASON
+        runs.add(outcome, reason)
+        position += 1
+    gap(n)
+    return runs.result()
 
 
 def ledger_entries(fingerprint: str, using: str) -> tuple[list[ReceiptEntry], int]:
@@ -56,15 +153,18 @@ def ledger_entries(fingerprint: str, using: str) -> tuple[list[ReceiptEntry], in
         if status == "rejected":
             messages = (b.report or {}).get("messages") or [b.get_status_display()]
             reason = str(messages[0])
-        elif b.failed_count:
-            reason = f"{b.failed_count} transactions failed to apply; the server keeps them"
+        outcomes = () if status == "rejected" else bundle_outcomes(b, using)
+        kept = sum(r.count for r in outcomes if not r.server_holds)
+        if kept and status != "rejected":
+            reason = f"{kept} transaction(s) not applied; the site keeps them (see the outcomes)"
         entries[b.bundle_id] = ReceiptEntry(
             bundle_id=uuid.UUID(b.bundle_id),
             seq=b.seq,
             digest=bytes.fromhex(b.digest),
             status=status,
-            records=b.record_count,
+            records=b.record_count if status != "rejected" else 0,
             reason=reason,
+            outcomes=outcomes,
         )
         if status != "rejected":
             held.add(b.seq)
@@ -80,7 +180,8 @@ def sender_key(fingerprint: str, config: Config) -> PublicKey | None:
 
 
 def write_receipts(fingerprints, *, config: Config, out_dir=None) -> list[Path]:
-    """One receipt (several beyond 50,000 bundles) per sender into RECEIPTS_OUT."""
+    """One receipt per sender into RECEIPTS_OUT (several when the entries do not
+    fit one: 50,000 bundles or 8 MiB)."""
     out = Path(out_dir or config.receipts_out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -89,13 +190,13 @@ def write_receipts(fingerprints, *, config: Config, out_dir=None) -> list[Path]:
         if subject is None:  # no longer trusted: it gets no receipt from us
             continue
         entries, contiguous = ledger_entries(fingerprint, config.database)
-        for i in range(0, max(len(entries), 1), MAX_ENTRIES):
+        for group in split_entries(entries):
             written.append(
                 write_receipt(
                     out,
                     issuer=config.identity,
                     subject=subject,
-                    entries=entries[i : i + MAX_ENTRIES],
+                    entries=group,
                     highest_contiguous_seq=contiguous,
                 )
             )
@@ -113,7 +214,11 @@ class ReceiptReport:
     issuer: str = ""
     acknowledged: int = 0  # bundles newly acknowledged
     already: int = 0  # bundles acknowledged before
-    transactions: int = 0  # transactions newly marked consumed
+    updated: int = 0  # of those, bundles whose outcomes changed (a retry, a decision)
+    transactions: int = 0  # transactions newly marked consumed (the server holds them)
+    kept: int = 0  # transactions the server does not hold: they stay here
+    kept_outcomes: dict = field(default_factory=dict)  # outcome -> transactions kept
+    notes: list[dict] = field(default_factory=list)  # the first MAX_NOTES kept runs
     rejected: list[dict] = field(default_factory=list)  # server refused: keep, maybe resend
     quarantined: list[dict] = field(default_factory=list)
     unknown: int = 0  # bundle ids this site never sealed (or pruned long ago)
@@ -124,13 +229,25 @@ class ReceiptReport:
         return dict(self.__dict__)
 
 
+#: Kept runs described one by one in a receipt report (the count is always given).
+MAX_NOTES = 20
+
+
 def apply_receipt(path, *, config: Config) -> ReceiptReport:
-    """Verify ``path`` against the trusted issuers and for this site's key, then mark
-    what it says the server holds.  Raises :class:`ReceiptError` (nothing marked)
-    for a forged, damaged or foreign receipt."""
+    """Verify ``path`` against the receipt issuers (RECEIPTS_FROM, else RECIPIENTS)
+    and for this site's key, then mark what it says the server holds.  Raises
+    :class:`ReceiptError` (nothing marked) for a forged, damaged or foreign
+    receipt, or one signed by a key that may not acknowledge our bundles."""
     identity = config.identity
-    issuers = config.trusted_issuers()
-    receipt = read_receipt(path, trusted_issuers=issuers, me=identity)
+    issuers = config.receipt_issuers()
+    try:
+        receipt = read_receipt(path, trusted_issuers=issuers, me=identity)
+    except ReceiptUntrusted as exc:
+        exc.reason += (
+            "; only the servers in RECEIPTS_FROM (default: RECIPIENTS) may acknowledge "
+            "this site's bundles"
+        )
+        raise
     clock.observe(receipt.created, config.database)
     report = ReceiptReport(
         file=os.fspath(path), issuer=receipt.issuer.site, contiguous=receipt.highest_contiguous_seq
@@ -161,19 +278,89 @@ def apply_receipt(path, *, config: Config) -> ReceiptReport:
             if bundle.digest != entry.digest.hex():
                 report.mismatched += 1
                 continue
-            if bundle.acknowledged:
+            _count_kept(report, entry)
+            runs = [[r.first, r.count, r.outcome, r.reason] for r in entry.outcomes]
+            if bundle.acknowledged and bundle.server_outcomes == runs:
                 report.already += 1
                 continue
-            bundle.acknowledged = True
-            bundle.acknowledged_datetime = now
-            bundle.save(using=using, update_fields=["acknowledged", "acknowledged_datetime"])
-            report.acknowledged += 1
-            report.transactions += (
-                OutgoingTransaction.objects.using(using)
-                .filter(exported_bundle=bundle, is_consumed_server=False)
-                .update(is_consumed_server=True, consumed_datetime=now)
+            if bundle.acknowledged:
+                report.already += 1
+                report.updated += 1
+            else:
+                bundle.acknowledged = True
+                bundle.acknowledged_datetime = now
+                report.acknowledged += 1
+            report.transactions += _mark_outcomes(bundle, entry, using, now)
+            bundle.server_outcomes = runs
+            bundle.save(
+                using=using,
+                update_fields=["acknowledged", "acknowledged_datetime", "server_outcomes", "id_ranges"],
             )
     return report
 
 
-__all__ = ["ReceiptError", "ReceiptReport", "apply_receipt", "ledger_entries", "write_receipts"]
+def _count_kept(report: ReceiptReport, entry: ReceiptEntry) -> None:
+    for run in entry.outcomes:
+        if run.server_holds:
+            continue
+        report.kept += run.count
+        report.kept_outcomes[run.outcome] = report.kept_outcomes.get(run.outcome, 0) + run.count
+        if len(report.notes) < MAX_NOTES:
+            report.notes.append(
+                {"seq": entry.seq, "first": run.first, "count": run.count,
+                 "outcome": run.outcome, "reason": run.reason}
+            )
+
+
+def _mark_outcomes(bundle: ExportedBundle, entry: ReceiptEntry, using: str, now) -> int:
+    """Write each run's outcome on the bundle's outgoing rows; returns how many rows
+    became consumed.  A row is never un-consumed (a receipt cannot take back what
+    an earlier one said the server holds)."""
+    if not bundle.id_ranges:
+        ids = list(
+            OutgoingTransaction.objects.using(using)
+            .filter(exported_bundle=bundle).order_by("id").values_list("id", flat=True)
+        )
+        if len(ids) != bundle.record_count:
+            # Sealed before positions were kept, and partly pruned since: positions
+            # no longer map to rows.  Leave the rows as they are.
+            return 0
+        bundle.id_ranges = id_ranges(ids)
+    outgoing = OutgoingTransaction.objects.using(using).filter(exported_bundle=bundle)
+    consumed = 0
+    for run in entry.outcomes:
+        for lo, hi in _id_spans(bundle.id_ranges, run.first, run.count):
+            rows = outgoing.filter(id__gte=lo, id__lte=hi)
+            marks = {"server_outcome": run.outcome, "server_reason": run.reason}
+            if run.server_holds:
+                consumed += rows.filter(is_consumed_server=False).update(
+                    is_consumed_server=True, consumed_datetime=now, **marks
+                )
+                rows.exclude(server_outcome=run.outcome).update(**marks)
+            else:
+                rows.filter(is_consumed_server=False).update(**marks)
+    return consumed
+
+
+def _id_spans(ranges: list, first: int, count: int):
+    """(lowest id, highest id) of positions first .. first+count-1, given the
+    bundle's [first id, count] runs in position order."""
+    start = 0
+    end = first + count
+    for first_id, n in ranges:
+        lo, hi = max(first, start), min(end, start + n)
+        if lo < hi:
+            yield first_id + (lo - start), first_id + (hi - start) - 1
+        start += n
+        if start >= end:
+            return
+
+
+__all__ = [
+    "ReceiptError",
+    "ReceiptReport",
+    "apply_receipt",
+    "bundle_outcomes",
+    "ledger_entries",
+    "write_receipts",
+]

@@ -542,14 +542,17 @@ def receipt_vectors(v: Vectors, chain: list[tuple[bytes, Any, list[dict]]]) -> N
     entries = [
         receipt.ReceiptEntry(s1.manifest.bundle_id, 1, s1.digest, "applied", records=1),
         receipt.ReceiptEntry(s2.manifest.bundle_id, 2, s2.digest, "quarantined", records=1,
-                             reason="conflict on vectors.blob 21"),
+                             reason="conflict on vectors.blob 21",
+                             outcomes=(receipt.Run(0, 1, "conflict",
+                                                   "transaction id already used with other content"),)),
     ]
     rid = uuid.UUID("5eceb7e1-0000-4000-8000-000000000001")
     good = receipt.encode_receipt(issuer=CENTRAL, subject=SITE_A.public, entries=entries,
                                   created=CREATED, receipt_id=rid)
     v.receipt("ok", good, "ok",
               "central-server reports on Site A's chain vectors: seq 1 applied, seq 2 "
-              "quarantined", ok={"receipt-id": str(rid), "entries": "2", "contiguous": "2"})
+              "quarantined", ok={"receipt-id": str(rid), "entries": "2", "contiguous": "2",
+                                 "outcomes": "1:0+1 applied; 2:0+1 conflict"})
     for_b = receipt.encode_receipt(
         issuer=CENTRAL, subject=SITE_B.public, entries=[], created=CREATED,
         receipt_id=uuid.UUID("5eceb7e1-0000-4000-8000-000000000002"))

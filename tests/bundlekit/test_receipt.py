@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import struct
@@ -28,6 +29,8 @@ from bundlekit.receipt import (
     SIGNATURE_CONTEXT,
     Receipt,
     ReceiptEntry,
+    Run,
+    Runs,
     decode_receipt,
     encode_receipt,
     highest_contiguous,
@@ -90,7 +93,13 @@ def test_round_trip_through_a_file(tmp_path):
     assert receipt.subject_fingerprint == SITE_A.public.fingerprint
     assert receipt.created == WHEN
     assert [e.seq for e in receipt.entries] == [1, 2, 3, 4, 5]
-    assert receipt.entries[3] == entries[3]
+    # A writer given no outcomes reports every transaction with the bundle's own.
+    assert receipt.entries[3] == dataclasses.replace(
+        entries[3], outcomes=(Run(0, 3, "quarantined"),)
+    )
+    assert receipt.entries[1].outcomes == (Run(0, 3, "duplicate"),)
+    assert receipt.entries[2].outcomes == ()  # no records, nothing to say
+    assert receipt.entries[4].outcomes == ()  # rejected: the server keeps nothing
     assert receipt.highest_contiguous_seq == 4  # quarantined is held; rejected is not
     assert [e.seq for e in receipt.rejected] == [5]
     assert [e.seq for e in receipt.held] == [1, 2, 3, 4]
@@ -115,7 +124,7 @@ def test_layout_matches_the_spec():
     assert SERVER.public.verify(signature, SIGNATURE_CONTEXT + body)
     raw = msgpack.unpackb(body)
     assert list(raw) == sorted(raw)
-    assert raw["v"] == 1 and raw["id"] == str(uuid.UUID(int=7))
+    assert raw["v"] == 2 and raw["id"] == str(uuid.UUID(int=7))
     assert raw["created"] == "2025-03-04T05:06:07.890123Z"
     assert raw["subject"] == {"site": SITE_A.site, "fingerprint": SITE_A.public.fingerprint}
     assert raw["entries"][0]["digest"] == bytes([1]) * 32
@@ -196,6 +205,7 @@ def test_no_trusted_issuers_means_nothing_is_trusted():
         (MAGIC[:10], "ends early"),
         (b"bundlekit.org/v7/receipt\n" + b"\0" * 200, "format version"),
         (b"bundlekit.org/v1\n" + b"\0" * 200, "is not a receipt"),  # a bundle
+        (b"bundlekit.org/v1/receipt\n" + b"\0" * 200, "version-1 receipt"),
     ],
 )
 def test_messages_name_the_file(tmp_path, content, message):
@@ -230,7 +240,8 @@ def _body() -> dict:
 @pytest.mark.parametrize(
     "mutate",
     [
-        lambda b: b.update(v=2),
+        lambda b: b.update(v=1),
+        lambda b: b.update(v=3),
         lambda b: b.update(extra=1),
         lambda b: b.pop("contiguous"),
         lambda b: b.update(contiguous=-1),
@@ -340,7 +351,7 @@ def _spliced_signature() -> bytes:
         (lambda: b"", ReceiptCorrupt, "receipt-corrupt"),
         (lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 200, ReceiptCorrupt, "receipt-corrupt"),
         (lambda: b"bundlekit.org/v7/receipt\n" + b"\0" * 200, ReceiptCorrupt, "receipt-corrupt"),
-        (lambda: _resign({**_body(), "v": 2}), ReceiptCorrupt, "receipt-corrupt"),
+        (lambda: _resign({**_body(), "v": 3}), ReceiptCorrupt, "receipt-corrupt"),
         (lambda: _resign({**_body(), "contiguous": -1}), ReceiptCorrupt, "receipt-corrupt"),
         (lambda: MAGIC[:10], ReceiptTruncated, "receipt-truncated"),
         (lambda: small_receipt()[:-1], ReceiptTruncated, "receipt-truncated"),
@@ -366,3 +377,98 @@ def test_receipt_error_classes_keep_one_base():
     assert issubclass(ReceiptTruncated, ReceiptCorrupt)
     assert issubclass(ReceiptBadSignature, ReceiptCorrupt)
     assert ReceiptError.code == "bad-receipt"  # what an unreadable file still raises
+
+
+# --- per-transaction outcomes (RECEIPTS.md 3.5)
+
+
+def mixed(seq: int = 1) -> ReceiptEntry:
+    return ReceiptEntry(
+        bundle_id=uuid.UUID(int=seq), seq=seq, digest=bytes([seq]) * 32, status="applied",
+        records=10,
+        outcomes=(
+            Run(0, 4, "applied"),
+            Run(4, 1, "failed", "IntegrityError: UNIQUE constraint failed: member.line"),
+            Run(5, 2, "applied"),
+            Run(7, 1, "superseded", "a later change of this object was applied first"),
+            Run(8, 1, "failed", "IntegrityError: UNIQUE constraint failed: member.line"),
+            Run(9, 1, "conflict", "transaction id already used with other content"),
+        ),
+    )
+
+
+def test_outcomes_round_trip_with_each_reason_once():
+    data = encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[mixed()])
+    (got,) = decode(data).entries
+    assert got == mixed()
+    assert got.counts() == {"applied": 6, "failed": 2, "superseded": 1, "conflict": 1}
+    raw = _body_of(data)["entries"][0]
+    assert len(raw["reasons"]) == 3  # the unique-clash reason is written once
+    assert raw["outcomes"][0] == [0, 4, "applied"]
+
+
+def _body_of(data: bytes) -> dict:
+    body_len = len(data) - len(MAGIC) - 64 - 4 - len(END_MAGIC)
+    return msgpack.unpackb(data[len(MAGIC) : len(MAGIC) + body_len])
+
+
+def test_a_hundred_thousand_transactions_keep_a_small_receipt():
+    runs = Runs()
+    for i in range(100_000):
+        runs.add("failed" if i % 1000 == 7 else "applied",
+                 f"IntegrityError: duplicate key value {i}" if i % 1000 == 7 else "")
+    entry_ = ReceiptEntry(uuid.UUID(int=1), 1, b"\1" * 32, "applied", records=100_000,
+                          outcomes=runs.result())
+    data = encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[entry_])
+    assert len(data) < 16_000
+    (got,) = decode(data).entries
+    assert got.counts() == {"applied": 99_900, "failed": 100}
+    assert len({r.reason for r in got.outcomes if r.outcome == "failed"}) == 99  # capped
+
+
+def test_past_max_runs_the_rest_is_unlisted_and_kept():
+    from bundlekit import receipt as receipt_module
+
+    runs = Runs()
+    n = 2 * receipt_module.MAX_RUNS
+    for i in range(n):
+        runs.add("failed" if i % 2 else "applied")
+    result = runs.result()
+    assert len(result) == receipt_module.MAX_RUNS
+    assert result[-1].outcome == "unlisted" and not result[-1].server_holds
+    assert sum(r.count for r in result) == n
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda e: e.update(outcomes=[]),  # 10 records, no runs
+        lambda e: e["outcomes"].pop(),  # does not cover them all
+        lambda e: e["outcomes"][0].__setitem__(0, 1),  # does not start at 0
+        lambda e: e["outcomes"][0].__setitem__(2, "lost"),  # unknown outcome
+        lambda e: e["outcomes"][1].__setitem__(3, 7),  # reason index out of range
+        lambda e: e["outcomes"].__setitem__(2, [5, 2, "failed", 0]),  # equal to its neighbour
+        lambda e: e["reasons"].append("unused"),
+        lambda e: e["outcomes"][1].__setitem__(3, 1),  # reasons not in order of first use
+        lambda e: e.update(status="rejected", reason="gone"),  # rejected lists outcomes
+        lambda e: e["outcomes"][1].append(0),  # five items
+    ],
+)
+def test_outcome_runs_are_checked(mutate):
+    body = _body_of(encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[mixed()]))
+    mutate(body["entries"][0])
+    with pytest.raises(ReceiptCorrupt):
+        decode(_resign(body))
+
+
+def test_neighbouring_equal_runs_are_not_canonical():
+    body = _body_of(encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[entry(1)]))
+    body["entries"][0]["outcomes"] = [[0, 1, "applied"], [1, 2, "applied"]]
+    with pytest.raises(ReceiptCorrupt, match="one"):
+        decode(_resign(body))
+
+
+def test_writer_refuses_runs_that_do_not_cover_the_bundle():
+    bad = dataclasses.replace(mixed(), records=11)
+    with pytest.raises(ValueError):
+        encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[bad])

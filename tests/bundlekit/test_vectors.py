@@ -41,6 +41,7 @@ RECEIPT_CLASSES = frozenset({
 KEYS = frozenset({
     "file", "expect", "comment", "identity", "trusted", "revoked", "digest", "seq", "prev",
     "records", "schema", "trusted-issuer", "me", "receipt-id", "entries", "contiguous",
+    "outcomes",
 })
 REPEATABLE = frozenset({"comment", "trusted", "revoked", "trusted-issuer"})
 
@@ -184,6 +185,9 @@ def check_receipt(v: Vector, path: Path) -> None:
         "receipt-id": str(receipt.receipt_id),
         "entries": str(len(receipt.entries)),
         "contiguous": str(receipt.highest_contiguous_seq),
+        "outcomes": "; ".join(
+            f"{e.seq}:{r.first}+{r.count} {r.outcome}" for e in receipt.entries for r in e.outcomes
+        ),
     }
     for key, got in checks.items():
         want = v.get(key)
@@ -266,6 +270,7 @@ def _edited(src: Path, dst_dir: Path, key: str, value: str) -> Path:
         ("receipt-ok", "expect", "receipt-not-for-us"),
         ("receipt-truncated", "expect", "ok"),
         ("receipt-ok", "contiguous", "1"),
+        ("receipt-ok", "outcomes", "1:0+1 applied; 2:0+1 applied"),
     ],
 )
 def test_a_wrong_expectation_is_reported(tmp_path, name, key, value):

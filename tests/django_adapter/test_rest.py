@@ -441,12 +441,12 @@ def test_field_story_rest_hop_with_bundle_push(tmp_path, server, site):
 
 def test_receipts_and_names_that_are_not_ours(tmp_path, server):
     name = "receipt-central-site-a-20240501t101010z-0123abcd.receipt"
-    (server.root / "receipts" / name).write_bytes(b"bundlekit.org/v1/receipt\n...")
+    (server.root / "receipts" / name).write_bytes(b"bundlekit.org/v2/receipt\n...")
     auth = {"Authorization": f"Bearer {TOKEN}"}
     listing = httpx.get(server.url + "receipts/", headers=auth).json()["receipts"]
     assert name in [r["name"] for r in listing]
     got = httpx.get(server.url + f"receipts/{name}", headers=auth)
-    assert got.status_code == 200 and got.content.startswith(b"bundlekit.org/v1/receipt")
+    assert got.status_code == 200 and got.content.startswith(b"bundlekit.org/v2/receipt")
     assert got.headers["X-Content-SHA256"] == hashlib.sha256(got.content).hexdigest()
     for bad in ("outbox/..%2Fserver.sqlite3", "outbox/%2E%2E%2Frest_settings.py",
                 "outbox/server.log", "receipts/..%2F..%2Frest_urls.py", "uploads/..%2Fx"):

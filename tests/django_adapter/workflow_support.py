@@ -36,7 +36,9 @@ def site_settings(keys: Keys, root: Path, site: str = "site-a", **extra) -> dict
         "SITE": site,
         "IDENTITY": str(keys.key(site)),
         "RECIPIENTS": [str(keys.pub("central"))],
-        "TRUSTED": [str(keys.pub("central"))],
+        # Roles (issue 10): peers may send us bundles, only central acknowledges ours.
+        "TRUSTED": [str(keys.pub("site-b" if site != "site-b" else "site-a"))],
+        "RECEIPTS_FROM": [str(keys.pub("central"))],
         "OUTBOX": str(root / site / "outbox"),
         "DATABASE": "default",
         **extra,
