@@ -159,3 +159,11 @@ class WriteFailed(BundleError):
     """
 
     code = "write-failed"
+
+
+class ReviewError(BundleError):
+    """A request about the server's review queue cannot be done as asked: an
+    unknown transaction id, one that needs no decision, a missing note, or a
+    site's version that still cannot be applied (the message says why)."""
+
+    code = "review"

@@ -4,6 +4,7 @@ from django.contrib import admin
 
 from django_adapter.models import (
     ConflictingTransaction,
+    Decision,
     ExportedBundle,
     ImportedBundle,
     IncomingTransaction,
@@ -24,9 +25,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(OutgoingTransaction)
 class OutgoingTransactionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "timestamp", "tx_name", "action", "tx_pk", "producer", "exported", "is_consumed_server")
-    list_filter = ("producer", "tx_name", "action", "exported", "is_consumed_server")
-    search_fields = ("tx_id", "tx_pk")
+    list_display = ("id", "timestamp", "tx_name", "action", "tx_pk", "producer", "exported",
+                    "is_consumed_server", "server_outcome", "server_reason")
+    list_filter = ("producer", "tx_name", "action", "exported", "is_consumed_server", "server_outcome")
+    search_fields = ("tx_id", "tx_pk", "server_reason")
     exclude = ("tx",)
 
 
@@ -53,6 +55,16 @@ class ExportedBundleAdmin(ReadOnlyAdmin):
 
 @admin.register(ConflictingTransaction)
 class ConflictingTransactionAdmin(ReadOnlyAdmin):
-    list_display = ("tx_id", "tx_name", "received")
-    list_filter = ("tx_name",)
+    list_display = ("tx_id", "tx_name", "position", "resolution", "received")
+    list_filter = ("tx_name", "resolution")
     exclude = ("tx",)
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    """Who settled which transaction, when and why (bundle resolve / retry)."""
+
+    list_display = ("decided", "who", "choice", "tx_id", "site", "tx_name", "outcome_before",
+                    "outcome_after", "note")
+    list_filter = ("choice", "site", "who")
+    search_fields = ("tx_id", "note", "who")

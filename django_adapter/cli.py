@@ -59,10 +59,11 @@ ForwardOpt = Annotated[
 ]
 
 
-def config(identity=None, to=None, trust=None, database=None):
+def config(identity=None, to=None, trust=None, database=None, receipts_from=None):
     from django_adapter.conf import get_config
 
-    return get_config(identity=identity, recipients=to, trusted=trust, database=database)
+    return get_config(identity=identity, recipients=to, trusted=trust, database=database,
+                      receipts_from=receipts_from)
 
 
 def on_terminal() -> bool:
@@ -163,7 +164,7 @@ def _file_line(f) -> str:
             f"RECEIPT  {f.file}: from {f.site}, {r.get('acknowledged', 0)} bundle(s) acknowledged "
             f"({r.get('transactions', 0)} transactions), {r.get('already', 0)} already"
         )
-        return "; ".join([line, *f.messages])
+        return "\n".join(["; ".join([line, *f.messages]), *f.details])
     if f.status in ("rejected", "failed"):
         return f"{f.status.upper():<8} {f.file}: {f.reason}"
     if f.status == "own":
@@ -179,7 +180,7 @@ def _file_line(f) -> str:
         line += f"; forwarded to {f.forwarded}"
     if f.code:
         line += f"; {f.reason}"
-    return line
+    return "\n".join([line, *f.details])
 
 
 def _print_run(run, json_out: bool) -> None:
@@ -200,6 +201,9 @@ def _print_run(run, json_out: bool) -> None:
                          f.conflict, f.failed, ", ".join(map(str, f.missing_seqs)) or "-"])
             if f.reason:
                 notes.append(f"{name}: {f.reason}")
+            if f.details:
+                notes.append(f"{name}: not applied:")
+                notes.extend(f.details)
         if rows:
             table("import", ["site", "seq", "status", "applied", "dup", "stale",
                              "conflict", "failed", "gaps"], rows)
@@ -248,10 +252,12 @@ def receipt(
     database: DatabaseOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Apply receipts from the server: mark the bundles it holds as delivered."""
+    """Apply receipts from the server: mark what it holds as delivered (prunable);
+    what it does not hold stays, with the server's reason (see bundle status).
+    --trust here names the receipt issuers (overrides RECEIPTS_FROM)."""
     from django_adapter.workflow import import_receipts
 
-    cfg = config(identity=identity, trust=trust, database=database)
+    cfg = config(identity=identity, receipts_from=trust, database=database)
     run = import_receipts(files, config=cfg)
     _print_run(run, json_out)
     if not run.ok:
@@ -396,7 +402,10 @@ def prune(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(report.to_dict())
         return
-    out(f"pruned {report.transactions} confirmed transaction(s), {len(report.files)} outbox file(s)")
+    line = f"pruned {report.transactions} confirmed transaction(s), {len(report.files)} outbox file(s)"
+    if report.kept:
+        line += f"; {report.kept} kept, the server does not hold them (see bundle status)"
+    out(line)
 
 
 def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
@@ -411,23 +420,31 @@ def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
     unacked = s["bundles_unacknowledged"]
     senders = data["senders"]
     sends = s["last_seq"] or s["pending"] or s["outbox_files"]
+    without = (f"{len(unacked)} (seq {', '.join(map(str, unacked))})" if unacked else "none")
+    kept = ", ".join(f"{k} {v}" for k, v in sorted(s["kept_by_outcome"].items()))
     if not sends and senders:
         pass  # a server that seals nothing: only the senders matter
     elif on_terminal():
         table(
             f"site {s['site']}",
-            ["pending", "exported (no receipt yet)", "acknowledged", "last seq",
-             "unacknowledged bundles", "outbox files"],
-            [[s["pending"], s["exported"], s["acknowledged"], s["last_seq"],
-              ", ".join(map(str, unacked)) or "-", len(s["outbox_files"])]],
+            ["pending", "exported (no receipt yet)", "acknowledged", "kept (server does not hold)",
+             "last seq", "bundles without a receipt", "outbox files"],
+            [[s["pending"], s["exported"], s["acknowledged"], kept or "0", s["last_seq"],
+              without, len(s["outbox_files"])]],
         )
     else:
         out(
             f"site {s['site']}: {s['pending']} pending, {s['exported']} exported (no receipt yet), "
-            f"{s['acknowledged']} acknowledged; last seq {s['last_seq']}; "
-            f"unacknowledged bundles: {', '.join(map(str, unacked)) or 'none'}; "
+            f"{s['acknowledged']} acknowledged, {s['kept']} kept here"
+            f"{f' ({kept})' if kept else ''}; last seq {s['last_seq']}; "
+            f"bundles without a receipt: {without}; "
             f"{len(s['outbox_files'])} file(s) in {s['outbox']}"
         )
+    for t in s["kept_transactions"] if (sends or not senders) else []:
+        out(f"  kept     {t['outcome']:<10} {t['model']} {t['pk']} (seq {t['seq']}, tx {t['tx_id']}): "
+            f"{t['reason']}")
+    if s["kept"] > len(s["kept_transactions"]):
+        out(f"  ... and {s['kept'] - len(s['kept_transactions'])} more (bundle status --json)")
     if s.get("clock_note"):
         out(f"site {s['site']}: {s['clock_note']}")
     if not senders:
@@ -439,16 +456,17 @@ def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
             gaps += f" (+{r['open_gap_count'] - len(r['open_gaps'])} more)"
         seen = r["last_seen"].strftime("%m-%d %H:%M") if r["last_seen"] else "-"
         rows.append([r["site"], r["last_seq_applied"], gaps, r["waiting"], seen, r["failed"],
-                     r["conflict"], r["quarantined_forks"]])
+                     r["conflict"], r["stale"], r["quarantined_forks"]])
     if on_terminal():
-        table("senders", ["site", "applied through", "open gaps", "waiting", "last seen",
-                          "failed", "conflict", "forks"], rows)
+        table("senders", ["site", "applied through", "open gaps", "waiting bundles", "last seen",
+                          "failed", "conflict", "stale", "forks"], rows)
         _sender_notes(senders)
         return
-    for site, last, gaps, waiting, seen, failed, conflict, forks in rows:
+    for site, last, gaps, waiting, seen, failed, conflict, stale, forks in rows:
         out(
-            f"sender {site}: applied through seq {last}, open gaps: {gaps}, waiting {waiting}, "
-            f"last seen {seen}, failed {failed}, conflict {conflict}, quarantined forks {forks}"
+            f"sender {site}: applied through seq {last}, open gaps: {gaps}, "
+            f"waiting bundles {waiting}, last seen {seen}, failed {failed}, conflict {conflict}, "
+            f"stale {stale}, quarantined forks {forks}"
         )
     _sender_notes(senders)
 
@@ -557,6 +575,9 @@ COMMANDS = [
     ("recover", recover, True),
     ("forward", forward, False),
 ]
+from django_adapter.cli_review import COMMANDS as REVIEW_COMMANDS  # noqa: E402 - uses the above
+
+COMMANDS += REVIEW_COMMANDS
 
 
 def setup_django(settings_module: str | None) -> None:

@@ -218,7 +218,10 @@ class ReceiptReport:
     transactions: int = 0  # transactions newly marked consumed (the server holds them)
     kept: int = 0  # transactions the server does not hold: they stay here
     kept_outcomes: dict = field(default_factory=dict)  # outcome -> transactions kept
-    notes: list[dict] = field(default_factory=list)  # the first MAX_NOTES kept runs
+    #: superseded/discarded -> transactions: held by the server (prunable) but not
+    #: applied as entered, e.g. a later edit from another site won (docs/WORKFLOW.md).
+    overruled: dict = field(default_factory=dict)
+    notes: list[dict] = field(default_factory=list)  # the first MAX_NOTES runs not applied
     rejected: list[dict] = field(default_factory=list)  # server refused: keep, maybe resend
     quarantined: list[dict] = field(default_factory=list)
     unknown: int = 0  # bundle ids this site never sealed (or pruned long ago)
@@ -278,11 +281,11 @@ def apply_receipt(path, *, config: Config) -> ReceiptReport:
             if bundle.digest != entry.digest.hex():
                 report.mismatched += 1
                 continue
-            _count_kept(report, entry)
             runs = [[r.first, r.count, r.outcome, r.reason] for r in entry.outcomes]
             if bundle.acknowledged and bundle.server_outcomes == runs:
                 report.already += 1
                 continue
+            _count_kept(report, entry)  # news only: bundle status lists what is kept
             if bundle.acknowledged:
                 report.already += 1
                 report.updated += 1
@@ -301,10 +304,14 @@ def apply_receipt(path, *, config: Config) -> ReceiptReport:
 
 def _count_kept(report: ReceiptReport, entry: ReceiptEntry) -> None:
     for run in entry.outcomes:
-        if run.server_holds:
+        if run.outcome in ("superseded", "discarded"):
+            # Held by the server, so prunable, but not what the site entered: say so.
+            report.overruled[run.outcome] = report.overruled.get(run.outcome, 0) + run.count
+        elif run.server_holds:
             continue
-        report.kept += run.count
-        report.kept_outcomes[run.outcome] = report.kept_outcomes.get(run.outcome, 0) + run.count
+        else:
+            report.kept += run.count
+            report.kept_outcomes[run.outcome] = report.kept_outcomes.get(run.outcome, 0) + run.count
         if len(report.notes) < MAX_NOTES:
             report.notes.append(
                 {"seq": entry.seq, "first": run.first, "count": run.count,

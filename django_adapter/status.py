@@ -1,7 +1,9 @@
 """``bundle status``: what a person needs to see at each end of the loop.
 
 On a site: how much is waiting to leave, how much left but is not confirmed,
-and what the server confirmed (prunable).  On a server: per sending site, how far
+what the server confirmed (prunable), and every transaction the server does not
+hold (failed, in conflict, waiting ...), listed with the server's reason, which
+stays here until a later receipt says the server holds it.  On a server: per sending site, how far
 its chain is applied, which sequence numbers are still missing (a stick that
 never arrived), when it was last heard from, and anything needing a person.
 One machine can be both (a hub), so both parts are always computed.
@@ -26,6 +28,8 @@ from django_adapter.sitestate import sender_state
 
 #: At most this many missing seqs are listed per sender (the count is always given).
 MAX_GAPS_LISTED = 50
+#: At most this many kept transactions are listed at a site (the counts are always given).
+MAX_KEPT_LISTED = 50
 
 
 def site_status(config: Config) -> dict:
@@ -38,13 +42,37 @@ def site_status(config: Config) -> dict:
     except OSError:
         outbox = []
     unacked = list(bundles.filter(acknowledged=False).order_by("seq").values_list("seq", flat=True))
+    kept = tx.filter(exported=True, is_consumed_server=False).exclude(server_outcome="")
+    by_outcome = dict(
+        kept.order_by().values_list("server_outcome").annotate(n=Count("id")).values_list(
+            "server_outcome", "n"
+        )
+    )
+    listed = [
+        {
+            "tx_id": str(t.tx_id),
+            "model": t.tx_name,
+            "pk": t.tx_pk,
+            "action": t.action,
+            "seq": t.exported_bundle.seq if t.exported_bundle else None,
+            "outcome": t.server_outcome,
+            "reason": t.server_reason,
+        }
+        for t in kept.select_related("exported_bundle").order_by("id")[:MAX_KEPT_LISTED]
+    ]
     return {
         "site": config.site,
         "pending": tx.filter(exported=False).count(),
-        "exported": tx.filter(exported=True, is_consumed_server=False).count(),
+        # Sealed, and no receipt has said anything about them yet.
+        "exported": tx.filter(exported=True, is_consumed_server=False, server_outcome="").count(),
         "acknowledged": tx.filter(is_consumed_server=True).count(),
+        # A receipt named them, but the server does not hold them: they stay here.
+        "kept": sum(by_outcome.values()),
+        "kept_by_outcome": by_outcome,
+        "kept_transactions": listed,
         "last_seq": max((c.last_seq for c in chains), default=0),
         "bundles_unacknowledged": unacked,
+        "bundles_unacknowledged_count": len(unacked),
         "bundles_acknowledged": bundles.filter(acknowledged=True).count(),
         "outbox": str(config.outbox),
         "outbox_files": outbox,
@@ -66,6 +94,7 @@ def server_status(config: Config) -> list[dict]:
             failed=Sum("failed_count"),
             conflict=Sum("conflict_count"),
             stale=Sum("stale_count"),
+            duplicate=Sum("duplicate_count"),
             forks=Count("id", filter=Q(status=BundleStatus.FORK)),
             waiting=Count("id", filter=Q(status=BundleStatus.WAITING)),
         )
@@ -96,6 +125,7 @@ def server_status(config: Config) -> list[dict]:
                 "failed": row["failed"] or 0,
                 "conflict": row["conflict"] or 0,
                 "stale": row["stale"] or 0,
+                "duplicate": row["duplicate"] or 0,
                 "quarantined_forks": row["forks"],
                 **sender_state(fp, using, server_schema),
             }

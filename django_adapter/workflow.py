@@ -37,7 +37,15 @@ from django_adapter.exceptions import SyncError
 from django_adapter.exporter import export_pending
 from django_adapter.forward import copy_atomic, need_folder, same_file
 from django_adapter.importer import BundleReport, import_bundle
-from django_adapter.models import BundleStatus, ExportedBundle, OutgoingTransaction
+from django_adapter.models import (
+    BundleStatus,
+    ConflictingTransaction,
+    ExportedBundle,
+    ImportedBundle,
+    IncomingTransaction,
+    OutgoingTransaction,
+    TxStatus,
+)
 from django_adapter.receipts import ReceiptReport, apply_receipt, write_receipts
 
 log = logging.getLogger(__name__)
@@ -177,6 +185,9 @@ class FileReport:
     route: str = ""
     kept: str = ""
     receipts_written: list[str] = field(default_factory=list)
+    #: One line per transaction the server did not apply (the first few, then a
+    #: count) or, for a receipt, per run of transactions the site keeps.
+    details: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -228,6 +239,41 @@ def from_bundle_report(path, r: BundleReport) -> FileReport:
     )
 
 
+#: Transactions described one by one in an import report (the count is always given).
+MAX_DETAILS = 5
+
+
+def not_applied_details(report: BundleReport, using: str) -> list[str]:
+    """``outcome model key (tx id): reason`` for the first MAX_DETAILS transactions of
+    this bundle (and of the waiting ones it let through) that were not applied, then
+    how many more: the reasons the counts alone do not give."""
+    from django_adapter.review import STALE_REASON
+
+    if not (report.failed or report.stale or report.conflict):
+        return []
+    bundles = ImportedBundle.objects.using(using).filter(
+        fingerprint=report.sender, seq__in=[report.seq, *report.applied_successors]
+    )
+    rows = (
+        IncomingTransaction.objects.using(using)
+        .filter(bundle__in=bundles, status__in=[TxStatus.FAILED, TxStatus.STALE])
+        .order_by("bundle__seq", "position")
+    )
+    conflicts = ConflictingTransaction.objects.using(using).filter(bundle__in=bundles)
+    total = rows.count() + conflicts.count()
+    lines = []
+    for row in rows[:MAX_DETAILS]:
+        outcome = "failed" if row.status == TxStatus.FAILED else "stale"
+        lines.append(f"  {outcome:<8} {row.tx_name} {row.tx_pk} (tx {row.tx_id}): "
+                     f"{row.reason or STALE_REASON}")
+    for c in conflicts.order_by("id")[: max(MAX_DETAILS - len(lines), 0)]:
+        lines.append(f"  conflict {c.tx_name} (tx {c.tx_id}): this id was already received "
+                     "with other content; kept aside")
+    if total > len(lines):
+        lines.append(f"  ... and {total - len(lines)} more (bundle review)")
+    return lines
+
+
 def import_one(
     path, *, config: Config, progress: Callable[[int], None] | None = None
 ) -> FileReport:
@@ -253,7 +299,9 @@ def import_one(
     except BundleError as exc:
         exc.with_path(path)
         raise
-    return from_bundle_report(path, report)
+    file_report = from_bundle_report(path, report)
+    file_report.details = not_applied_details(report, config.database)
+    return file_report
 
 
 def forward_copy(path, forward_dir) -> str:
@@ -394,6 +442,22 @@ def import_receipt(path, *, config: Config) -> FileReport:
         report.messages.append(
             f"{r.mismatched} bundles have our id but another digest: not acknowledged"
         )
+    if r.kept:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(r.kept_outcomes.items()))
+        report.messages.append(
+            f"{r.kept} transaction(s) kept here, the server does not hold them ({counts}); "
+            "see bundle status"
+        )
+    if r.overruled:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(r.overruled.items()))
+        report.messages.append(f"not applied as entered, but held by the server: {counts}")
+    if r.kept or r.overruled:
+        for note in r.notes[:MAX_DETAILS]:
+            first, count = note["first"], note["count"]
+            where = f"record {first + 1}" if count == 1 else f"records {first + 1}-{first + count}"
+            report.details.append(
+                f"  {note['outcome']:<8} seq {note['seq']} {where}: {note['reason'] or '-'}"
+            )
     return report
 
 
@@ -477,19 +541,29 @@ class WatchedInbox(Inbox):
 class PruneReport:
     transactions: int = 0
     files: list[str] = field(default_factory=list)
+    kept: int = 0  # transactions a receipt named that the server does not hold
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
 def prune(*, config: Config) -> PruneReport:
-    """Delete outgoing transactions the server has confirmed (``is_consumed_server``)
-    and the outbox files of acknowledged bundles.  Nothing unacknowledged, ever."""
+    """Delete outgoing transactions the server holds (``is_consumed_server``: a
+    receipt said applied, duplicate, superseded or discarded) and the outbox files
+    of acknowledged bundles (the server has their bytes; resending cannot help).
+    Nothing unacknowledged, ever, and nothing the server failed to apply, kept
+    aside as a conflict, or still holds waiting: those stay, with their reason."""
     using = config.database
     report = PruneReport()
     with transaction.atomic(using=using):
         done = OutgoingTransaction.objects.using(using).filter(is_consumed_server=True)
         report.transactions = done.delete()[0]
+        report.kept = (
+            OutgoingTransaction.objects.using(using)
+            .filter(exported=True, is_consumed_server=False)
+            .exclude(server_outcome="")
+            .count()
+        )
         names = list(
             ExportedBundle.objects.using(using)
             .filter(acknowledged=True)

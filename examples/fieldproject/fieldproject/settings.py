@@ -44,15 +44,17 @@ DATABASES = {
     }
 }
 
-# Who this machine is, whom it writes to and whom it believes.
+# Who this machine is, whom it writes to and whom it believes. Every key has one role:
 #   laptops write to the server and to the middleman (the driver's laptop reads
-#   bundles to reconcile specimens); everybody trusts the two laptops, and the
-#   laptops trust the server's receipts.
+#   bundles to reconcile specimens); the middleman and the server import the two
+#   laptops' bundles (TRUSTED); only the server's receipts may let a laptop delete
+#   what it sent (RECEIPTS_FROM): never a peer laptop's, never the middleman's.
 BUNDLEKIT = {
     "SITE": ROLE,
     "IDENTITY": str(KEYS / f"{ROLE}.key"),
     "RECIPIENTS": [str(KEYS / "server.pub"), str(KEYS / "middleman.pub")],
-    "TRUSTED": [str(KEYS / "laptop-a.pub"), str(KEYS / "laptop-b.pub"), str(KEYS / "server.pub")],
+    "TRUSTED": [str(KEYS / "laptop-a.pub"), str(KEYS / "laptop-b.pub")],
+    "RECEIPTS_FROM": [str(KEYS / "server.pub")],
     "REVOKED": [],
     "OUTBOX": str(HOME / "outbox"),  # bundles sealed here first, then copied to the stick
     "INBOX": str(HOME / "inbox"),  # the folder `bundle watch` takes bundles from
