@@ -164,6 +164,8 @@ def _file_line(f) -> str:
             f"RECEIPT  {f.file}: from {f.site}, {r.get('acknowledged', 0)} bundle(s) acknowledged "
             f"({r.get('transactions', 0)} transactions), {r.get('already', 0)} already"
         )
+        if r.get("updated"):
+            line += f" ({r['updated']} with new outcomes)"
         return "\n".join(["; ".join([line, *f.messages]), *f.details])
     if f.status in ("rejected", "failed"):
         return f"{f.status.upper():<8} {f.file}: {f.reason}"

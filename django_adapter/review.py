@@ -321,14 +321,18 @@ def retry(
 
 def _later_change_of_same_site(row: IncomingTransaction, using: str):
     """The tx id of an applied change of the same object that the same sender made
-    after ``row`` (by its chain: bundle seq, then position), or None."""
+    after ``row`` (by its chain: bundle seq, then position), or None.  The apply
+    engine orders one sender's changes by its chain but only among rows it applies
+    together; a retry comes later, so the chain is checked here."""
     if row.bundle is None:
         return None
+    # One sender, one model, one pk on that laptop: the same object, even when the
+    # later change gave it another natural key (a corrected identifier).
     later = (
         IncomingTransaction.objects.using(using)
+        .filter(Q(object_key=row.object_key) | Q(tx_pk=row.tx_pk))
         .filter(
             tx_name=row.tx_name,
-            object_key=row.object_key,
             status__in=[TxStatus.APPLIED, TxStatus.DELETED_MISSING],
             bundle__fingerprint=row.bundle.fingerprint,
         )

@@ -154,7 +154,7 @@ def test_field_story(world):
     assert (site["pending"], site["exported"], site["acknowledged"], site["last_seq"]) == (0, 0, 0, 1)
     assert site["bundles_unacknowledged"] == [] and site["outbox_files"] == []
     out = central.manage("bundle", "status").stdout
-    assert "sender site-a: applied through seq 1, open gaps: none, waiting 0" in out
+    assert "sender site-a: applied through seq 1, open gaps: none, waiting bundles 0" in out
     assert "failed 0, conflict 0, quarantined forks 0" in out
 
 

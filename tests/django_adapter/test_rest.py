@@ -429,7 +429,8 @@ def test_field_story_rest_hop_with_bundle_push(tmp_path, server, site):
     key_path, _ = write_keypair(site, tmp_path / "laptop-keys")
     server_pub = tmp_path / "laptop-keys" / "central.pub"
     server_pub.write_text(pub_file_text(server.identity.public))
-    laptop = Config(site=site.public.site, identity_path=Path(key_path), trusted_paths=(server_pub,))
+    laptop = Config(site=site.public.site, identity_path=Path(key_path),
+                    receipts_from_paths=(server_pub,))
     assert apply_receipt(receipt, config=laptop).acknowledged == 1
     assert ExportedBundle.objects.get(file_name=bundle.name).acknowledged
     # Without the token: one clear line and a non-zero exit.

@@ -152,6 +152,22 @@ def test_quickstart_does_what_it_says(run):
     assert re.search(r"^duplicate .*applied 0, duplicate 14", out, re.M)
 
 
+def test_the_refused_record_goes_around_the_loop(run):
+    """Entered, refused with a reason, kept at the site, fixed, applied, pruned."""
+    out = run.stdout
+    reason = "IntegrityError: UNIQUE constraint failed: clinic_participant.subject_identifier"
+    assert re.search(r"^applied  laptop-b-00000002-.*applied 0, .*failed 1$", out, re.M)
+    assert re.search(rf"^  failed   clinic.participant .*: {reason}$", out, re.M)
+    assert re.search(rf"^failed +laptop-b clinic.participant 066-11100001-3 .*: {reason}$", out, re.M)
+    assert "1 kept here (failed 1)" in out
+    assert re.search(rf"^  kept     failed     clinic.participant .*\(seq 2, tx .*{reason}$", out, re.M)
+    assert re.search(r"^applied  laptop-b-00000003-.*applied 1, .*failed 0$", out, re.M)
+    assert "retried 1 transaction(s): applied 0, superseded 1, failed 0" in out
+    assert "pruned 2 confirmed transaction(s), 1 outbox file(s)" in out
+    assert out.rstrip().splitlines()[-1].startswith(
+        "site laptop-b: 0 pending, 0 exported (no receipt yet), 0 acknowledged, 0 kept here")
+
+
 def test_the_rest_block_runs_as_written(rest):
     assert rest.returncode == 0, rest.stdout[-3000:] + rest.stderr[-3000:]
     assert "Traceback" not in rest.stderr
@@ -178,10 +194,11 @@ def test_sample_output_lines_are_real(run, rest):
 
     def generic(line: str) -> str:
         line = re.sub(r"[0-9a-f]{4}(-[0-9a-f]{4}){7}", "FP", line)
+        line = re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "UUID", line)
         line = re.sub(r"-[0-9a-f]{8}\.(bundle|receipt)", r"-X.\1", line)
         line = re.sub(r"\d{8}t\d{6}z", "T", line)
         line = re.sub(r"\d\d-\d\d \d\d:\d\d", "TIME", line)
-        line = re.sub(r"\S*/((middleman|server)/)", r"\1", line)
+        line = re.sub(r"\S*/((middleman|server|laptop-a|laptop-b)/)", r"\1", line)
         return line.replace(".../", "")
 
     real = {generic(line) for line in (run.stdout + rest.stdout).splitlines()}

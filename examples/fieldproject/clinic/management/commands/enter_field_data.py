@@ -11,6 +11,11 @@ shift: a tube drawn later (the demo sends it over HTTP instead of a stick).
 ``--correct-identifier`` corrects a subject identifier typed wrong: the
 participant's natural key changes (a rename), and its visits, whose natural key
 includes it, follow.
+
+``--misread-identifier`` (laptop-b) enrols one more participant under a subject
+identifier misread from the label, one that laptop-a already used: the server
+refuses it (unique clash) and says why.  ``--fix-misread`` then corrects it, as
+the research assistant would after reading ``bundle status``.
 """
 
 from datetime import date, timedelta
@@ -46,6 +51,8 @@ SHIFTS = {
         "correct_initials": ("066-22200002-5", "GSK"),
         "late": ("066-22200002-5", "RB0005", "SR", "3.00"),
         "wrong_identifier": ("066-22200001-7", "066-22200001-8"),
+        # (identifier as misread, as on the label, initials, date of birth, gender)
+        "misread": ("066-11100001-3", "066-22200003-2", "PM", date(1984, 4, 4), "F"),
     },
 }
 
@@ -64,6 +71,16 @@ class Command(BaseCommand):
             action="store_true",
             help="After the shift: correct a subject identifier that was typed wrong.",
         )
+        parser.add_argument(
+            "--misread-identifier",
+            action="store_true",
+            help="Enrol one more participant under a misread subject identifier.",
+        )
+        parser.add_argument(
+            "--fix-misread",
+            action="store_true",
+            help="Correct the misread subject identifier.",
+        )
 
     def handle(self, *args, **options):
         role = settings.BUNDLEKIT["SITE"]
@@ -75,6 +92,14 @@ class Command(BaseCommand):
             return
         if options["correct_identifier"]:
             self.correct_identifier(*shift["wrong_identifier"])
+            return
+        if options["misread_identifier"] or options["fix_misread"]:
+            if "misread" not in shift:
+                raise CommandError(f"{role} has no misread identifier in this story")
+            if options["misread_identifier"]:
+                self.misread(*shift["misread"])
+            else:
+                self.correct(*shift["misread"][:2])
             return
         if Participant.objects.exists():
             raise CommandError("this laptop already holds a shift's data")
@@ -130,6 +155,25 @@ class Command(BaseCommand):
             )
         pending = OutgoingTransaction.objects.filter(exported=False).count()
         self.stdout.write(f"{pending} changes waiting to leave this laptop")
+
+    def misread(self, misread, _label, initials, dob, gender):
+        Participant.objects.create(
+            subject_identifier=misread,
+            initials=initials,
+            dob=dob,
+            gender=gender,
+            consent_datetime=timezone.now().replace(microsecond=123456),
+        )
+        self.stdout.write(f"entered {misread} ({initials})")
+
+    def correct(self, misread, label):
+        try:
+            participant = Participant.objects.get(subject_identifier=misread)
+        except Participant.DoesNotExist:
+            raise CommandError(f"no participant {misread} on this laptop") from None
+        participant.subject_identifier = label
+        participant.save()
+        self.stdout.write(f"corrected subject identifier {misread} -> {label}")
 
     def late_specimen(self, subject, identifier, specimen_type, volume):
         if SpecimenRequisition.objects.filter(requisition_identifier=identifier).exists():
