@@ -160,7 +160,7 @@ def recover(sources: Iterable, *, config: Config) -> RecoveryReport:
                 OutgoingTransaction.objects.using(using)
                 .filter(exported_bundle=b)
                 .update(exported=False, exported_bundle=None, is_consumed_server=False,
-                        consumed_datetime=None)
+                        consumed_datetime=None, server_outcome="", server_reason="")
             )
             b.delete(using=using)
         last_kept = kept[-1] if kept else None

@@ -155,7 +155,7 @@ def test_field_story(world):
     assert site["bundles_unacknowledged"] == [] and site["outbox_files"] == []
     out = central.manage("bundle", "status").stdout
     assert "sender site-a: applied through seq 1, open gaps: none, waiting bundles 0" in out
-    assert "failed 0, conflict 0, quarantined forks 0" in out
+    assert "failed 0, conflict 0, stale 0, quarantined forks 0" in out
 
 
 def test_same_stick_twice_and_a_stick_from_another_project(world):
