@@ -339,7 +339,7 @@ class Bench:
         n = self.o.capture_n
         out = {}
         for backend in self.available(("sqlite", "postgres")):
-            times = {"plain": [], "synced": []}
+            times = {"plain": [], "synced": [], "cpu_plain": [], "cpu_synced": []}
             for rep in range(self.o.reps):
                 order = ("plain", "synced") if rep % 2 == 0 else ("synced", "plain")
                 for mode in order:
@@ -351,6 +351,7 @@ class Bench:
                     if r["captured"] != want:
                         raise SystemExit(f"capture: {r['captured']} transactions, expected {want}")
                     times[mode].append(r["seconds"])
+                    times["cpu_" + mode].append(r["cpu_seconds"])
                     if mode == "synced":
                         out.setdefault("steps", {k: r[k] for k in
                                                  ("save", "update", "set", "delete")})
