@@ -77,6 +77,7 @@ class ReviewItem:
     received: dt.datetime
     age_days: int
     values: dict = field(default_factory=dict)
+    #: The server's row for the object (by its id, else by its natural key), or None.
     server_values: dict | None = None
     bundle_id: str = ""
     seq: int | None = None
@@ -255,13 +256,17 @@ def _record(tx, fmt) -> dict:
 
 
 def _server_values(record: dict, using: str) -> dict | None:
-    """The server's current row for the record's object (None: not there, or unknown)."""
+    """The server's current row for the record's object, or else the row that holds
+    its natural key (what a unique clash clashes with); None: neither is there."""
     try:
         model = apps.get_model(record["model"])
         if not is_synced(model):
             return None
         obj = find(model, record, using)
-    except Exception:  # noqa: BLE001 - an unknown model or a malformed key: nothing to show
+        if obj is None and isinstance(record.get("natural_key"), list | tuple):
+            manager = model._default_manager.db_manager(using)
+            obj = manager.get_by_natural_key(*record["natural_key"])
+    except Exception:  # noqa: BLE001 - unknown model, malformed or absent key: nothing to show
         return None
     if obj is None:
         return None

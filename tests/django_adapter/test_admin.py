@@ -23,7 +23,9 @@ def staff(client):
         "incomingtransaction/?status__exact=failed",
         "importedbundle/?status__exact=waiting-for-gap&site=site-a",
         "exportedbundle/",
-        "conflictingtransaction/",
+        "conflictingtransaction/?resolution=",
+        "decision/?choice__exact=keep-server",
+        "outgoingtransaction/?server_outcome=failed",
     ],
 )
 def test_pages_load_with_filters(staff, page):
@@ -39,3 +41,24 @@ def test_outgoing_transaction_is_read_only(staff):
     response = staff.post(f"/admin/django_adapter/outgoingtransaction/{out.pk}/change/", {"action": "D"})
     assert response.status_code == 403
     assert OutgoingTransaction.objects.get().action == "I"
+
+
+def test_a_decision_is_shown_with_who_when_and_why(staff):
+    """bundle resolve's record, as the data manager's colleagues see it."""
+    import uuid
+
+    from django_adapter.models import Decision
+
+    tx = uuid.uuid4()
+    Decision.objects.create(tx_id=tx, choice="keep-server", outcome_before="conflict",
+                            outcome_after="superseded", who="nurse-in-charge",
+                            note="the laptop was restored from backup", site="site-a",
+                            tx_name="test_app.household")
+    page = staff.get("/admin/django_adapter/decision/").content.decode()
+    for shown in (str(tx), "keep-server", "nurse-in-charge", "the laptop was restored from backup",
+                  "superseded"):
+        assert shown in page
+    decision = Decision.objects.get()
+    assert staff.post(f"/admin/django_adapter/decision/{decision.pk}/change/",
+                      {"note": "rewritten"}).status_code == 403
+    assert Decision.objects.get().note == "the laptop was restored from backup"
