@@ -651,6 +651,10 @@ def _parse_body(body: bytes, raw: dict[str, Any], signer: PublicKey) -> Receipt:
         entries = tuple(
             _parse_entry(e, i) for i, e in enumerate(_need(raw["entries"], list, "entries"))
         )
+        if sum(len(e.outcomes) for e in entries) > limits.MAX_RECEIPT_RUNS or sum(
+            len({r.reason for r in e.outcomes if r.reason}) for e in entries
+        ) > limits.MAX_RECEIPT_REASONS:
+            raise _Bad("more outcome runs or reasons than one receipt may hold")
         if len({e.bundle_id for e in entries}) != len(entries):
             raise _Bad("a bundle id appears twice")
         receipt = Receipt(

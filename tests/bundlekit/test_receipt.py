@@ -472,3 +472,26 @@ def test_writer_refuses_runs_that_do_not_cover_the_bundle():
     bad = dataclasses.replace(mixed(), records=11)
     with pytest.raises(ValueError):
         encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[bad])
+
+
+def many_runs(seq: int, n: int) -> ReceiptEntry:
+    runs = Runs()
+    for i in range(n):
+        runs.add("failed" if i % 2 else "applied", f"reason {i % 7}" if i % 2 else "")
+    return ReceiptEntry(uuid.UUID(int=seq), seq, bytes([seq]) * 32, "applied", records=n,
+                        outcomes=runs.result())
+
+
+def test_split_entries_fits_every_receipt_within_the_readers_bounds():
+    from bundlekit import limits
+    from bundlekit.receipt import split_entries
+
+    entries = [many_runs(seq, 40_000) for seq in range(1, 7)]  # 240,000 runs in all
+    groups = list(split_entries(entries))
+    assert len(groups) > 1 and [e for g in groups for e in g] == entries
+    for group in groups:
+        assert sum(len(e.outcomes) for e in group) <= limits.MAX_RECEIPT_RUNS
+        decoded = decode(encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=group))
+        assert [e.seq for e in decoded.entries] == [e.seq for e in group]
+    with pytest.raises(ValueError, match="write several"):
+        encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=entries)
