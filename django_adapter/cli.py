@@ -443,7 +443,8 @@ def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
             f"{len(s['outbox_files'])} file(s) in {s['outbox']}"
         )
     for t in s["kept_transactions"] if (sends or not senders) else []:
-        out(f"  kept     {t['outcome']:<10} {t['model']} {t['pk']} (seq {t['seq']}, tx {t['tx_id']}): "
+        key = "/".join(map(str, _flat(t["natural_key"]))) if t.get("natural_key") else t["pk"]
+        out(f"  kept     {t['outcome']:<10} {t['model']} {key} (seq {t['seq']}, tx {t['tx_id']}): "
             f"{t['reason']}")
     if s["kept"] > len(s["kept_transactions"]):
         out(f"  ... and {s['kept'] - len(s['kept_transactions'])} more (bundle status --json)")
@@ -523,6 +524,15 @@ def recover(
         out(f"moved    {path}")
     out(f"chain moved from seq {report.chain_before} to seq {report.chain_after}; "
         f"{report.pending} change(s) pending: run `bundle export` to send them")
+
+
+def _flat(value):
+    """A natural key's parts, nested keys included, in order."""
+    if isinstance(value, list | tuple):
+        for v in value:
+            yield from _flat(v)
+    else:
+        yield value
 
 
 # -------------------------------------------------------------------- forward

@@ -53,6 +53,7 @@ def site_status(config: Config) -> dict:
             "tx_id": str(t.tx_id),
             "model": t.tx_name,
             "pk": t.tx_pk,
+            "natural_key": _natural_key(t),
             "action": t.action,
             "seq": t.exported_bundle.seq if t.exported_bundle else None,
             "outcome": t.server_outcome,
@@ -78,6 +79,15 @@ def site_status(config: Config) -> dict:
         "outbox_files": outbox,
         **clock.state(using),
     }
+
+
+def _natural_key(t: OutgoingTransaction):
+    """The record's natural key (what the research assistant typed), or None."""
+    try:
+        key = t.record.get("natural_key")
+    except Exception:  # noqa: BLE001 - a record that does not decode: show the pk instead
+        return None
+    return list(key) if isinstance(key, list | tuple) else None
 
 
 def server_status(config: Config) -> list[dict]:

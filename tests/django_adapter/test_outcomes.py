@@ -87,7 +87,7 @@ def assert_kept_then_fixed(loop, fix, *, fixed_outcome="applied"):
     status = site_status(loop.site)
     assert status["kept"] == 1 and status["kept_by_outcome"] == {"failed": 1}
     (listed,) = status["kept_transactions"]
-    assert listed["outcome"] == "failed" and listed["reason"]
+    assert listed["outcome"] == "failed" and listed["reason"] and listed["natural_key"]
     reason = listed["reason"]
 
     (item,) = review.queue("server", outcome="failed")
