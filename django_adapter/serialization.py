@@ -177,6 +177,63 @@ def _reference(field, obj, using: str) -> Any:
     return natural_key_of(target)
 
 
+_M2M_QUERIES: dict = {}
+
+
+def m2m_targets(obj, field, using: str) -> list:
+    """The objects ``obj``'s M2M ``field`` links to, in pk order.
+
+    Capture reads the set back after every M2M change, so this is a hot path: one
+    prepared join with the fields' own converters, instead of building a related
+    manager and compiling its query each time (several times the cost of the rows).
+    A target whose default manager filters its queryset keeps the related manager,
+    so the rows are exactly those ``getattr(obj, field.name).all()`` returns."""
+    from django.db import connections
+
+    target = field.remote_field.model
+    if type(target._default_manager).get_queryset is not models.Manager.get_queryset:
+        return list(getattr(obj, field.name).using(using).order_by("pk"))
+    connection = connections[using]
+    key = (field, connection.alias, connection.vendor)
+    query = _M2M_QUERIES.get(key)
+    if query is None:
+        query = _M2M_QUERIES[key] = _m2m_query(field, target, connection)
+    sql, names, cols, source = query
+    value = source.get_db_prep_value(getattr(obj, source.target_field.attname), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value])
+        rows = cursor.fetchall()
+    out = []
+    for row in rows:
+        row = list(row)
+        for i, col, converters in cols:
+            v = row[i]
+            for convert in converters:
+                v = convert(v, col, connection)
+            row[i] = v
+        out.append(target.from_db(using, names, row))
+    return out
+
+
+def _m2m_query(field, target, connection):
+    through = field.remote_field.through
+    source = through._meta.get_field(field.m2m_field_name())
+    dest = through._meta.get_field(field.m2m_reverse_field_name())
+    qn = connection.ops.quote_name
+    fields = target._meta.concrete_fields
+    t, m = qn(target._meta.db_table), qn(through._meta.db_table)
+    sql = (f"SELECT {', '.join(f'{t}.{qn(f.column)}' for f in fields)} FROM {t} "
+           f"INNER JOIN {m} ON {m}.{qn(dest.column)} = {t}.{qn(dest.target_field.column)} "
+           f"WHERE {m}.{qn(source.column)} = %s ORDER BY {t}.{qn(target._meta.pk.column)}")
+    cols = []
+    for i, f in enumerate(fields):
+        col = f.get_col(target._meta.db_table)
+        converters = connection.ops.get_db_converters(col) + f.get_db_converters(connection)
+        if converters:
+            cols.append((i, col, converters))
+    return sql, [f.attname for f in fields], cols, source
+
+
 def to_record(obj, action: str, *, tx_id, ts, producer: str, using: str, nk=None,
               nk_before=None, new: bool = False) -> dict:
     """The record of one change of ``obj``.  ``new``: the row was inserted just now,
@@ -195,11 +252,11 @@ def to_record(obj, action: str, *, tx_id, ts, producer: str, using: str, nk=None
             if new:
                 m2m[f.name] = []
                 continue
-            related = getattr(obj, f.name).using(using).order_by("pk")
+            related = m2m_targets(obj, f, using)
             if travels_by_natural_key(f.target_field):
                 m2m[f.name] = [natural_key_of(t) for t in related]
             else:
-                m2m[f.name] = [normalize(f.target_field, v) for v in related.values_list("pk", flat=True)]
+                m2m[f.name] = [normalize(f.target_field, t.pk) for t in related]
     record = {
         "id": tx_id,
         "model": model._meta.label_lower,

@@ -147,3 +147,36 @@ def test_transaction_ids_are_time_ordered_uuids_in_capture_order():
     ids = [r.tx_id for r in OutgoingTransaction.objects.order_by("id")]
     assert all(i.version == 7 and i.variant == "specified in RFC 4122" for i in ids)
     assert ids == sorted(ids, key=lambda u: u.int) and len(set(ids)) == 50
+
+
+def test_m2m_read_back_matches_the_related_manager(subject_tree):
+    """Capture reads an M2M set back with one prepared query: the same objects, in
+    the same order and with the same typed values, as the related manager, for
+    targets travelling by natural key (tags) and by UUID pk (panels)."""
+    from django_adapter.serialization import m2m_targets
+
+    for owner, name in ((subject_tree["subject"], "tags"), (subject_tree["crf"], "panels")):
+        field = type(owner)._meta.get_field(name)
+        fast = m2m_targets(owner, field, "default")
+        slow = list(getattr(owner, name).order_by("pk"))
+        assert fast == slow and len(fast) == 2
+        for a, b in zip(fast, slow, strict=True):
+            for f in a._meta.concrete_fields:
+                assert getattr(a, f.attname) == getattr(b, f.attname)
+                assert type(getattr(a, f.attname)) is type(getattr(b, f.attname))
+    crf = subject_tree["crf"]
+    record = unpackb(OutgoingTransaction.objects.filter(tx_name="test_app.crf").latest("id").tx)
+    assert record["m2m"]["panels"] == sorted(p.pk for p in subject_tree["panels"])
+    assert record["pk"] == crf.pk
+
+
+def test_m2m_read_back_keeps_a_filtering_default_manager(subject_tree, monkeypatch):
+    from django_adapter.serialization import m2m_targets
+
+    subject = subject_tree["subject"]
+    manager = type(m.Tag._default_manager)
+    monkeypatch.setattr(manager, "get_queryset",
+                        lambda self: super(manager, self).get_queryset().exclude(code="tb"),
+                        raising=False)
+    assert [t.code for t in m2m_targets(subject, m.Subject._meta.get_field("tags"), "default")] \
+        == ["hiv"]
