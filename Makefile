@@ -41,8 +41,10 @@ test-django42: $(STAMP42)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+# A full run fits a 35-minute budget on a 2-core machine (bench/run.py --help);
+# e.g. make bench BENCH_ARGS="--budget 30".
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 # The long form of the reliability suite (crash, tamper, concurrency, fuzz, bombs)
 # and every attack test of issue 10; it rewrites docs/RELIABILITY.md from what it measured.
