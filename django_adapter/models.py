@@ -213,7 +213,8 @@ class ExportedBundle(models.Model):
     #: a receipt names transactions by position, and positions must still map to
     #: rows after some of them were pruned.
     id_ranges = models.JSONField(default=list, blank=True)
-    #: The outcome runs of the last receipt applied ([first, count, outcome, reason]).
+    #: The last receipt applied: {"as_of": its time, "runs": [[first, count, outcome,
+    #: reason], ...]}; an older receipt read later changes nothing.
     server_outcomes = models.JSONField(default=list, blank=True)
 
     class Meta:

@@ -23,6 +23,7 @@ reported but not acted on, because after a restore from backup the server's seq
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -282,7 +283,12 @@ def apply_receipt(path, *, config: Config) -> ReceiptReport:
                 report.mismatched += 1
                 continue
             runs = [[r.first, r.count, r.outcome, r.reason] for r in entry.outcomes]
-            if bundle.acknowledged and bundle.server_outcomes == runs:
+            known_runs, as_of = _last_outcomes(bundle)
+            if bundle.acknowledged and (
+                known_runs == runs or (as_of is not None and receipt.created < as_of)
+            ):
+                # Nothing new, or older news (receipts read out of order): the
+                # outcomes of a newer receipt stand.
                 report.already += 1
                 continue
             _count_kept(report, entry)  # news only: bundle status lists what is kept
@@ -294,12 +300,23 @@ def apply_receipt(path, *, config: Config) -> ReceiptReport:
                 bundle.acknowledged_datetime = now
                 report.acknowledged += 1
             report.transactions += _mark_outcomes(bundle, entry, using, now)
-            bundle.server_outcomes = runs
+            bundle.server_outcomes = {"as_of": receipt.created.isoformat(), "runs": runs}
             bundle.save(
                 using=using,
                 update_fields=["acknowledged", "acknowledged_datetime", "server_outcomes", "id_ranges"],
             )
     return report
+
+
+def _last_outcomes(bundle: ExportedBundle) -> tuple[list, dt.datetime | None]:
+    """(runs, receipt time) of the last receipt applied to ``bundle``."""
+    stored = bundle.server_outcomes
+    if isinstance(stored, dict):
+        try:
+            return stored.get("runs") or [], dt.datetime.fromisoformat(stored["as_of"])
+        except (KeyError, TypeError, ValueError):
+            return stored.get("runs") or [], None
+    return stored or [], None
 
 
 def _count_kept(report: ReceiptReport, entry: ReceiptEntry) -> None:

@@ -332,3 +332,24 @@ def test_a_waiting_bundle_is_kept_and_queued(loop, tmp_path):
     report = loop.back()
     assert report.receipt["transactions"] == 2 and report.receipt["kept"] == 0
     assert ImportedBundle.objects.using("server").filter(status="applied").count() == 2
+
+
+def test_an_older_receipt_read_last_does_not_take_back_newer_outcomes(loop, tmp_path):
+    """Receipts may be read out of order (two sticks, a pull of old ones): the site
+    keeps the newest outcome of each bundle."""
+    with capture.suspended():
+        m.Panel.objects.using("server").create(code="P1")
+    m.Household.objects.create(code="HH-1")
+    first = tmp_path / "first"
+    first.mkdir()
+    export_to(first, config=loop.site)
+    m.Panel.objects.create(code="P1")  # will fail once applied
+    loop.send()  # seq 2 waits for seq 1
+    older = write_receipts([loop.site.identity.fingerprint], config=loop.server)
+    import_paths([first], config=loop.server)  # seq 1, then seq 2: the panel fails
+    newer = write_receipts([loop.site.identity.fingerprint], config=loop.server)
+    import_receipts(newer, config=loop.site)
+    assert kept_at_site() == [("test_app.panel", "failed")]
+    run = import_receipts(older, config=loop.site)
+    assert run.files[0].receipt["updated"] == 0
+    assert kept_at_site() == [("test_app.panel", "failed")]
