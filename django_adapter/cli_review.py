@@ -113,7 +113,8 @@ def retry(
 
 
 def resolve(
-    tx_id: Annotated[str, typer.Argument(help="The transaction id (from bundle review).")],
+    tx_id: Annotated[str, typer.Argument(
+        help="The transaction id, or a quarantined bundle's id (from bundle review).")],
     keep_server: Annotated[
         bool, typer.Option("--keep-server", help="Keep the server's version.")
     ] = False,

@@ -278,6 +278,10 @@ class ImportedBundle(models.Model):
     sealed = models.DateTimeField(
         null=True, blank=True, help_text="when the site sealed it, by the site's clock (manifest)"
     )
+    settled = models.DateTimeField(
+        null=True, blank=True,
+        help_text="when a person set this quarantined fork aside (a Decision says who and why)",
+    )
     schema = models.JSONField(
         null=True, blank=True,
         help_text="migrations of the synced apps the site had applied (FORMAT.md 4.5); "

@@ -42,6 +42,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from bundlekit.errors import ReviewError
+from django_adapter import forks
 from django_adapter.apply import ApplyResult, apply_rows
 from django_adapter.codec import load, object_key
 from django_adapter.models import (
@@ -224,7 +225,8 @@ def _conflicts(using: str, site, model, now) -> list[ReviewItem]:
 def _forks(using: str, site, model, now) -> list[ReviewItem]:
     if model:  # a quarantined bundle keeps no records, so it names no model
         return []
-    rows = ImportedBundle.objects.using(using).filter(status=BundleStatus.FORK)
+    rows = ImportedBundle.objects.using(using).filter(
+        status=BundleStatus.FORK, settled__isnull=True)
     if site:
         rows = rows.filter(site=site)
     return [
@@ -391,6 +393,9 @@ def resolve(tx_id, choice: str, *, note: str, who: str, using: str = "default") 
         )
         if conflict is not None:
             return _resolve_conflict(conflict, row, choice, note, who, using)
+        if row is None and forks.quarantined(tid, using) is not None:
+            # A quarantined bundle is listed by its bundle id (django_adapter.forks).
+            return forks.set_aside(tid, choice, note=note, who=who, using=using)
         if row is None:
             raise ReviewError(f"no transaction {tid} at this server")
         decided = row.status == TxStatus.STALE and row.decisions.using(using).exists()

@@ -105,7 +105,7 @@ def server_status(config: Config) -> list[dict]:
             conflict=Sum("conflict_count"),
             stale=Sum("stale_count"),
             duplicate=Sum("duplicate_count"),
-            forks=Count("id", filter=Q(status=BundleStatus.FORK)),
+            forks=Count("id", filter=Q(status=BundleStatus.FORK, settled__isnull=True)),
             waiting=Count("id", filter=Q(status=BundleStatus.WAITING)),
         )
         .order_by("site", "fingerprint")

@@ -235,10 +235,16 @@ def test_laptop_restored_from_backup_story(world):
     shutil.rmtree(root / "laptop" / "outbox")
     shutil.copytree(root / "backup-outbox", root / "laptop" / "outbox")
     enter("HH-4")
+    # Exported before recovering: the server quarantines this "seq 2" as a fork.
+    laptop.bundle("export", "--out", "usb")
+    central.bundle("import", "usb", code=1)
+    for r in (root / "central" / "receipts").glob("*.receipt"):
+        shutil.copy(r, back)
 
     out = laptop.bundle("recover", "--from", "back").stdout
     assert "the server holds this site's chain through seq 3" in out
-    assert "chain moved from seq 1 to seq 3; 1 change(s) pending" in out
+    assert "undone   seq 2 (1 records)" in out
+    assert "chain moved from seq 2 to seq 3; 1 change(s) pending" in out
     out = laptop.bundle("export", "--out", "usb").stdout
     assert "sealed   seq 4 (1 records)" in out
     data = json.loads(central.bundle("import", "usb", "--json").stdout)
@@ -250,3 +256,11 @@ def test_laptop_restored_from_backup_story(world):
     assert out.strip().splitlines()[-1] == "['HH-1', 'HH-2', 'HH-3', 'HH-4']"
     again = json.loads(laptop.bundle("recover", "--from", "back", "--json").stdout)
     assert again["changed"] is False and again["chain_after"] == 4
+    # The data manager settles the quarantined fork at the server.
+    items = json.loads(central.bundle("review", "--outcome", "quarantined", "--json").stdout)
+    (fork,) = items["items"]
+    out = central.bundle("resolve", fork["bundle_id"], "--discard", "--who", "dm",
+                         "--note", "laptop restored from backup; recovered").stdout
+    assert "quarantined -> set-aside" in out
+    assert central.bundle("review", "--outcome", "quarantined").stdout.startswith(
+        "nothing to review")

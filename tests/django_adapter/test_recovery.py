@@ -6,8 +6,8 @@ import shutil
 import pytest
 from django.core import serializers
 
-from bundlekit.errors import BundleError
-from django_adapter import capture
+from bundlekit.errors import BundleError, ReviewError
+from django_adapter import capture, review
 from django_adapter.models import (
     BundleStatus,
     ExportChainState,
@@ -18,6 +18,7 @@ from django_adapter.models import (
     TxStatus,
 )
 from django_adapter.recovery import FORKED, NoReceipt, recover
+from django_adapter.status import server_status
 from django_adapter.workflow import export_to, import_paths, import_receipts, prune
 from tests.test_app import models as m
 
@@ -86,6 +87,7 @@ def test_restored_laptop_recovers_and_every_row_arrives_once(site, server, usb, 
     # Exporting now seals a second "seq 2": the server quarantines it as a fork.
     run = round_trip(site, server, usb)
     (fork,) = [f for f in run.files if f.kind == "bundle" and f.status == BundleStatus.FORK]
+    fork_id = ImportedBundle.objects.using("server").get(status=BundleStatus.FORK).bundle_id
     assert server_codes() == ["HH-1", "HH-2", "HH-3", "HH-4", "HH-5"]
 
     report = recover([usb], config=site)
@@ -115,6 +117,21 @@ def test_restored_laptop_recovers_and_every_row_arrives_once(site, server, usb, 
     # Recovering again changes nothing.
     again = recover([usb], config=site)
     assert not again.changed and again.chain_after == 4
+
+    # At the server the fork is still quarantined: the data manager settles it with
+    # the review tools (its changes came again in seq 4).
+    (item,) = review.queue("server", outcome="quarantined")
+    assert (item.site, item.seq, item.bundle_id) == ("site-a", 2, fork_id)
+    with pytest.raises(ReviewError, match="bundle recover"):
+        review.resolve(fork_id, "take-site", note="n", who="dm", using="server")
+    decision = review.resolve(fork_id, "discard", who="dm", using="server",
+                              note="laptop restored from backup; recovered, data sent again")
+    assert (decision.outcome_before, decision.outcome_after, decision.who) == (
+        "quarantined", "set-aside", "dm")
+    assert review.queue("server", outcome="quarantined") == []
+    assert server_status(server)[0]["quarantined_forks"] == 0
+    with pytest.raises(ReviewError, match="no quarantined bundle|no transaction"):
+        review.resolve(fork_id, "discard", note="again", who="dm", using="server")
 
 
 def test_replaced_laptop_with_the_old_key_continues_after_the_server(site, server, usb):
