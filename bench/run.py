@@ -646,8 +646,9 @@ def parse(argv):
     ap.add_argument("--big-n", type=int,
                     help="transactions of the memory check (model grouped, SQLite; 0: none)")
     ap.add_argument("--budget", type=float,
-                    help="minutes the whole run may take (0: no limit); the memory check "
-                         "and the model-grouped comparison are sized to what is left")
+                    help="minutes the whole run may take (0: no limit); the entry-order "
+                         "comparison is sized by a small probe, the memory check and the "
+                         "model-grouped comparison to what is left")
     ap.add_argument("--reps", type=int, help="repetitions of the quick measurements")
     ap.add_argument("--import-reps", type=int, help="repetitions of each entry-order import")
     ap.add_argument("--baseline-reps", type=int, help="repetitions of dumpdata/loaddata")
