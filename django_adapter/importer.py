@@ -252,6 +252,14 @@ def _fork_reason(state: SenderState, bundle: ImportedBundle, using: str) -> str:
         return f"fork: seq {bundle.seq} is already passed (applied through {state.last_seq})"
     if bundle.seq == state.last_seq + 1 and bundle.prev != state.last_digest:
         return f"fork: seq {bundle.seq} does not follow the last applied bundle (prev differs)"
+    # A bundle that continues a quarantined one descends from the fork: quarantined
+    # too (else it would wait for a gap that is never filled, and the first bundle
+    # received for a position wins: it would refuse the chain's real next bundle).
+    forked = ImportedBundle.objects.using(using).filter(
+        fingerprint=bundle.fingerprint, status=BundleStatus.FORK, seq=bundle.seq - 1,
+        digest=bundle.prev).first()
+    if forked is not None:
+        return f"fork: seq {bundle.seq} follows the quarantined seq {bundle.seq - 1}"
     before = chain.filter(seq=bundle.seq - 1).first()
     if before is not None and before.digest != bundle.prev:
         return f"fork: seq {bundle.seq} does not follow the received seq {bundle.seq - 1}"

@@ -150,6 +150,11 @@ def recover(sources: Iterable, *, config: Config) -> RecoveryReport:
         )
         forked = [b for b in ours if first_fork is not None and b.seq >= first_fork]
         kept = [b for b in ours if first_fork is None or b.seq < first_fork]
+        # A bundle of ours the server holds beyond the fork (one waiting for a gap)
+        # is not part of the chain to continue.
+        undone = {b.bundle_id for b in forked}
+        report.server_seq = max((seq for seq, (bid, _) in held.items() if bid not in undone),
+                                default=0)
         if not forked and state.last_seq >= report.server_seq:
             report.chain_after = state.last_seq
             report.pending = _pending(using)

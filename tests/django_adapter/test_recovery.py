@@ -134,6 +134,33 @@ def test_restored_laptop_recovers_and_every_row_arrives_once(site, server, usb, 
         review.resolve(fork_id, "discard", note="again", who="dm", using="server")
 
 
+def test_many_exports_before_recovering_are_all_forks_and_all_sent_again(site, server, usb, tmp_path):
+    """The restored laptop exported four times before anyone noticed: every one of
+    those bundles is quarantined (one that follows a quarantined bundle too, rather
+    than waiting for a gap), and after recovery their changes arrive once."""
+    m.Household.objects.create(code="HH-1")
+    round_trip(site, server, usb)
+    backup = Backup(site, tmp_path / "backup")
+    for code in ("HH-2", "HH-3"):
+        m.Household.objects.create(code=code)
+        round_trip(site, server, usb)
+    backup.restore()
+    for i in range(4):
+        m.Household.objects.create(code=f"HH-R{i}")
+        round_trip(site, server, usb)
+    forks = ImportedBundle.objects.using("server").filter(status=BundleStatus.FORK)
+    assert sorted(forks.values_list("seq", flat=True)) == [2, 3, 4, 5]
+    assert not ImportedBundle.objects.using("server").filter(status=BundleStatus.WAITING).exists()
+
+    report = recover([usb], config=site)
+    assert (report.server_seq, report.chain_after, report.requeued) == (3, 3, 4)
+    run = round_trip(site, server, usb)
+    # The stick still carries the quarantined files: received before, nothing to do.
+    (seq4,) = [f for f in run.files if f.kind == "bundle" and f.seq == 4 and f.status != "duplicate"]
+    assert (seq4.status, seq4.applied, seq4.failed) == ("applied", 4, 0)
+    assert server_codes() == ["HH-1", "HH-2", "HH-3", "HH-R0", "HH-R1", "HH-R2", "HH-R3"]
+
+
 def test_replaced_laptop_with_the_old_key_continues_after_the_server(site, server, usb):
     for code in ("HH-1", "HH-2"):
         m.Household.objects.create(code=code)
