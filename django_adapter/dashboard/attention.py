@@ -14,7 +14,16 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
+from django.db.models import Count
+
 from bundlekit.errors import BundleError
+from django_adapter.models import (
+    BundleStatus,
+    ConflictingTransaction,
+    ImportedBundle,
+    IncomingTransaction,
+    TxStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +47,70 @@ class DashboardInputError(BundleError):
 
 
 def _review():
-    try:
-        from django_adapter import review
-    except ImportError:  # a version without the review queue: what the ledger shows
-        from django_adapter.dashboard import ledger_queue as review
+    from django_adapter import review
+
     return review
 
 
 def queue(using: str, *, site: str | None = None, model: str | None = None,
-          outcome: str | None = None) -> list:
-    return _review().queue(using, site=site or None, model=model or None, outcome=outcome or None)
+          outcome: str | None = None, limit: int | None = None) -> list:
+    """The review queue's items, oldest first (``limit``: the first N)."""
+    return _review().queue(using, site=site or None, model=model or None,
+                           outcome=outcome or None, limit=limit)
 
 
-def counts_by_sender(using: str) -> dict[str, Counter]:
-    """{sender fingerprint: Counter(outcome -> items)} over the whole queue."""
+def tally(using: str, *, site: str | None = None, model: str | None = None) -> dict[str, Counter]:
+    """{sender fingerprint: Counter(outcome -> items)}: how many items
+    :func:`django_adapter.review.queue` lists, counted in the database.
+
+    The overview needs the counts of every sender, and a server's queue can hold
+    a great many stale items: listing them all (each with the server's row) only
+    to count them would be slow and take memory.  The rules are review.queue's
+    own, one query per outcome; tests check the two agree.
+    """
     out: dict[str, Counter] = {}
-    for item in queue(using):
-        out.setdefault(item.sender, Counter())[item.outcome] += 1
+
+    def add(outcome: str, pairs) -> None:
+        for fp, n in pairs:
+            out.setdefault(fp or "", Counter())[outcome] += n
+
+    ledger = IncomingTransaction.objects.using(using)
+    if site:
+        ledger = ledger.filter(bundle__site=site)
+    if model:
+        ledger = ledger.filter(tx_name=model)
+    per_sender = ("bundle__fingerprint",)
+    for outcome, rows in (
+        ("failed", ledger.filter(status=TxStatus.FAILED)),
+        ("stale", ledger.filter(status=TxStatus.STALE, decisions__isnull=True)),
+        ("waiting", ledger.filter(status=TxStatus.PENDING, bundle__status=BundleStatus.WAITING)),
+    ):
+        add(outcome, rows.values_list(*per_sender).annotate(n=Count("id")).order_by())
+    conflicts = ConflictingTransaction.objects.using(using).filter(resolution="")
+    if site:
+        conflicts = conflicts.filter(bundle__site=site)
+    if model:
+        conflicts = conflicts.filter(tx_name=model)
+    add("conflict", conflicts.values_list(*per_sender).annotate(n=Count("id")).order_by())
+    if not model:  # a quarantined bundle keeps no records, so it names no model
+        forks = ImportedBundle.objects.using(using).filter(status=BundleStatus.FORK)
+        if site:
+            forks = forks.filter(site=site)
+        add("quarantined", forks.values_list("fingerprint").annotate(n=Count("id")).order_by())
     return out
+
+
+def models_in_queue(using: str) -> list[str]:
+    """The model labels the queue's filter offers."""
+    ledger = IncomingTransaction.objects.using(using).filter(
+        status__in=[TxStatus.FAILED, TxStatus.STALE, TxStatus.PENDING]
+    )
+    names = set(ledger.values_list("tx_name", flat=True).distinct())
+    names |= set(
+        ConflictingTransaction.objects.using(using).filter(resolution="")
+        .values_list("tx_name", flat=True).distinct()
+    )
+    return sorted(names)
 
 
 def actions_for(item) -> list[tuple[str, str]]:

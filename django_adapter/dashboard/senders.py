@@ -20,7 +20,7 @@ from bundlekit.errors import BundleError
 from django_adapter.conf import Config
 from django_adapter.dashboard import attention, chart
 from django_adapter.dashboard.settings import DashboardSettings
-from django_adapter.models import ImportedBundle, IncomingTransaction, TxStatus
+from django_adapter.models import IncomingTransaction, TxStatus
 from django_adapter.status import server_status
 
 TRUSTED = "trusted"
@@ -127,14 +127,7 @@ def senders(config: Config, options: DashboardSettings, *, fingerprint: str | No
     using = config.database
     keys, problem = key_statuses(config)
     per_day = applied_per_day(using, options.chart_days, fingerprint=fingerprint)
-    queue_counts = attention.counts_by_sender(using)
-    forks = dict(
-        ImportedBundle.objects.using(using)
-        .filter(status="quarantined-fork")
-        .values_list("fingerprint")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
+    queue_counts = attention.tally(using)
     now = timezone.now()
     today = now.astimezone(dt.UTC).date()
     out = []
@@ -145,8 +138,6 @@ def senders(config: Config, options: DashboardSettings, *, fingerprint: str | No
         last_seen = row["last_seen"]
         age = (now - last_seen).days if last_seen else None
         counts = Counter(queue_counts.get(fp, Counter()))
-        # A fork stores no transactions, so it can be missing from a per-item queue.
-        counts["quarantined"] = max(counts.get("quarantined", 0), forks.get(fp, 0))
         days = per_day.get(fp, {})
         out.append(
             Sender(

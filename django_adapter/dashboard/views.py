@@ -9,6 +9,7 @@ the session until shown.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from pathlib import Path
 
 from django.contrib.auth import views as auth_views
@@ -27,7 +28,7 @@ from django_adapter.dashboard.rejected import rejected_files
 from django_adapter.dashboard.senders import senders
 from django_adapter.dashboard.settings import dashboard_settings
 from django_adapter.dashboard.upload import shown_name, take_in_upload
-from django_adapter.models import BundleStatus, ImportedBundle
+from django_adapter.models import BundleStatus, ImportedBundle, SenderState
 
 FLASH = "bundlekit_dashboard_flash"
 ASSETS = Path(__file__).with_name("assets")
@@ -108,10 +109,12 @@ def site(request, config, options, fingerprint: str):
         raise Http404("no bundle from this sender has been received")
     (sender,) = rows
     bundles = ImportedBundle.objects.using(config.database).filter(fingerprint=fingerprint).order_by("seq", "id")
-    items = attention.queue(config.database, site=sender.site)
-    items = [i for i in items if i.sender == fingerprint]
+    # The queue is by site name; a site whose key was rotated has two senders.
+    items = [i for i in attention.queue(config.database, site=sender.site, limit=QUEUE_PAGE)
+             if i.sender == fingerprint]
     return _page(request, "site.html", {
-        "sender": sender, "bundles": bundles, "items": items[:QUEUE_PAGE], "item_count": len(items),
+        "sender": sender, "bundles": bundles, "items": items,
+        "item_count": sum(sender.attention.values()),
         "problem": problem, "options": options, "title": f"Site {sender.site}",
     })
 
@@ -146,22 +149,21 @@ def review(request, config, options):
     filters = _queue_filters(request)
     if filters["outcome"] and filters["outcome"] not in attention.OUTCOMES:
         filters["outcome"] = ""
-    everything = attention.queue(config.database)
-    items = [
-        i for i in everything
-        if (not filters["site"] or i.site == filters["site"])
-        and (not filters["model"] or i.model == filters["model"])
-        and (not filters["outcome"] or i.outcome == filters["outcome"])
-    ]
+    using = config.database
+    items = attention.queue(using, **filters, limit=QUEUE_PAGE)
+    counts = sum(attention.tally(using, site=filters["site"], model=filters["model"]).values(),
+                 Counter())
+    matching = counts[filters["outcome"]] if filters["outcome"] else sum(counts.values())
+    total = sum(sum(attention.tally(using).values(), Counter()).values())
     shown = [(i, attention.actions_for(i), _compare(i), ACTION_WORDS.get(i.action, i.action))
-             for i in items[:QUEUE_PAGE]]
+             for i in items]
     return _page(request, "review.html", {
         "items": shown,
-        "item_count": len(items),
-        "total": len(everything),
+        "item_count": matching,
+        "total": total,
         "filters": filters,
-        "sites": sorted({i.site for i in everything}),
-        "models": sorted({i.model for i in everything}),
+        "sites": sorted(SenderState.objects.using(using).values_list("site", flat=True).distinct()),
+        "models": attention.models_in_queue(using),
         "outcomes": attention.OUTCOMES,
         "here": request.get_full_path(),
         "title": "Review queue",

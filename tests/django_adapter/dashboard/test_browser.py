@@ -4,8 +4,8 @@ and the browser are given by path, and Selenium Manager is told to stay offline)
 
 One browser for the module.  The story: two sites' bundles really imported; the
 data manager signs in, sees both sites with their numbers, opens the queue,
-retries a refused record after its missing household arrived (with a note) and
-sees it gone, uploads a bundle with the page's file input and reads its report;
+retries a refused record after its missing household arrived and discards the
+other (each with a note) and sees them gone, uploads a bundle with the page's file input and reads its report;
 a user who is not staff is refused.  A screenshot of each page is saved in the
 test's output folder (``tmp_path/screens``); set ``BUNDLEKIT_DASHBOARD_SHOTS=DIR``
 to also copy them to DIR (docs/img/dashboard-overview.png is one of them).
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from bundlekit.inbox import REJECTED
-from django_adapter.models import IncomingTransaction, TxStatus
+from django_adapter.models import Decision, IncomingTransaction, TxStatus
 from django_adapter.workflow import WatchedInbox
 from tests.django_adapter.dashboard import scenario
 from tests.django_adapter.dashboard.conftest import make_user
@@ -194,6 +194,18 @@ def test_the_data_managers_story_in_a_browser(browser, live_server, tmp_path, se
     assert pages.css("#queue-count").get_attribute("data-count") == "1"
     assert tx not in [a.get_attribute("data-tx") for a in pages.all("article.item")]
     assert IncomingTransaction.objects.using("server").get(tx_id=tx).status == TxStatus.APPLIED
+
+    # The other one: S-2 was entered by mistake; discard it, saying why.
+    (second,) = pages.all("article.item")
+    tx2 = second.get_attribute("data-tx")
+    second.find_element(pages.By.CSS_SELECTOR, "textarea").send_keys("S-2 was a duplicate of S-1")
+    pages.submit(second.find_element(pages.By.CSS_SELECTOR, 'button[value="discard"]'))
+    assert "Resolved" in pages.text(".flash.ok")
+    assert pages.css("#queue-count").get_attribute("data-count") == "0"
+    assert pages.all("article.item") == []
+    decision = Decision.objects.using("server").get(tx_id=tx2)
+    assert (decision.who, decision.choice, decision.note) == ("manager", "discard",
+                                                              "S-2 was a duplicate of S-1")
 
     # Rejected files: a broken file the watched inbox refused.
     inbox = field.config.inbox
