@@ -93,7 +93,8 @@ def tally(using: str, *, site: str | None = None, model: str | None = None) -> d
         conflicts = conflicts.filter(tx_name=model)
     add("conflict", conflicts.values_list(*per_sender).annotate(n=Count("id")).order_by())
     if not model:  # a quarantined bundle keeps no records, so it names no model
-        forks = ImportedBundle.objects.using(using).filter(status=BundleStatus.FORK)
+        forks = ImportedBundle.objects.using(using).filter(status=BundleStatus.FORK,
+                                                            settled__isnull=True)
         if site:
             forks = forks.filter(site=site)
         add("quarantined", forks.values_list("fingerprint").annotate(n=Count("id")).order_by())
@@ -114,14 +115,22 @@ def models_in_queue(using: str) -> list[str]:
 
 
 def actions_for(item) -> list[tuple[str, str]]:
-    """The buttons an item gets.  Retry where re-applying can help (failed);
-    the three decisions where there is something to decide (failed, stale,
-    conflict).  A waiting item settles itself when the missing bundle arrives, and
-    a quarantined fork is a whole bundle: neither gets buttons."""
+    """The buttons an item gets.  Retry where re-applying can help (failed); the
+    three decisions where there is something to decide (failed, stale, conflict);
+    for a quarantined fork only "set aside" (the server holds none of its records;
+    the laptop sends them again after ``bundle recover``).  A waiting item settles
+    itself when the missing bundle arrives: no buttons."""
+    if item.outcome == "quarantined" and item.bundle_id:
+        return [("discard", "Set aside")]
     if not item.tx_id or item.outcome not in ("failed", "stale", "conflict"):
         return []
     names = [a for a in ACTIONS if a != "retry" or item.outcome == "failed"]
     return [(a, ACTIONS[a]) for a in names]
+
+
+def target(item) -> str:
+    """The id the buttons act on: the transaction, or a quarantined bundle."""
+    return item.tx_id or item.bundle_id
 
 
 @dataclass
@@ -160,8 +169,11 @@ def act(action: str, tx_id: str, *, note: str, who: str, config) -> Done:
                       f"({'; '.join(result.messages[:1]) or 'it still fails'}).", ok=False)
         )
     else:
-        review.resolve(tx_id, action, note=note, who=who, using=using)
-        done = Done(f"Resolved {tx_id}: {ACTIONS[action].lower()}.")
+        decision = review.resolve(tx_id, action, note=note, who=who, using=using)
+        if decision.outcome_before == "quarantined":
+            done = Done(f"Set aside the quarantined bundle {tx_id}.")
+        else:
+            done = Done(f"Resolved {tx_id}: {ACTIONS[action].lower()}.")
     _receipts(review, tx_id, config)
     return done
 

@@ -155,8 +155,8 @@ def review(request, config, options):
                  Counter())
     matching = counts[filters["outcome"]] if filters["outcome"] else sum(counts.values())
     total = sum(sum(attention.tally(using).values(), Counter()).values())
-    shown = [(i, attention.actions_for(i), _compare(i), ACTION_WORDS.get(i.action, i.action))
-             for i in items]
+    shown = [(i, attention.actions_for(i), _compare(i), ACTION_WORDS.get(i.action, i.action),
+              attention.target(i)) for i in items]
     return _page(request, "review.html", {
         "items": shown,
         "item_count": matching,

@@ -9,6 +9,7 @@ from django.test import override_settings
 from django_adapter import review
 from django_adapter.codec import packb
 from django_adapter.dashboard import attention
+from django_adapter.exporter import export_pending
 from django_adapter.models import Decision, OutgoingTransaction
 from django_adapter.workflow import import_paths
 from tests.django_adapter.dashboard import scenario
@@ -46,6 +47,13 @@ def every_outcome(tmp_path):
     tx.tx, tx.exported, tx.exported_bundle = packb(record), False, None
     tx.save()
     import_paths([scenario.seal(keys, root, "site-b")], config=config)  # site-b seq 3
+    # quarantined: a "restored" site-a starts its chain again at seq 1 (sealed from
+    # another database with site-a's key): a fork.
+    m.Tag.objects.using("server").create(code="restored")
+    (fork,) = export_pending(root / "restored", identity=keys.ids["site-a"],
+                             recipients=[keys.ids["central"].public], using="server")
+    (report,) = import_paths([root / "restored" / fork.file_name], config=config).files
+    assert report.status == "quarantined-fork"
     return field
 
 
@@ -55,10 +63,13 @@ def test_the_counts_are_the_queues(tmp_path):
     listed: dict[str, Counter] = {}
     for item in review.queue("server"):
         listed.setdefault(item.sender, Counter())[item.outcome] += 1
-    assert listed == {a: Counter(stale=1, waiting=1), b: Counter(failed=2, conflict=1)}
+    assert listed == {a: Counter(stale=1, waiting=1, quarantined=1),
+                      b: Counter(failed=2, conflict=1)}
     assert attention.tally("server") == listed
     assert attention.tally("server", site="site-b") == {b: listed[b]}
     assert attention.tally("server", model="test_app.subject") == {b: Counter(failed=2)}
+    assert attention.tally("server", model="test_app.household") == {
+        a: Counter(stale=1, waiting=1), b: Counter(conflict=1)}
     assert attention.models_in_queue("server") == ["test_app.household", "test_app.subject"]
 
 
@@ -80,3 +91,14 @@ def test_a_decision_is_recorded_and_leaves_the_queue(tmp_path, settings):
     assert attention.tally("server")[stale.sender].get("stale", 0) == 0
     # The site hears of it in a receipt written now.
     assert any("site-a" in p.name for p in set(receipts.iterdir()) - before)
+
+
+def test_a_quarantined_bundle_is_set_aside_with_a_note(tmp_path, settings):
+    field = every_outcome(tmp_path)
+    (fork,) = review.queue("server", outcome="quarantined")
+    assert attention.actions_for(fork) == [("discard", "Set aside")]
+    done = attention.act("discard", attention.target(fork), note="laptop recovered", who="dm",
+                         config=field.config)
+    assert "Set aside" in done.message
+    assert review.queue("server", outcome="quarantined") == []
+    assert "quarantined" not in attention.tally("server")[fork.sender]
