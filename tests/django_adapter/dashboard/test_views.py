@@ -187,3 +187,23 @@ def test_the_stylesheet_and_script_are_served_by_the_app(client):
     r = client.get(reverse("bundlekit-dashboard:asset", args=["dashboard.css"]))
     assert r.status_code == 200 and r["Content-Type"].startswith("text/css")
     assert client.get(reverse("bundlekit-dashboard:asset", args=["nope.css"])).status_code == 404
+
+
+def test_a_fork_uploaded_by_the_page_is_listed_as_rejected_with_its_route(
+    client, field, manager
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from django_adapter.exporter import export_pending
+    from tests.test_app import models as m
+
+    # A "restored" site-a seals seq 1 again with other content: a fork.
+    m.Tag.objects.using("server").create(code="restored")
+    (fork,) = export_pending(field.root / "restored", identity=field.keys.ids["site-a"],
+                             recipients=[field.keys.ids["central"].public], using="server")
+    data = (field.root / "restored" / fork.file_name).read_bytes()
+    client.force_login(manager)
+    html = client.post(UPLOAD, {"bundles": SimpleUploadedFile("f.bundle", data)}).content.decode()
+    assert 'data-status="quarantined-fork"' in html
+    listed = client.get(REJECTED_PAGE).content.decode()
+    assert fork.file_name in listed and "upload page" in listed and "fork" in listed
