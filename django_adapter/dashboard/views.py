@@ -36,6 +36,8 @@ _TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=ut
 ACTION_WORDS = {"I": "insert", "U": "update", "D": "delete"}
 #: Queue items shown on one page (the total is always given).
 QUEUE_PAGE = 200
+#: Bundles listed on a site's page: the newest ones.
+BUNDLES_PAGE = 500
 
 
 def _flash(request, message: str, ok: bool = True) -> None:
@@ -108,12 +110,15 @@ def site(request, config, options, fingerprint: str):
     if not rows:
         raise Http404("no bundle from this sender has been received")
     (sender,) = rows
-    bundles = ImportedBundle.objects.using(config.database).filter(fingerprint=fingerprint).order_by("seq", "id")
+    received = ImportedBundle.objects.using(config.database).filter(fingerprint=fingerprint)
+    bundle_count = received.count()
+    # The newest BUNDLES_PAGE, shown in seq order (a laptop sends one a trip).
+    bundles = sorted(received.order_by("-seq", "-id")[:BUNDLES_PAGE], key=lambda b: (b.seq, b.id))
     # The queue is by site name; a site whose key was rotated has two senders.
     items = [i for i in attention.queue(config.database, site=sender.site, limit=QUEUE_PAGE)
              if i.sender == fingerprint]
     return _page(request, "site.html", {
-        "sender": sender, "bundles": bundles, "items": items,
+        "sender": sender, "bundles": bundles, "bundle_count": bundle_count, "items": items,
         "item_count": sum(sender.attention.values()),
         "problem": problem, "options": options, "title": f"Site {sender.site}",
     })

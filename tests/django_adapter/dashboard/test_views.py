@@ -207,3 +207,21 @@ def test_a_fork_uploaded_by_the_page_is_listed_as_rejected_with_its_route(
     assert 'data-status="quarantined-fork"' in html
     listed = client.get(REJECTED_PAGE).content.decode()
     assert fork.file_name in listed and "upload page" in listed and "fork" in listed
+
+
+def test_a_sites_page_lists_its_newest_bundles_when_there_are_many(
+    client, field, monitor, monkeypatch
+):
+    from django_adapter.dashboard import views
+    from django_adapter.workflow import import_paths
+    from tests.django_adapter.dashboard import scenario
+
+    scenario.site_a_changes_more()
+    second = scenario.seal(field.keys, field.root, "site-a")
+    import_paths([second], config=field.config)
+    monkeypatch.setattr(views, "BUNDLES_PAGE", 1)
+    client.force_login(monitor)
+    html = client.get(reverse("bundlekit-dashboard:site",
+                              args=[field.keys.ids["site-a"].fingerprint])).content.decode()
+    assert "The newest 1 of 2." in html
+    assert second.name in html and field.bundles["site-a"][0].name not in html
