@@ -8,11 +8,39 @@ match on the class, never on the text.
 
 Misuse by a programmer (wrong argument types, an impossible option) stays
 ``ValueError``/``TypeError``: those are bugs, not bad input.
+
+Every public exception of bundlekit and of its Django adapter is defined here,
+so ``except BundleError`` catches everything a person can fix and
+:func:`one_line` is the single place that turns an exception into the line and
+exit code both ``bundle`` and ``manage.py bundle`` print.  The tree:
+
+- bundle files: NotABundle, CorruptBundle (TruncatedBundle, BadSignature),
+  UnsupportedVersion, UnknownSender (RevokedKey), NotARecipient
+- keys: KeyFileError (RevocationListError, NotARevocationList), RotationError
+- receipts: ReceiptError (ReceiptCorrupt, ReceiptTruncated, ReceiptBadSignature,
+  ReceiptUntrusted, ReceiptNotForUs)
+- writing: WriteFailed
+- configuration: ConfigError
+- the Django adapter: SyncError (edc-sync's name: NaturalKeyError,
+  UnresolvedReference, ChainError, NotSyncRecords), QuarantinedFork, NoReceipt
+- transport: TransferError (a client's view of a server), ApiError (the server's
+  answer to a bad request: Busy, NoSuchUpload)
+- the review queue: ReviewError
+- the dashboard: DashboardInputError, ResolveUnavailable
+- the command line: CommandFailed (carries its exit code)
 """
 
 from __future__ import annotations
 
 import os
+import sys
+
+#: Exit codes of ``bundle`` and ``manage.py bundle``, stable for scripts.
+EXIT_OK = 0
+EXIT_INVALID = 1  # a file was rejected, the input or the configuration is wrong
+EXIT_USAGE = 2  # the command line itself is wrong (typer/click's own code)
+EXIT_INTERNAL = 3  # a bug in bundlekit: please report it
+EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
 class BundleError(Exception):
@@ -167,3 +195,213 @@ class ReviewError(BundleError):
     site's version that still cannot be applied (the message says why)."""
 
     code = "review"
+
+
+# --------------------------------------------------------------------------- keys
+
+
+class RotationError(BundleError):
+    """A rotation statement is damaged, forged, or not for a key we trust."""
+
+    code = "bad-rotation"
+
+
+class RevocationListError(KeyFileError):
+    """A revocation list file is damaged or is not one."""
+
+    code = "bad-revocation-list"
+
+
+class NotARevocationList(RevocationListError):
+    """The file is readable but is no revocation list at all (no header, not text):
+    :func:`bundlekit.rotation.load_revoked` then tries it as a ``.pub`` file."""
+
+
+# ---------------------------------------------------------------- configuration
+
+
+class ConfigError(BundleError):
+    """``settings.BUNDLEKIT`` (or a flag overriding it) is missing, wrong, or names a
+    key file that cannot be used.  The message names the setting and the file."""
+
+    code = "bad-config"
+
+
+# ------------------------------------------------------------ the Django adapter
+
+
+class SyncError(BundleError):
+    """A synced model or a sync operation cannot work as configured.
+
+    edc-sync's name, kept so code written against edc-sync still catches what it
+    used to (``django_adapter.exceptions`` re-exports it).
+    """
+
+    code = "sync-error"
+
+
+class NaturalKeyError(SyncError):
+    """A model lacks ``natural_key()`` / ``get_by_natural_key()``, so its rows cannot
+    be found again on another database whose autoincrement pks differ."""
+
+    code = "no-natural-key"
+
+
+class UnresolvedReference(SyncError):
+    """A foreign key or m2m target named in a record is not (yet) on this database.
+
+    Raised while applying; the importer defers the transaction to the end of the
+    bundle and only records it as failed if the target never appears.
+    """
+
+    code = "unresolved-reference"
+
+
+class ChainError(SyncError):
+    """The local export chain state does not match what is in the outbox (a file
+    there does not continue the chain): nothing is sealed until a person looks."""
+
+    code = "chain-broken"
+
+
+class NotSyncRecords(SyncError):
+    """A valid bundle whose records are not django_adapter transactions (a bundle
+    sealed by another tool with the same keys)."""
+
+    code = "not-sync-records"
+
+
+class NoReceipt(BundleError):
+    """``bundle recover`` was given no receipt for this site: it cannot know what
+    the server holds."""
+
+    code = "no-receipt"
+
+
+class QuarantinedFork(BundleError):
+    """The bundle contradicts the sender's chain as this server knows it; it is
+    recorded in the ledger, nothing in it is applied, and a person must look."""
+
+    code = "quarantined-fork"
+
+
+# -------------------------------------------------------------------- transport
+
+
+class TransferError(BundleError):
+    """The server could not be reached or answered something we cannot use.
+
+    ``results`` holds the per-file results gathered before the failure.
+    """
+
+    code = "transfer-failed"
+
+    def __init__(self, reason: str, *, code: str | None = None, results: list | None = None):
+        super().__init__(reason)
+        if code:
+            self.code = code
+        self.results = results or []
+
+
+class ApiError(BundleError):
+    """The REST API ends a request with HTTP ``status`` and a JSON error body
+    ``{"error": code, "reason": reason, **extra}``."""
+
+    def __init__(self, status: int, code: str, reason: str, *, headers=None, **extra):
+        super().__init__(reason)
+        self.status, self.code = status, code
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+
+class Busy(ApiError):
+    """Another request is still writing the same upload: the client retries."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "upload-busy",
+            "another request is still writing this upload; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+
+
+class NoSuchUpload(ApiError):
+    """A resumable upload id the server does not hold (finished, removed, or never
+    started): the client starts the upload again from offset 0."""
+
+    def __init__(self) -> None:
+        super().__init__(404, "no-such-upload", "no upload with this id",
+                         headers={"Upload-Offset": "0"})
+
+
+# ------------------------------------------------------------------ the dashboard
+
+
+class DashboardInputError(BundleError):
+    """A form on the pages was sent without what it needs (a note, a known action)."""
+
+    code = "bad-request"
+
+
+class ResolveUnavailable(BundleError):
+    """A resolution the review queue cannot offer for this item."""
+
+    code = "bad-request"
+
+
+# ------------------------------------------------------------- the command line
+
+
+class CommandFailed(BundleError):
+    """Raised inside a command to end it with one line and a non-zero exit."""
+
+    code = "command-failed"
+
+    def __init__(self, message: str, exit_code: int = EXIT_INVALID):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def one_line(exc: BaseException) -> tuple[str, int]:
+    """The line a person sees for ``exc`` and the exit code, for every face.
+
+    ``bundle`` prints ``bundle: LINE`` on stderr; ``manage.py bundle`` raises
+    Django's ``CommandError(LINE)``; both pass it through
+    :func:`bundlekit.cli.output.escape` so a name cannot break it into two lines.
+    Anything not recognised here is a bug in bundlekit: exit 3 with the
+    exception's type, never a traceback.
+    """
+    if isinstance(exc, CommandFailed):
+        return str(exc), exc.exit_code
+    if isinstance(exc, BundleError):
+        return str(exc), EXIT_INVALID
+    if _is_database_error(exc):
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        return f"database error: {first} (did you run `manage.py migrate`?)", EXIT_INVALID
+    if isinstance(exc, FileNotFoundError):
+        return f"{exc.filename}: no such file", EXIT_INVALID
+    if isinstance(exc, PermissionError):
+        return f"{exc.filename}: permission denied", EXIT_INVALID
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}", EXIT_INVALID
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED
+    return (
+        f"internal error: {type(exc).__name__}: {exc} (set BUNDLEKIT_DEBUG=1 for details)",
+        EXIT_INTERNAL,
+    )
+
+
+def is_bug(exc: BaseException) -> bool:
+    """Whether :func:`one_line` files ``exc`` as a bug (``BUNDLEKIT_DEBUG=1`` re-raises those)."""
+    return one_line(exc)[1] == EXIT_INTERNAL
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """Django's ``DatabaseError`` without importing Django: it is only ever raised
+    when Django is loaded already."""
+    db = sys.modules.get("django.db")
+    return db is not None and isinstance(exc, getattr(db, "DatabaseError", ()))

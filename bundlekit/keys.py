@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -61,6 +62,11 @@ def _check_key(key: bytes, what: str) -> bytes:
     if not isinstance(key, bytes) or len(key) != _KEY_SIZE:
         raise ValueError(f"{what} must be {_KEY_SIZE} bytes")
     return key
+
+
+#: FORMAT.md §6.1: 16 bytes as lower-case hex in groups of 4 joined by "-" (the one
+#: pattern every module checks a fingerprint against).
+FINGERPRINT = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
 
 
 def fingerprint_of(x25519_public: bytes, ed25519_public: bytes) -> str:

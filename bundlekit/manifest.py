@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
-from bundlekit import age
+from bundlekit import age, canonical
+from bundlekit.canonical import UTC_TIME
 from bundlekit.errors import BadSignature, CorruptBundle, UnsupportedVersion
-from bundlekit.keys import Identity, PublicKey
+from bundlekit.keys import FINGERPRINT, Identity, PublicKey
 from bundlekit.limits import (
     MANIFEST,
     MAX_KINDS,
@@ -55,27 +55,17 @@ SENDER_KEYS = frozenset({"site", "fingerprint", "ed25519", "age_recipient"})
 #: FORMAT.md §4.1: text fields are at most this long.
 MAX_TEXT = 1000
 _MAX_INT = 2**63 - 1
-_CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
-#: FORMAT.md §6.1: 16 bytes as lower-case hex in groups of 4 joined by "-".
-_FINGERPRINT = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
-
-
-def _canonical(obj: Any) -> Any:
-    if type(obj) is dict:
-        return {k: _canonical(obj[k]) for k in sorted(obj)}
-    if type(obj) is list:
-        return [_canonical(v) for v in obj]
-    return obj
+_CREATED = UTC_TIME
+_FINGERPRINT = FINGERPRINT
 
 
 def packb_canonical(obj: Any) -> bytes:
-    return msgpack.packb(_canonical(obj), default=_default, use_bin_type=True, datetime=False)
+    """Canonical msgpack (:func:`bundlekit.canonical.packb`) with the typed keys'
+    extension types."""
+    return canonical.packb(obj, default=_default)
 
 
-def format_created(when: dt.datetime) -> str:
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError("created must be an aware datetime")
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+format_created = canonical.format_utc
 
 
 @dataclass(frozen=True)

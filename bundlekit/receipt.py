@@ -30,6 +30,8 @@ from typing import Any
 import msgpack
 
 from bundlekit import age, limits
+from bundlekit.canonical import UTC_TIME, format_utc
+from bundlekit.canonical import packb as canonical_packb
 from bundlekit.errors import (
     ReceiptBadSignature,
     ReceiptCorrupt,
@@ -40,7 +42,7 @@ from bundlekit.errors import (
     ReceiptUntrusted,
 )
 from bundlekit.fsutil import AtomicFile
-from bundlekit.keys import Identity, PublicKey
+from bundlekit.keys import FINGERPRINT, Identity, PublicKey
 from bundlekit.naming import safe_site
 
 #: RECEIPTS.md §2.1: the first bytes of every version-2 receipt.
@@ -92,8 +94,8 @@ ENTRY_KEYS = frozenset(
 )
 
 _MAX_INT = 2**63 - 1
-_CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
-_FINGERPRINT = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
+_CREATED = UTC_TIME
+_FINGERPRINT = FINGERPRINT
 _OTHER_VERSION = re.compile(rb"bundlekit\.org/v[0-9]{1,3}/receipt\n")
 _OLDER_VERSION = b"bundlekit.org/v1/receipt\n"
 
@@ -224,22 +226,8 @@ def highest_contiguous(entries: Iterable[ReceiptEntry], start: int = 0) -> int:
     return n
 
 
-def _format_created(when: dt.datetime) -> str:
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError("created must be an aware datetime")
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _canonical(obj: Any) -> Any:
-    if type(obj) is dict:
-        return {k: _canonical(obj[k]) for k in sorted(obj)}
-    if type(obj) is list:
-        return [_canonical(v) for v in obj]
-    return obj
-
-
-def _packb(obj: Any) -> bytes:
-    return msgpack.packb(_canonical(obj), use_bin_type=True, datetime=False)
+_format_created = format_utc
+_packb = canonical_packb
 
 
 _DEFAULT_OUTCOME = {"applied": "applied", "held": "waiting", "duplicate": "duplicate",

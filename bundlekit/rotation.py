@@ -30,15 +30,25 @@ import base64
 import binascii
 import datetime as dt
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bundlekit import age
 from bundlekit.age import bech32
-from bundlekit.errors import BundleError, KeyFileError, RevokedKey, SiteNameMismatch, UnknownSender
+from bundlekit.canonical import format_utc, parse_utc
+from bundlekit.errors import (
+    BundleError,
+    KeyFileError,
+    NotARevocationList,
+    RevocationListError,
+    RevokedKey,
+    RotationError,
+    SiteNameMismatch,
+    UnknownSender,
+)
 from bundlekit.fsutil import atomic_write_bytes
 from bundlekit.keys import (
+    FINGERPRINT,
     PUB_SUFFIX,
     VERIFY_KEY_HRP,
     Identity,
@@ -74,25 +84,7 @@ _ENTRY_FIELDS = ("revoked", "site", "fingerprint", "recipient", "verify-key", "r
 _MAX_FILE = 64 * 1024
 _MAX_REVOCATION_LIST = 8 * 1024 * 1024
 MAX_REASON = 200
-_CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
-_FINGERPRINT = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
-
-
-class RotationError(BundleError):
-    """A rotation statement is damaged, forged, or not for a key we trust."""
-
-    code = "bad-rotation"
-
-
-class RevocationListError(KeyFileError):
-    """A revocation list file is damaged or is not one."""
-
-    code = "bad-revocation-list"
-
-
-class NotARevocationList(RevocationListError):
-    """The file is readable but is no revocation list at all (no header, not text):
-    :func:`load_revoked` then tries it as a ``.pub`` file."""
+_FINGERPRINT = FINGERPRINT
 
 
 @dataclass(frozen=True)
@@ -117,16 +109,8 @@ class Revocation:
 # --------------------------------------------------------------------------- helpers
 
 
-def _format_time(when: dt.datetime) -> str:
-    if when.tzinfo is None:
-        raise ValueError("time must be timezone-aware")
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_time(text: str) -> dt.datetime:
-    if not _CREATED.fullmatch(text):
-        raise ValueError(f"bad time {text!r}")
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+_format_time = format_utc
+_parse_time = parse_utc
 
 
 def _key_from(site: str, recipient: str, verify_key: str, fingerprint: str) -> PublicKey:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from bundlekit.errors import BundleError
+from bundlekit.errors import BundleError, TransferError
 from bundlekit.fsutil import AtomicFile
 from bundlekit.naming import bundle_files, is_bundle_name
 
@@ -64,19 +64,6 @@ Progress = Callable[[int], None]
 
 #: Module-level so tests can make backoff instant without monkeypatching time.
 _sleep = time.sleep
-
-
-class TransferError(Exception):
-    """The server could not be reached or answered something we cannot use."""
-
-    code = "transfer-failed"
-
-    def __init__(self, reason: str, *, code: str | None = None, results: list | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        if code:
-            self.code = code
-        self.results = results or []
 
 
 @dataclass(frozen=True)

@@ -74,11 +74,15 @@ def check_model(model) -> None:
         )
 
 
-def record_change(instance, action: str, using: str, nk=None, nk_before=None):
+def record_change(instance, action: str, using: str, nk=None, nk_before=None, *,
+                  new: bool | None = None):
     """Write the OutgoingTransaction for one change of ``instance`` on ``using``.
 
     An update that changed the natural key carries the key before the change
-    (``natural_key_before``), so the server can find the row it renames."""
+    (``natural_key_before``), so the server can find the row it renames.
+    ``new`` (default: an insert) says the row was inserted just now, so its M2M
+    lists are empty without a query; an existing row enqueued as an insert
+    (``bundle enqueue-existing``) passes ``new=False`` to carry them."""
     from django_adapter.models import OutgoingTransaction
 
     check_model(type(instance))
@@ -90,7 +94,7 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None):
         if nk_before is None:
             nk_before = natural_key_before(instance, nk)
     record = to_record(instance, action, tx_id=tx_id, ts=ts, producer=who, using=using, nk=nk,
-                       nk_before=nk_before, new=action == "I")
+                       nk_before=nk_before, new=action == "I" if new is None else new)
     if action != "D":
         remember_saved(instance)
     row = OutgoingTransaction(

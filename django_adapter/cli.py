@@ -1,11 +1,15 @@
-"""The Django commands of ``bundle``: export, import, watch, receipt, prune, status,
-and the Django-free ``forward``.
+"""The Django commands of ``bundle``: export, import, watch, receipt, prune, status.
 
 bundlekit's CLI loads this module through the ``bundlekit.cli`` entry point and
 calls :func:`register`.  The same command functions are mounted on
 ``manage.py bundle`` by ``management/commands/bundle.py``, so both spellings
-behave alike.  This module imports Django only inside commands: a middleman
-laptop with bundlekit alone still gets ``bundle forward``.
+behave alike.  This module imports Django only inside commands (``bundle
+--help`` works on a machine without Django; the commands then say how to
+install it).
+
+To add a command, write its function (typer annotations, ``--json`` as
+:data:`~bundlekit.cli.output.JsonOpt`) in its own module and list it in
+:data:`COMMANDS`; both faces pick it up.
 
 Each command is a thin layer: it reads the config, calls one function of
 :mod:`django_adapter.workflow` (or status/forward), and prints its report as a
@@ -13,7 +17,6 @@ table on a terminal, plain lines otherwise, or JSON with ``--json``.  Failures
 are typed errors that become one line and exit code 1.
 """
 
-import functools
 import inspect
 import os
 import signal
@@ -25,20 +28,21 @@ from typing import Annotated
 
 import typer
 
-from bundlekit.cli import (
-    EXIT_INVALID,
-    CommandFailed,
+from bundlekit.cli.output import (
+    JsonOpt,
     err,
     interactive,
+    on_terminal,
     out,
+    plural,
     print_json,
     progress,
+    table,
 )
-from bundlekit.errors import WriteFailed
+from bundlekit.errors import EXIT_INVALID, EXIT_USAGE, CommandFailed, WriteFailed
 
 # ---------------------------------------------------------------------- options
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 IdentityOpt = Annotated[
     Path | None, typer.Option("--identity", "-i", help="This machine's NAME.key (overrides IDENTITY).")
 ]
@@ -66,23 +70,6 @@ def config(identity=None, to=None, trust=None, database=None, receipts_from=None
                       receipts_from=receipts_from)
 
 
-def on_terminal() -> bool:
-    return sys.stdout.isatty()
-
-
-def table(title: str, columns: list[str], rows: list[list]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    for i, c in enumerate(columns):
-        # The first column names the thing (a file, a site): never cut it short.
-        t.add_column(c, no_wrap=i == 0, overflow="fold", justify="left" if i == 0 else "right")
-    for row in rows:
-        t.add_row(*[str(v) for v in row])
-    Console().print(t)
-
-
 # --------------------------------------------------------------------- export
 
 
@@ -99,9 +86,12 @@ def export(
     database: DatabaseOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Seal pending changes into the next bundle(s) and copy every unacknowledged
-    bundle that is not yet on OUT there (atomically).  Transactions are marked
-    exported, not consumed: only a receipt from the server does that."""
+    """Seal pending changes into the next bundle(s) and copy them to OUT.
+
+    Every unacknowledged bundle that is not on OUT yet is copied there
+    (atomically).  Transactions are marked exported, not consumed: only a
+    receipt from the server does that.
+    """
     from django_adapter.workflow import export_to
 
     cfg = config(identity=identity, to=to, database=database)
@@ -121,9 +111,11 @@ def export(
         print_json(report.to_dict())
         return
     if report.nothing_to_do:
+        n = len(report.present)
         where = (
-            f"; the {len(report.present)} unacknowledged bundles are already on {out_dir}"
-            if report.present
+            f"; {'the' if n == 1 else 'all'} {plural(n, 'unacknowledged bundle')} "
+            f"{'is' if n == 1 else 'are'} already on {out_dir}"
+            if n
             else ""
         )
         out(f"nothing to export: no pending changes{where}")
@@ -146,9 +138,10 @@ def _export_lines(report) -> None:
     for name in report.copied:
         out(f"copied   {Path(report.out_dir) / name}")
     if report.copied or report.sealed:
+        n = report.unacknowledged
         out(
-            f"{report.unacknowledged} bundle(s) await a receipt from the server "
-            f"({len(report.present)} were already on the target)"
+            f"{plural(n, 'bundle')} {'awaits' if n == 1 else 'await'} a receipt from the server "
+            f"({len(report.present)} already on the target)"
         )
 
 
@@ -397,7 +390,9 @@ def watch(
 
 def prune(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
     """Delete outgoing transactions the server confirmed, and their outbox files.
-    Nothing without a receipt is ever deleted."""
+
+    Nothing without a receipt is ever deleted.
+    """
     from django_adapter.workflow import prune as prune_
 
     report = prune_(config=config(database=database))
@@ -419,6 +414,7 @@ def status(database: DatabaseOpt = None, json_out: JsonOpt = False) -> None:
         print_json(data)
         return
     s = data["site"]
+    # bundles_unacknowledged lists seq numbers: say so, never print one as a count.
     unacked = s["bundles_unacknowledged"]
     senders = data["senders"]
     sends = s["last_seq"] or s["pending"] or s["outbox_files"]
@@ -535,61 +531,76 @@ def _flat(value):
         yield value
 
 
-# -------------------------------------------------------------------- forward
+# ------------------------------------------------------------ enqueue-existing
 
 
-def forward(
-    files: Annotated[list[Path], typer.Argument(help="Bundles or folders of bundles.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to copy them.")],
-    trust: Annotated[
-        list[Path] | None,
-        typer.Option("--trust", "-t", help="Accept only senders with these NAME.pub keys."),
+def enqueue_existing(
+    models: Annotated[
+        list[str] | None,
+        typer.Argument(help="Models as app_label.Model (default: every synced model)."),
     ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count the rows; write nothing.")
+    ] = False,
+    database: DatabaseOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verify bundles (no decryption key needed) and copy the valid ones, untouched,
-    to OUT.  Invalid files are refused with one line each and never copied."""
-    from bundlekit.cli import load_publics
-    from django_adapter.forward import forward_bundles
+    """Enqueue rows saved before sync was added, as inserts for the next export.
 
-    trusted = load_publics(trust) if trust else None
-    for f in files:
-        if not f.exists():
-            raise CommandFailed(f"{f}: no such file or folder")
+    Capture only sees changes made after django_adapter was installed. This
+    writes one insert transaction per existing row of the synced models, in
+    dependency order; rows that have an outgoing transaction already are
+    skipped, so a second run adds nothing. Run it once, when adding sync to a
+    project that has data, before the first prune.
+    """
+    from django.conf import settings
 
-    def line(r) -> None:
-        if json_out:
-            return
-        if r.status == "refused":
-            out(f"REFUSED   {r.file}: {r.reason}")
-        else:
-            out(f"{r.status:<9} {r.file}: site {r.site} seq {r.seq} -> {r.target}")
+    from django_adapter import enqueue
 
-    results = forward_bundles(files, out_dir, trusted=trusted, on_file=line)
+    alias = database or (getattr(settings, "BUNDLEKIT", None) or {}).get("DATABASE", "default")
+    try:
+        chosen = enqueue.synced_models(models)
+    except (LookupError, ValueError) as exc:
+        raise CommandFailed(f"MODELS: {exc}", EXIT_USAGE) from None
+    total = enqueue.count_existing(chosen, alias) if interactive() else None
+    with progress("enqueueing", total=total) as advance:
+        report = enqueue.enqueue_existing(chosen, using=alias, dry_run=dry_run, progress=advance)
     if json_out:
-        print_json([r.to_dict() for r in results])
-    if not results:
-        raise CommandFailed("no bundle files found in " + ", ".join(map(str, files)))
-    if any(not r.ok for r in results):
-        raise typer.Exit(EXIT_INVALID)
+        print_json(report.to_dict())
+        return
+    verb = "would enqueue" if dry_run else "enqueued"
+    for label, n in report.enqueued.items():
+        skipped = report.skipped[label]
+        tail = f" ({skipped} had a transaction already)" if skipped else ""
+        out(f"{verb} {plural(n, 'row')} of {label}{tail}")
+    what = "nothing new to enqueue" if not report.total else (
+        f"{verb} {plural(report.total, 'row')} as inserts"
+        + ("" if dry_run else ": `bundle export` carries them")
+    )
+    out(what)
 
 
 # ------------------------------------------------------------------- plumbing
 
-#: (name, function, needs Django)
+#: (name, function, ...): the commands both ``bundle`` and ``manage.py bundle`` get
+#: (anything after the function is ignored: older entries said "needs Django").
 COMMANDS = [
-    ("export", export, True),
-    ("import", import_, True),
-    ("watch", watch, True),
-    ("receipt", receipt, True),
-    ("prune", prune, True),
-    ("status", status, True),
-    ("recover", recover, True),
-    ("forward", forward, False),
+    ("export", export),
+    ("import", import_),
+    ("watch", watch),
+    ("receipt", receipt),
+    ("prune", prune),
+    ("status", status),
+    ("recover", recover),
+    ("enqueue-existing", enqueue_existing),
 ]
 from django_adapter.cli_review import COMMANDS as REVIEW_COMMANDS  # noqa: E402 - uses the above
 
 COMMANDS += REVIEW_COMMANDS
+
+#: Commands that run Django's system checks first under ``bundle`` (``manage.py``
+#: runs them before every command anyway).
+CHECKED = frozenset({"export", "import", "watch", "enqueue-existing"})
 
 
 def setup_django(settings_module: str | None) -> None:
@@ -621,25 +632,41 @@ def setup_django(settings_module: str | None) -> None:
         raise CommandFailed(f"settings {module!r}: {exc}") from None
 
 
-def database_errors(func):
-    """A database that is missing, locked or unmigrated is one line, not a traceback."""
+def run_checks() -> None:
+    """Django's system checks, as ``manage.py`` runs them before a command.
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from django.db import DatabaseError
+    A synced model that cannot sync (no ``natural_key()``, ...) is then an error
+    before anything is read or written, not an export that finds "nothing to
+    export".  Warnings are left to ``manage.py check``: the one that matters here
+    (a key file not made yet, W102) becomes the command's own one-line error.
+    """
+    from django.core import checks
 
-        try:
-            return func(*args, **kwargs)
-        except DatabaseError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CommandFailed(f"database error: {first} (did you run `manage.py migrate`?)") from None
+    found = checks.run_checks(include_deployment_checks=False)
+    errors = [m for m in found if m.is_serious() and not m.is_silenced()]
+    if errors:
+        raise CommandFailed(
+            "the system check found a problem: " + "; ".join(_check_line(m) for m in errors)
+            + " (fix it, then run the command again)"
+        )
 
-    return wrapper
+
+def _check_line(message) -> str:
+    hint = f" ({message.hint})" if message.hint else ""
+    obj = message.obj
+    label = getattr(getattr(obj, "_meta", None), "label", None) or obj  # a model: its label
+    where = f"{label}: " if obj is not None else ""
+    return f"{message.id}: {where}{message.msg}{hint}"
 
 
-def with_settings(func):
-    """``func`` plus a ``--settings`` option that sets Django up before it runs."""
-    inner = database_errors(func)
+def with_settings(func, *, setup=None, checked: bool = False):
+    """``func`` plus a ``--settings`` option.
+
+    ``setup(settings)`` runs first (for ``bundle``: :func:`setup_django`; for
+    ``manage.py bundle`` nothing, as ``manage.py`` has read ``--settings`` already
+    and accepting it after the subcommand too is all that is needed), then the
+    system checks if ``checked``.
+    """
     sig = inspect.signature(func, eval_str=True)
     settings_param = inspect.Parameter(
         "settings",
@@ -655,8 +682,12 @@ def with_settings(func):
     )
 
     def wrapper(**kwargs):
-        setup_django(kwargs.pop("settings", None))
-        return inner(**kwargs)
+        settings = kwargs.pop("settings", None)
+        if setup is not None:
+            setup(settings)
+        if checked:
+            run_checks()
+        return func(**kwargs)
 
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()]
     wrapper.__signature__ = sig.replace(parameters=[*params, settings_param])
@@ -668,9 +699,18 @@ def with_settings(func):
 
 
 def register(app: typer.Typer) -> None:
-    """Entry point of the ``bundlekit.cli`` group: add our commands to ``bundle``."""
-    for name, func, needs_django in COMMANDS:
-        app.command(name)(with_settings(func) if needs_django else func)
+    """Entry point of the ``bundlekit.cli`` group: add our commands to ``bundle``.
+
+    Without Django installed (a middleman laptop with the core only) they are
+    hidden from ``bundle --help``; typed anyway, they say how to install it.
+    """
+    import importlib.util
+
+    hidden = importlib.util.find_spec("django") is None
+    for name, func, *_ in COMMANDS:
+        app.command(name, hidden=hidden)(
+            with_settings(func, setup=setup_django, checked=name in CHECKED)
+        )
 
 
-__all__ = ["COMMANDS", "register", "setup_django"]
+__all__ = ["CHECKED", "COMMANDS", "register", "run_checks", "setup_django", "with_settings"]

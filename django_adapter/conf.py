@@ -35,15 +35,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bundlekit.errors import BundleError
-from bundlekit.keys import Identity, PublicKey, load_identity, load_public_key
+from bundlekit.errors import BundleError, ConfigError
+from bundlekit.keys import FINGERPRINT, Identity, PublicKey, load_identity, load_public_key
 from bundlekit.writer import DEFAULT_MAX_BYTES
 
 SETTING = "BUNDLEKIT"
@@ -68,14 +67,7 @@ DEFAULTS: dict[str, Any] = {
 REQUIRED = ("SITE", "IDENTITY")
 KNOWN = frozenset(REQUIRED) | frozenset(DEFAULTS)
 _LISTS = ("RECIPIENTS", "TRUSTED", "REVOKED", "RECEIPTS_FROM")
-_FINGERPRINT = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
-
-
-class ConfigError(BundleError):
-    """``settings.BUNDLEKIT`` (or a flag overriding it) is missing, wrong, or names a
-    key file that cannot be used.  The message names the setting and the file."""
-
-    code = "bad-config"
+_FINGERPRINT = FINGERPRINT
 
 
 @dataclass(frozen=True)
@@ -333,9 +325,11 @@ def check_settings(app_configs=None, **kwargs):
     # (keys are often made after the database): warn; the bundle commands refuse
     # to run with a one-line message until they exist. A key file that exists but
     # is wrong is an error.
+    # One warning per file, even when a file is named by two settings (a server's
+    # .pub both trusted and a recipient).
     absent = [
-        p for p in (config.identity_path, *config.recipient_paths, *config.trusted_paths,
-                    *(config.receipts_from_paths or ()))
+        p for p in dict.fromkeys((config.identity_path, *config.recipient_paths,
+                                  *config.trusted_paths, *(config.receipts_from_paths or ())))
         if not p.exists()
     ]
     if absent:

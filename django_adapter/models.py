@@ -109,10 +109,11 @@ class SyncModelMixin(models.Model):
         abstract = True
 
     @classmethod
-    def from_db(cls, db, field_names, values):
+    def from_db(cls, db, field_names, values, **kwargs):
         # Remember the values as loaded (a tuple reference, no copy): an update that
         # renames the object then carries its natural key from before the change.
-        obj = super().from_db(db, field_names, values)
+        # (**kwargs: Django 6.1 passes fetch_mode.)
+        obj = super().from_db(db, field_names, values, **kwargs)
         obj._bk_loaded = (tuple(field_names), tuple(values))
         return obj
 

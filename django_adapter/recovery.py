@@ -33,7 +33,7 @@ from pathlib import Path
 
 from django.db import transaction
 
-from bundlekit.errors import BundleError, ReceiptError, ReceiptNotForUs
+from bundlekit.errors import NoReceipt, ReceiptError, ReceiptNotForUs
 from bundlekit.receipt import is_receipt_name, read_receipt
 from django_adapter.conf import Config
 from django_adapter.models import ExportChainState, ExportedBundle, OutgoingTransaction
@@ -43,13 +43,6 @@ log = logging.getLogger(__name__)
 
 #: Sub-folder of the outbox where the files of undone (forked) bundles are kept.
 FORKED = "forked"
-
-
-class NoReceipt(BundleError):
-    """``bundle recover`` was given no receipt for this site: it cannot know what
-    the server holds."""
-
-    code = "no-receipt"
 
 
 @dataclass

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from django.db import DatabaseError, transaction
 
-from bundlekit.errors import BundleError, WriteFailed
+from bundlekit.errors import BundleError, NotSyncRecords, QuarantinedFork, WriteFailed
+from bundlekit.forward import copy_atomic, need_folder, same_file
 from bundlekit.inbox import Inbox, Outcome, is_candidate_name
 from bundlekit.naming import is_bundle_name
 from bundlekit.reader import read_manifest
@@ -35,7 +36,6 @@ from bundlekit.receipt import is_receipt_name
 from django_adapter.conf import Config, ConfigError
 from django_adapter.exceptions import SyncError
 from django_adapter.exporter import export_pending
-from django_adapter.forward import copy_atomic, need_folder, same_file
 from django_adapter.importer import BundleReport, import_bundle
 from django_adapter.models import (
     BundleStatus,
@@ -49,20 +49,6 @@ from django_adapter.models import (
 from django_adapter.receipts import ReceiptReport, apply_receipt, write_receipts
 
 log = logging.getLogger(__name__)
-
-
-class NotSyncRecords(BundleError):
-    """A valid bundle whose records are not django_adapter transactions (a bundle
-    sealed by another tool with the same keys)."""
-
-    code = "not-sync-records"
-
-
-class QuarantinedFork(BundleError):
-    """The bundle contradicts the sender's chain as this server knows it; it is
-    recorded in the ledger, nothing in it is applied, and a person must look."""
-
-    code = "quarantined-fork"
 
 
 # ------------------------------------------------------------------------ export

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count
 
-from bundlekit.errors import BundleError
+from bundlekit.errors import BundleError, DashboardInputError
 from django_adapter.models import (
     BundleStatus,
     ConflictingTransaction,
@@ -38,12 +38,6 @@ ACTIONS = {
     "discard": "Discard",
 }
 RESOLVE = ("keep-server", "take-site", "discard")
-
-
-class DashboardInputError(BundleError):
-    """A form on the pages was sent without what it needs (a note, a known action)."""
-
-    code = "bad-request"
 
 
 def _review():

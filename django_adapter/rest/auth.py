@@ -22,21 +22,10 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from bundlekit.errors import BundleError, UnknownSender, WriteFailed
-from django_adapter.conf import ConfigError
+from bundlekit.errors import ApiError, BundleError, ConfigError, UnknownSender, WriteFailed
 from django_adapter.rest.config import ANONYMOUS, Token, tokens_configured
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    """End a request with ``status`` and a JSON error body."""
-
-    def __init__(self, status: int, code: str, reason: str, *, headers=None, **extra):
-        super().__init__(reason)
-        self.status, self.code, self.reason = status, code, reason
-        self.headers = dict(headers or {})
-        self.extra = extra
 
 
 def error_response(status: int, code: str, reason: str, *, headers=None, **extra) -> JsonResponse:

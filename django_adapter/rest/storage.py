@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bundlekit.container import MAGIC_PREFIX
+from bundlekit.errors import ApiError, Busy, NoSuchUpload
 from bundlekit.fsutil import atomic_write_bytes
 from bundlekit.naming import is_bundle_name
-from django_adapter.rest.auth import ApiError
 
 try:
     import fcntl
@@ -61,21 +61,6 @@ KEEP_SECONDS = 7 * 24 * 3600.0
 
 _thread_locks: dict[str, threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
-
-
-class Busy(ApiError):
-    def __init__(self) -> None:
-        super().__init__(
-            503,
-            "upload-busy",
-            "another request is still writing this upload; retry shortly",
-            headers={"Retry-After": "1"},
-        )
-
-
-class NoSuchUpload(ApiError):
-    def __init__(self) -> None:
-        super().__init__(404, "no-such-upload", "no upload with this id", headers={"Upload-Offset": "0"})
 
 
 class Upload:

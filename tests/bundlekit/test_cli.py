@@ -103,6 +103,13 @@ def test_seal_verify_open_round_trip(keys: Path, sealed: Path):
     assert [json.loads(line) for line in opened.stdout.splitlines()] == RECORDS
 
 
+def test_version():
+    from importlib.metadata import version
+
+    result = bundle("--version")
+    assert result.returncode == 0 and result.stdout == f"bundlekit {version('bundlekit')}\n"
+
+
 def test_second_seal_continues_the_chain(keys: Path, sealed: Path):
     result = bundle(
         "seal",

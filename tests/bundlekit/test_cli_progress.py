@@ -12,7 +12,7 @@ import time
 import pytest
 from rich.console import Console
 
-from bundlekit import cli
+from bundlekit.cli import output as cli
 from bundlekit.writer import ChainLink, seal
 from tests.bundlekit.conftest import make_records
 

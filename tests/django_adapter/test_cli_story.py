@@ -264,3 +264,70 @@ def test_laptop_restored_from_backup_story(world):
     assert "quarantined -> set-aside" in out
     assert central.bundle("review", "--outcome", "quarantined").stdout.startswith(
         "nothing to review")
+
+
+
+
+def test_an_outbox_file_off_the_chain_is_one_line_through_both_faces(world):
+    """A bundle in the outbox that does not continue the site's chain (ChainError) is
+    bad input a person must look at: one line and exit 1 from ``bundle`` and from
+    ``manage.py bundle``, not an internal error (exit 3) or a traceback."""
+    laptop, middleman, central, root = world
+    laptop.manage("shell", "-c", "from tests.test_app.models import Tag; Tag.objects.create(code='x')")
+    (root / "laptop" / "outbox").mkdir(parents=True)
+    middleman.run("-c", (
+        "from bundlekit.keys import load_identity, load_public_key;"
+        "from bundlekit.writer import seal, ChainLink;"
+        "seal([{'id': 1}], identity=load_identity('keys/site-a.key'),"
+        " recipients=[load_public_key('keys/central.pub')], out_dir='laptop/outbox',"
+        " after=ChainLink(6, bytes(32)))"
+    ))
+    (usb := root / "usb").mkdir()
+    for result in (
+        laptop.bundle("export", "--out", "usb", code=1),
+        laptop.manage("bundle", "export", "--out", "usb", code=1),
+    ):
+        (line,) = result.stderr.strip().splitlines()
+        assert "seq 7 in the outbox does not continue this site's chain" in line
+        assert "internal error" not in line
+    assert list(usb.iterdir()) == []
+
+
+def test_settings_after_bundle_or_after_the_subcommand(world):
+    """``manage.py bundle --settings X status`` and ``manage.py bundle status --settings
+    X`` both work (Django itself only reads ``--settings`` after its subcommand)."""
+    laptop, middleman, central, root = world
+    env = {k: v for k, v in laptop.env.items() if k != "DJANGO_SETTINGS_MODULE"}
+    for args in (["bundle", "--settings", "laptop_settings", "status", "--json"],
+                 ["bundle", "status", "--json", "--settings", "laptop_settings"]):
+        result = subprocess.run([sys.executable, "-m", "django", *args], cwd=root, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (args, result.stderr)
+        assert json.loads(result.stdout)["site"]["site"] == "site-a"
+
+
+def test_an_unsyncable_model_stops_export_import_and_watch(world):
+    """``bundle`` runs Django's system checks first, as ``manage.py`` does: a synced
+    model without ``natural_key()`` is an error naming it, not "nothing to export"."""
+    laptop, middleman, central, root = world
+    (root / "badapp").mkdir()
+    (root / "badapp" / "__init__.py").write_text("")
+    (root / "badapp" / "models.py").write_text(
+        "from django.db import models\n"
+        "from django_adapter.models import SyncModelMixin\n\n\n"
+        "class Visit(SyncModelMixin):\n"
+        "    code = models.CharField(max_length=10)\n"
+    )
+    (root / "bad_settings.py").write_text(
+        "from laptop_settings import *  # noqa: F403\n"
+        "INSTALLED_APPS = [*INSTALLED_APPS, 'badapp']  # noqa: F405\n"
+    )
+    (root / "usb").mkdir()
+    for args in (["export", "--out", "usb"], ["import", "usb"], ["watch", "usb", "--once"]):
+        result = laptop.run("-m", "bundlekit", *args, "--settings", "bad_settings", code=1)
+        (line,) = result.stderr.strip().splitlines()
+        assert "django_adapter.E001: badapp.Visit: badapp.Visit is synced but has no natural_key()" in line
+        assert result.stdout == ""
+    result = laptop.run("-m", "django", "bundle", "--settings", "bad_settings", "export",
+                        "--out", "usb", code=1)
+    assert "django_adapter.E001" in result.stderr

@@ -101,7 +101,7 @@ def terminal(monkeypatch):
 
     from rich.console import Console
 
-    from bundlekit import cli as core_cli
+    from bundlekit.cli import output as core_cli
     from django_adapter import cli
 
     screen = io.StringIO()

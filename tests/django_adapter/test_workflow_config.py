@@ -86,6 +86,12 @@ def test_system_check(keys, tmp_path):
     with override_settings(BUNDLEKIT=site_settings(keys, tmp_path, TRUSTED=[str(Path("/nonexistent.pub"))])):
         (warning,) = check_settings()
         assert warning.id == "django_adapter.W102" and "nonexistent.pub" in warning.msg
+    # ... once per file, even when two settings name it.
+    missing = str(Path("/nonexistent.pub"))
+    with override_settings(BUNDLEKIT=site_settings(keys, tmp_path, TRUSTED=[missing],
+                                                   RECIPIENTS=[missing])):
+        (warning,) = check_settings()
+        assert warning.id == "django_adapter.W102" and "nonexistent.pub" in warning.msg
     # ... a key file of the wrong kind is an error.
     with override_settings(BUNDLEKIT=site_settings(keys, tmp_path, TRUSTED=[str(keys.key("central"))])):
         (error,) = check_settings()

@@ -5,10 +5,10 @@ import os
 
 import pytest
 
+from bundlekit import forward as forward_mod
 from bundlekit.errors import WriteFailed
 from bundlekit.fsutil import AtomicFile
 from bundlekit.naming import is_bundle_name
-from django_adapter import forward as forward_mod
 from django_adapter.models import ExportedBundle, ImportedBundle, OutgoingTransaction
 from django_adapter.workflow import export_to, import_paths
 from tests.test_app import models as m

@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
+from bundlekit.forward import forward_bundles
 from bundlekit.receipt import write_receipt
 from django_adapter.exporter import export_pending
-from django_adapter.forward import forward_bundles
 from django_adapter.models import (
     ExportedBundle,
     ImportedBundle,

@@ -81,7 +81,7 @@ CASES = {
     "photo-for-key": (["seal", "--identity", "photos/IMG_0001.JPG", "--to", "keys/central.pub",
                        "--out", "sticks"], "IMG_0001.JPG"),
     "folder-of-non-bundles": (["verify", "photos/IMG_0001.JPG", "photos/notes.txt"], ""),
-    "no-bundles-in-folder": (["keys", "verify", "photos"], "no bundle files found"),
+    "no-bundles-in-folder": (["verify", "photos"], "no bundle files found"),
     "revoke-a-secret-key": (["keys", "revoke", "keys/site-a.key", "--reason", "x", "--list",
                              "r.list"], "secret key (.key)"),
     "settings-missing-key": (["import", "sticks", "--settings", "missing_settings"],

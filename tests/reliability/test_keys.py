@@ -72,9 +72,9 @@ def test_rotate_accept_and_revoke_through_the_cli(tmp_path, site, record):
     out = tmp_path / "stick"
     out.mkdir()
     (new_bundle,) = _seal(new, central.public, out)
-    r = bundle_cli("keys", "verify", str(new_bundle.path), "--trust", str(old_pub))
+    r = bundle_cli("verify", str(new_bundle.path), "--trust", str(old_pub))
     assert r.returncode == 1 and "not one of the trusted senders" in r.stdout
-    r = bundle_cli("keys", "verify", str(new_bundle.path), "--trust", str(old_pub), "--trust", str(accepted))
+    r = bundle_cli("verify", str(new_bundle.path), "--trust", str(old_pub), "--trust", str(accepted))
     assert r.returncode == 0, r.stdout + r.stderr
 
     # Revoke the old key: its bundles are refused by verify, the new key's are not.
@@ -84,7 +84,7 @@ def test_rotate_accept_and_revoke_through_the_cli(tmp_path, site, record):
     revoked = tmp_path / "revoked.list"
     r = bundle_cli("keys", "revoke", str(old_pub), "--reason", "laptop stolen", "--list", str(revoked))
     assert r.returncode == 0, r.stderr
-    r = bundle_cli("keys", "verify", str(old_bundle.path), str(new_bundle.path),
+    r = bundle_cli("verify", str(old_bundle.path), str(new_bundle.path),
                    "--trust", str(old_pub), "--trust", str(accepted), "--revoked", str(revoked))
     assert r.returncode == 1
     lines = r.stdout.splitlines()

@@ -1,20 +1,23 @@
 """``python manage.py bundle ...``: the same commands as ``bundle ...`` (django-typer).
 
-Both spellings call the same functions in :mod:`django_adapter.cli`; here Django is
-already set up by ``manage.py`` (which also owns ``--settings``), and bundlekit's
-one-line errors become Django's ``CommandError`` so ``manage.py`` prints one line
-and exits non-zero instead of a traceback.
+Both spellings call the same functions (:mod:`django_adapter.cli` and the core's
+``verify`` and ``forward``); here Django is already set up by ``manage.py``
+(which also owns ``--settings``).  Every failure goes through
+:func:`bundlekit.errors.one_line`, the mapping ``bundle`` uses, and becomes
+Django's ``CommandError``: one line and the same exit code, never a traceback.
 """
 
 import functools
+import os
 
+import typer
 from django.core.management import CommandError
-from django.db import DatabaseError
 from django_typer.management import Typer
 
-from bundlekit.cli import CommandFailed
-from bundlekit.cli import verify as verify_command
-from bundlekit.errors import BundleError
+from bundlekit.cli.bundles import verify
+from bundlekit.cli.forward import forward
+from bundlekit.cli.output import escape, reflow_help
+from bundlekit.errors import EXIT_INTERNAL, one_line
 from django_adapter import cli
 
 app = Typer(
@@ -24,23 +27,26 @@ app = Typer(
 
 
 def one_line_errors(func):
+    """``func`` with every exception turned into ``CommandError`` by :func:`one_line`."""
+
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except CommandFailed as exc:
-            raise CommandError(str(exc), returncode=exc.code) from None
-        except BundleError as exc:
-            raise CommandError(str(exc), returncode=1) from None
-        except DatabaseError as exc:
-            raise CommandError(f"database error: {exc}", returncode=1) from None
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise CommandError(f"{where}{exc.strerror or exc}", returncode=1) from None
+        except (typer.Exit, typer.Abort, typer.TyperException, CommandError):
+            raise
+        except (Exception, KeyboardInterrupt) as exc:
+            line, code = one_line(exc)
+            if code == EXIT_INTERNAL and os.environ.get("BUNDLEKIT_DEBUG") == "1":
+                raise
+            raise CommandError(escape(line), returncode=code) from None
 
     return wrapper
 
 
-for _name, _func, _needs_django in cli.COMMANDS:
+for _name, _func, *_ in cli.COMMANDS:
+    # manage.py read --settings wherever it was; accept it after the subcommand too.
+    app.command(_name)(one_line_errors(cli.with_settings(_func)))
+for _name, _func in [("verify", verify), ("forward", forward)]:
     app.command(_name)(one_line_errors(_func))
-app.command("verify")(one_line_errors(verify_command))
+reflow_help(app)
