@@ -645,18 +645,17 @@ def run_checks() -> None:
     found = checks.run_checks(include_deployment_checks=False)
     errors = [m for m in found if m.is_serious() and not m.is_silenced()]
     if errors:
-        raise CommandFailed(
-            "the system check found a problem: " + "; ".join(_check_line(m) for m in errors)
-            + " (fix it, then run the command again)"
-        )
+        raise CommandFailed("; ".join(_check_line(m) for m in errors))
 
 
 def _check_line(message) -> str:
-    hint = f" ({message.hint})" if message.hint else ""
+    """``WHAT: problem (hint) (check id)``: the message first, as the setting or model
+    it names is what a person looks for."""
     obj = message.obj
-    label = getattr(getattr(obj, "_meta", None), "label", None) or obj  # a model: its label
-    where = f"{label}: " if obj is not None else ""
-    return f"{message.id}: {where}{message.msg}{hint}"
+    label = str(getattr(getattr(obj, "_meta", None), "label", None) or obj or "")
+    where = f"{label}: " if label and not message.msg.startswith(label) else ""
+    hint = f" ({message.hint})" if message.hint else ""
+    return f"{where}{message.msg}{hint} ({message.id})"
 
 
 def with_settings(func, *, setup=None, checked: bool = False):
