@@ -148,10 +148,12 @@ def _export_lines(report) -> None:
 # --------------------------------------------------------------------- import
 
 
-def _file_line(f) -> str:
+def _file_line(f) -> list[str]:
+    """The report of one file: its line, then a line per detail (one list item
+    each, so no name or reason in them can start a line of its own)."""
     if f.kind == "receipt":
         if f.status == "rejected":
-            return f"REJECTED {f.file}: {f.reason}"
+            return [f"REJECTED {f.file}: {f.reason}"]
         r = f.receipt or {}
         line = (
             f"RECEIPT  {f.file}: from {f.site}, {r.get('acknowledged', 0)} bundle(s) acknowledged "
@@ -159,11 +161,11 @@ def _file_line(f) -> str:
         )
         if r.get("updated"):
             line += f" ({r['updated']} with new outcomes)"
-        return "\n".join(["; ".join([line, *f.messages]), *f.details])
+        return ["; ".join([line, *f.messages]), *f.details]
     if f.status in ("rejected", "failed"):
-        return f"{f.status.upper():<8} {f.file}: {f.reason}"
+        return [f"{f.status.upper():<8} {f.file}: {f.reason}"]
     if f.status == "own":
-        return f"own      {f.file}: {f.reason}"
+        return [f"own      {f.file}: {f.reason}"]
     line = (
         f"{f.status:<8} {f.file}: site {f.site} seq {f.seq}, {f.records} records: "
         f"applied {f.applied}, duplicate {f.duplicate}, stale {f.stale}, "
@@ -175,7 +177,7 @@ def _file_line(f) -> str:
         line += f"; forwarded to {f.forwarded}"
     if f.code:
         line += f"; {f.reason}"
-    return "\n".join([line, *f.details])
+    return [line, *f.details]
 
 
 def _print_run(run, json_out: bool) -> None:
@@ -186,10 +188,10 @@ def _print_run(run, json_out: bool) -> None:
         for f in run.files:
             name = Path(f.file).name
             if f.kind == "receipt":
-                notes.append(_file_line(f))
+                notes.extend(_file_line(f))
                 continue
             if f.status in ("rejected", "failed", "own"):
-                notes.append(_file_line(f))
+                notes.extend(_file_line(f))
                 continue
             # The file name is site-seq-digest: site and seq say which bundle it was.
             rows.append([f.site, f.seq, f.status, f.applied, f.duplicate, f.stale,
@@ -262,12 +264,13 @@ def receipt(
 # ---------------------------------------------------------------------- watch
 
 
-def _outcome_line(o) -> str:
+def _outcome_line(o) -> list[str]:
     if o.status == "done":
-        return _file_line(o.result).replace(str(o.result.file), o.name, 1)
+        first, *details = _file_line(o.result)
+        return [first.replace(str(o.result.file), o.name, 1), *details]
     if o.status == "rejected":
-        return f"REJECTED {o.reason} (moved to {o.path.parent})"
-    return f"retry    {o.name}: {o.reason}"
+        return [f"REJECTED {o.reason} (moved to {o.path.parent})"]
+    return [f"retry    {o.name}: {o.reason}"]
 
 
 _WAITING = {
@@ -349,7 +352,8 @@ def watch(
             if not once:
                 _json_line(_outcome_dict(o))
             return
-        out(f"{stamp()}{_outcome_line(o)}")
+        first, *details = _outcome_line(o)
+        out([f"{stamp()}{first}", *details])
 
     def receipts(paths) -> None:
         written.extend(paths)

@@ -60,9 +60,11 @@ def err(message: str) -> None:
     typer.echo(f"bundle: {escape(message)}", err=True)
 
 
-def out(message: str = "") -> None:
-    """One line on stdout (escaped: see the module's docstring)."""
-    typer.echo(escape(message))
+def out(message: str | list[str] = "") -> None:
+    """One line on stdout (escaped: see the module's docstring); a list is several
+    lines, each escaped on its own (a line's details below it)."""
+    for line in [message] if isinstance(message, str) else message:
+        typer.echo(escape(line))
 
 
 def print_json(data: Any) -> None:
