@@ -26,7 +26,7 @@ exit code both ``bundle`` and ``manage.py bundle`` print.  The tree:
 - transport: TransferError (a client's view of a server), ApiError (the server's
   answer to a bad request: Busy, NoSuchUpload)
 - the review queue: ReviewError
-- the dashboard: DashboardInputError, ResolveUnavailable
+- the dashboard: DashboardInputError
 - the command line: CommandFailed (carries its exit code)
 """
 
@@ -340,12 +340,6 @@ class NoSuchUpload(ApiError):
 
 class DashboardInputError(BundleError):
     """A form on the pages was sent without what it needs (a note, a known action)."""
-
-    code = "bad-request"
-
-
-class ResolveUnavailable(BundleError):
-    """A resolution the review queue cannot offer for this item."""
 
     code = "bad-request"
 
