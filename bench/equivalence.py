@@ -26,7 +26,7 @@ import uuid
 def _stream(rng):
     from bench import data
 
-    recs = list(data.records(1000, seed=9, prefix="E", producer="eq/host"))
+    recs = list(data.records(1000, seed=9, prefix="E", producer="eq-site/host"))
     ts = max(r["ts"] for r in recs)
     extra = []
     for i, r in enumerate(rng.sample(recs, 200)):
@@ -43,13 +43,14 @@ def _stream(rng):
         if "comments" in u["fields"]:
             u["fields"]["comments"] = "clock set back"
         extra.append(u)
-    for r in rng.sample(recs, 20):  # another producer's change, older than what is applied
+    others = []  # another site's change, older than what is applied: sealed by its own key
+    for r in rng.sample(recs, 20):
         u = copy.deepcopy(r)
         u["id"], u["action"], u["ts"] = uuid.uuid4(), "U", r["ts"] - dt.timedelta(days=1)
-        u["producer"] = "other/host"
+        u["producer"] = "eq-other/host"
         if "comments" in u["fields"]:
             u["fields"]["comments"] = "stale"
-        extra.append(u)
+        others.append(u)
     reqs = [r for r in recs if r["model"] == "benchapp.requisition"]
     for r in rng.sample(reqs, 40):
         d = copy.deepcopy(r)
@@ -76,9 +77,9 @@ def _stream(rng):
             stream.insert(min(i + 2, len(stream) - 1), stream.pop(i))
     stream.insert(300, copy.deepcopy(stream[10]))  # the same transaction twice
     other = copy.deepcopy(stream[20])
-    other["producer"] = "elsewhere"
+    other["producer"] = "eq-site/elsewhere"
     stream.insert(400, other)  # same id, other content: a conflict
-    return stream
+    return stream, others
 
 
 def main(argv: list[str]) -> None:
@@ -102,17 +103,21 @@ def main(argv: list[str]) -> None:
     if not os.path.exists(os.path.join(out, "server.key")):
         os.makedirs(out, exist_ok=True)
         sender, server = Identity.generate("eq-site"), Identity.generate("eq-server")
-        stream = _stream(random.Random(5))
+        stream, others = _stream(random.Random(5))
         link = ChainLink(0, None)
         for k in range(0, len(stream), 300):
             (sb,) = seal(stream[k : k + 300], identity=sender, recipients=[server.public],
                          out_dir=out, after=link)
             link = sb.link
+        os.makedirs(os.path.join(out, "other"), exist_ok=True)
+        seal(others, identity=Identity.generate("eq-other"), recipients=[server.public],
+             out_dir=os.path.join(out, "other"), after=ChainLink(0, None))
         write_keypair(server, out, "server")
     server = load_identity(os.path.join(out, "server.key"))
     paths = sorted((p for p in os.listdir(out) if p.endswith(".bundle")),
                    key=lambda p: read_manifest(os.path.join(out, p)).seq)
     order = [paths[2], paths[0], paths[3], paths[1], *paths[4:], paths[0]]
+    order += [os.path.join("other", p) for p in os.listdir(os.path.join(out, "other"))]
     reports = []
     for name in order:
         r = import_bundle(os.path.join(out, name), identities=[server]).to_dict()

@@ -27,6 +27,7 @@ from django.utils import timezone
 from django_adapter import clock
 from django_adapter.codec import RECORD_FORMAT, packb
 from django_adapter.exceptions import NaturalKeyError, SyncError
+from django_adapter.models import OutgoingTransaction
 from django_adapter.serialization import (
     is_synced,
     natural_key_before,
@@ -83,8 +84,6 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None, *,
     ``new`` (default: an insert) says the row was inserted just now, so its M2M
     lists are empty without a query; an existing row enqueued as an insert
     (``bundle enqueue-existing``) passes ``new=False`` to carry them."""
-    from django_adapter.models import OutgoingTransaction
-
     check_model(type(instance))
     tx_id = new_tx_id()
     ts = clock.now(using)  # the wall clock, never behind the server's last receipt

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.apps import apps
 from django.core import checks
 
+from django_adapter.managers import SyncManager, SyncQuerySet
 from django_adapter.serialization import (
     is_synced,
     synced_fields,
@@ -22,7 +23,6 @@ def check_synced_models(app_configs=None, **kwargs):
 
 def check_models(candidates) -> list:
     """Errors and warnings for the synced models among ``candidates``."""
-    from django_adapter.models import SyncManager, SyncQuerySet
 
     errors = []
     for model in candidates:
@@ -43,7 +43,7 @@ def check_models(candidates) -> list:
             errors.append(
                 checks.Error(
                     f"{label}'s default manager has no get_by_natural_key().",
-                    hint="Subclass django_adapter.models.SyncManager and add get_by_natural_key().",
+                    hint="Subclass django_adapter.managers.SyncManager and add get_by_natural_key().",
                     obj=model,
                     id="django_adapter.E002",
                 )
@@ -56,7 +56,7 @@ def check_models(candidates) -> list:
                     checks.Warning(
                         f"{label}.{name}: update() and bulk_create() through this manager "
                         "are not captured.",
-                        hint="Build the manager from django_adapter.models.SyncManager / SyncQuerySet.",
+                        hint="Build the manager from django_adapter.managers.SyncManager / SyncQuerySet.",
                         obj=model,
                         id="django_adapter.W001",
                     )

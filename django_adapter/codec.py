@@ -33,12 +33,22 @@ def load(data: bytes, format: int = RECORD_FORMAT) -> dict[str, Any]:
     raise SyncError(f"record format {format} is unknown to this release of django_adapter")
 
 
+_NESTED = (dict, list, tuple)
+
+
 def _canonical(value: Any) -> Any:
+    # Leaves are returned as they are without a call each: this runs on every
+    # field of every record a server receives.
     if isinstance(value, dict):
-        return [[k, _canonical(value[k])] for k in sorted(value)]
+        return [[k, _canonical(v) if isinstance(v, _NESTED) else v]
+                for k, v in sorted(value.items(), key=_first)]
     if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
+        return [_canonical(v) if isinstance(v, _NESTED) else v for v in value]
     return value
+
+
+def _first(item):
+    return item[0]
 
 
 def content_digest(record: dict[str, Any]) -> str:

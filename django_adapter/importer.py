@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bundlekit.errors import BundleError, CorruptBundle
-from bundlekit.reader import open_bundle, verify
-from django_adapter.apply import BATCH, OUTCOMES, Applier, ApplyResult, store_chunks
+from bundlekit.errors import BundleError
+from bundlekit.reader import open_bundle
+from django_adapter.apply import BATCH, Applier, ApplyResult, store_chunks
 from django_adapter.exceptions import SyncError
 from django_adapter.models import (
     BundleStatus,
@@ -40,6 +40,7 @@ from django_adapter.models import (
     SenderState,
     TxStatus,
 )
+from django_adapter.outcomes import OUTCOMES, Counts
 from django_adapter.signals import bundle_imported
 
 DUPLICATE = "duplicate"
@@ -48,9 +49,10 @@ PROGRESS_STEP = 1000
 
 
 @dataclass
-class BundleReport:
-    """What importing one bundle file did.  ``status`` is a BundleStatus value or
-    ``duplicate`` (the bundle id was already received)."""
+class BundleReport(Counts):
+    """What importing one bundle file did: the outcome counters of
+    ``django_adapter.outcomes`` and the bundle's place in its chain.  ``status`` is
+    a BundleStatus value or ``duplicate`` (the bundle id was already received)."""
 
     bundle_id: str
     site: str
@@ -59,19 +61,12 @@ class BundleReport:
     status: str
     file_name: str
     record_count: int = 0
-    applied: int = 0
-    duplicate: int = 0
-    stale: int = 0
-    conflict: int = 0
-    failed: int = 0
-    deleted_missing: int = 0
     missing_seqs: list[int] = field(default_factory=list)
     applied_successors: list[int] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
     def add(self, result: ApplyResult) -> None:
-        for name in OUTCOMES:
-            setattr(self, name, getattr(self, name) + getattr(result, name))
+        self.add_counts(result)
         self.messages.extend(result.messages)
 
     def to_dict(self) -> dict:
@@ -83,12 +78,7 @@ class BundleReport:
             "status": self.status,
             "file_name": self.file_name,
             "record_count": self.record_count,
-            "applied": self.applied,
-            "duplicate": self.duplicate,
-            "stale": self.stale,
-            "conflict": self.conflict,
-            "failed": self.failed,
-            "deleted_missing": self.deleted_missing,
+            **self.counts(),
             "missing_seqs": list(self.missing_seqs),
             "applied_successors": list(self.applied_successors),
             "messages": list(self.messages),
@@ -115,8 +105,14 @@ def import_bundle(
     django_adapter records.
     """
     tick = _Ticker(progress)
-    vb = verify(path, trusted=trusted, revoked=revoked)
-    m = vb.manifest
+    # One pass over the file: open_bundle authenticates the manifest and checks the
+    # payload digest before decrypting, and the records stream from the same read.
+    with open_bundle(path, identities=identities, trusted=trusted, revoked=revoked) as opened:
+        return _import(opened, path, using, tick)
+
+
+def _import(opened, path, using: str, tick: _Ticker) -> BundleReport:
+    m = opened.manifest
     report = BundleReport(
         bundle_id=str(m.bundle_id),
         site=m.sender.site,
@@ -136,7 +132,7 @@ def import_bundle(
             report.missing_seqs = _missing(state, using)
             tick.add(m.record_count, flush=True)
             return report
-        digest, prev = vb.digest.hex(), (m.prev.hex() if m.prev else None)
+        digest, prev = opened.digest.hex(), (m.prev.hex() if m.prev else None)
         bundle = ImportedBundle(
             bundle_id=report.bundle_id,
             fingerprint=report.sender,
@@ -164,17 +160,15 @@ def import_bundle(
         stored = _Counted(ticker=tick)  # duplicates and conflicts are counted as they are found
         applied = _Counted(ticker=tick)  # each new row as it is applied
         apply_now = m.seq == state.last_seq + 1
-        # The next bundle of the chain is applied as it streams in, batch by batch
-        # (memory stays flat whatever its size); a later one is only stored.
+        # The next bundle of the chain is applied as it streams in, window by window
+        # (memory stays flat whatever its size), each ledger row written once with
+        # its outcome; a later one is only stored, pending, to wait for the gap.
         applier = Applier(using, applied)
-        with open_bundle(path, identities=identities, trusted=trusted, revoked=revoked) as opened:
-            if opened.digest != vb.digest:
-                raise CorruptBundle("the file changed while it was being imported", path=path)
-            for rows in store_chunks(opened, using, bundle=bundle, result=stored):
-                if apply_now:
-                    applier.feed(rows)
-                else:
-                    tick.add(len(rows))  # stored; they wait for the gap to be filled
+        for rows in store_chunks(opened, using, bundle=bundle, result=stored, insert=not apply_now):
+            if apply_now:
+                applier.feed(rows)
+            else:
+                tick.add(len(rows))  # stored; they wait for the gap to be filled
         _count(bundle, stored)
         report.add(stored)
         if apply_now:
@@ -270,12 +264,8 @@ def _fork_reason(state: SenderState, bundle: ImportedBundle, using: str) -> str:
 
 
 def _count(bundle: ImportedBundle, result: ApplyResult) -> None:
-    bundle.applied_count += result.applied
-    bundle.duplicate_count += result.duplicate
-    bundle.stale_count += result.stale
-    bundle.conflict_count += result.conflict
-    bundle.failed_count += result.failed
-    bundle.deleted_missing_count += result.deleted_missing
+    for name in OUTCOMES:  # ImportedBundle keeps one <outcome>_count column per outcome
+        setattr(bundle, f"{name}_count", getattr(bundle, f"{name}_count") + getattr(result, name))
 
 
 def _finish(bundle: ImportedBundle, state: SenderState, applied: ApplyResult, using: str) -> None:

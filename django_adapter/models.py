@@ -8,7 +8,14 @@ Server side: ``ImportedBundle`` (one row per bundle received), ``SenderState``
 (a second, different body under a transaction id already in the ledger).
 
 Field names of edc-sync's ``OutgoingTransaction``/``IncomingTransaction`` are kept
-where they exist so code written for edc-sync keeps working.
+where they exist so code written for edc-sync keeps working, and so are its
+queryset calls (``django_adapter.edc_compat``).
+
+This module holds the ledger's tables only.  ``SyncModelMixin``, ``SyncManager``
+and ``SyncQuerySet`` live in ``django_adapter.mixins`` and ``managers``; they are
+importable from here too, as edc-sync users expect (``from django_adapter.models
+import SyncModelMixin``), resolved on first use so the ledger never imports the
+capture machinery they need.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from django.db import models, router, transaction
+from django.db import models
 
 from django_adapter.codec import RECORD_FORMAT, load
+from django_adapter.edc_compat import IncomingTransactionQuerySet, OutgoingTransactionQuerySet
 
 
 class Action(models.TextChoices):
@@ -61,84 +69,7 @@ class BundleRoute(models.TextChoices):
     UPLOAD = "upload", "upload page"
 
 
-# --------------------------------------------------------------------- mixin
-
-
-class SyncQuerySet(models.QuerySet):
-    """Queryset whose bulk writes are captured too (plain ``QuerySet.update()`` and
-    ``bulk_create()`` send no signals, so they would bypass capture)."""
-
-    def update(self, **kwargs):
-        from django_adapter import capture
-
-        if not capture.is_enabled():
-            return super().update(**kwargs)
-        with transaction.atomic(using=self.db, savepoint=False):
-            return capture.captured_update(self, kwargs, super().update)
-
-    update.alters_data = True
-
-    def bulk_create(self, objs, *args, **kwargs):
-        from django_adapter import capture
-
-        if not capture.is_enabled():
-            return super().bulk_create(objs, *args, **kwargs)
-        capture.check_bulk_create(self.model, kwargs)
-        with transaction.atomic(using=self.db, savepoint=False):
-            return capture.captured_bulk_create(self, objs, args, kwargs, super().bulk_create)
-
-    bulk_create.alters_data = True
-
-
-class SyncManager(models.Manager.from_queryset(SyncQuerySet)):
-    """Base for the default manager of a synced model; add ``get_by_natural_key``."""
-
-
-class SyncModelMixin(models.Model):
-    """Every insert, update and delete of a concrete subclass is captured as an
-    ``OutgoingTransaction`` on the same database, in the same DB transaction.
-
-    Subclasses need ``natural_key()`` and a default manager with
-    ``get_by_natural_key()`` (``manage.py check`` says so otherwise): autoincrement
-    pks differ between the laptop and the server, so rows are found by natural key.
-    """
-
-    objects = SyncManager()
-
-    class Meta:
-        abstract = True
-
-    @classmethod
-    def from_db(cls, db, field_names, values, **kwargs):
-        # Remember the values as loaded (a tuple reference, no copy): an update that
-        # renames the object then carries its natural key from before the change.
-        # (**kwargs: Django 6.1 passes fetch_mode.)
-        obj = super().from_db(db, field_names, values, **kwargs)
-        obj._bk_loaded = (tuple(field_names), tuple(values))
-        return obj
-
-    def save_base(self, *args, **kwargs):
-        # Django sends post_save after its own transaction block has ended; wrapping
-        # the whole save keeps the change and its OutgoingTransaction in one commit.
-        using = kwargs.get("using") or router.db_for_write(self.__class__, instance=self)
-        kwargs["using"] = using
-        with transaction.atomic(using=using, savepoint=False):
-            return super().save_base(*args, **kwargs)
-
-
 # ---------------------------------------------------------------- site side
-
-
-class OutgoingTransactionQuerySet(models.QuerySet):
-    def copy_to_incoming_transaction(self, using: str):
-        """edc-sync's direct route: copy these rows into another alias's ledger.
-
-        Rows already in the target ledger are counted as duplicates (or conflicts
-        when the content differs), never stored twice.  Returns a ``CopyResult``.
-        """
-        from django_adapter.apply import copy_to_incoming
-
-        return copy_to_incoming(self, using)
 
 
 class OutgoingTransaction(models.Model):
@@ -307,25 +238,15 @@ class ImportedBundle(models.Model):
         return f"{self.site} seq {self.seq} ({self.status})"
 
 
-class IncomingTransactionQuerySet(models.QuerySet):
-    def deserialize(self, custom_device=None, check_hostname=True):
-        """edc-sync's apply call: apply the pending rows of this queryset in order.
-
-        ``check_hostname`` (edc-sync's default True) skips transactions produced on
-        this very host, so a laptop never re-applies its own changes; ``custom_device``
-        names the host to compare against instead of this machine's hostname.
-        Returns an ``ApplyResult`` with counts and one message per failure.
-        """
-        from django_adapter.apply import apply_queryset
-
-        return apply_queryset(self, custom_device=custom_device, check_hostname=check_hostname)
-
-
 class IncomingTransaction(models.Model):
-    """The server's ledger: a transaction id is stored, and applied, at most once."""
+    """The server's ledger: a transaction id of a sender is stored, and applied, at most once."""
 
     id = models.BigAutoField(primary_key=True)
-    tx_id = models.UUIDField(unique=True)
+    tx_id = models.UUIDField()
+    sender = models.CharField(
+        max_length=128, blank=True, default="",
+        help_text="fingerprint of the key that signed the bundle ('' when copied without one)",
+    )
     tx_name = models.CharField(max_length=255, db_index=True)
     tx_pk = models.CharField(max_length=255)
     producer = models.CharField(max_length=255, db_index=True)
@@ -354,6 +275,11 @@ class IncomingTransaction(models.Model):
         indexes = [
             models.Index(fields=["tx_name", "object_key", "timestamp"], name="bk_incoming_object"),
         ]
+        constraints = [
+            # Transaction ids are scoped by the key that signed them: one sender can
+            # never take, block or overwrite another sender's transaction.
+            models.UniqueConstraint(fields=["sender", "tx_id"], name="bk_incoming_sender_tx"),
+        ]
 
     def __str__(self):
         return f"{self.action} {self.tx_name} {self.tx_pk} ({self.status})"
@@ -367,6 +293,7 @@ class ConflictingTransaction(models.Model):
     """A transaction id that arrived again with different content: kept, not applied."""
 
     tx_id = models.UUIDField(db_index=True)
+    sender = models.CharField(max_length=128, blank=True, default="")
     tx_name = models.CharField(max_length=255)
     digest = models.CharField(max_length=64)
     existing_digest = models.CharField(max_length=64)
@@ -427,3 +354,18 @@ class Decision(models.Model):
 
     def __str__(self):
         return f"{self.choice} {self.tx_id} by {self.who}"
+
+
+_MOVED = {
+    "SyncModelMixin": "django_adapter.mixins",
+    "SyncManager": "django_adapter.managers",
+    "SyncQuerySet": "django_adapter.managers",
+}
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'django_adapter.models' has no attribute {name!r}")

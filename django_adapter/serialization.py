@@ -30,9 +30,8 @@ from django_adapter.exceptions import NaturalKeyError, UnresolvedReference
 
 
 def is_synced(model) -> bool:
-    from django_adapter.models import SyncModelMixin
-
-    return issubclass(model, SyncModelMixin) and not model._meta.abstract
+    """A concrete model with ``SyncModelMixin`` (recognised by its marker)."""
+    return getattr(model, "bundlekit_synced", False) is True and not model._meta.abstract
 
 
 def _root_field(field):
@@ -292,6 +291,17 @@ def find(model, record: dict, using: str):
     return None
 
 
+def unresolved_message(field, value: Any) -> str:
+    """Why a reference cannot be resolved (yet): the reason a deferred row carries."""
+    target_model = field.remote_field.model
+    target_field = field.target_field
+    if travels_by_natural_key(target_field):
+        return (f"{field.model._meta.label}.{field.name}: no {target_model._meta.label} "
+                f"with natural key {value!r}")
+    return (f"{field.model._meta.label}.{field.name}: no {target_model._meta.label} "
+            f"with {target_field.name}={value!r}")
+
+
 def resolve_target(field, value: Any, using: str) -> Any:
     """The local key value a reference stands for; raises UnresolvedReference."""
     target_model = field.remote_field.model
@@ -300,16 +310,10 @@ def resolve_target(field, value: Any, using: str) -> Any:
         try:
             target = target_model._default_manager.db_manager(using).get_by_natural_key(*value)
         except ObjectDoesNotExist:
-            raise UnresolvedReference(
-                f"{field.model._meta.label}.{field.name}: no {target_model._meta.label} "
-                f"with natural key {value!r}"
-            ) from None
+            raise UnresolvedReference(unresolved_message(field, value)) from None
         return getattr(target, target_field.attname)
     if not target_model._base_manager.using(using).filter(**{target_field.attname: value}).exists():
-        raise UnresolvedReference(
-            f"{field.model._meta.label}.{field.name}: no {target_model._meta.label} "
-            f"with {target_field.name}={value!r}"
-        )
+        raise UnresolvedReference(unresolved_message(field, value))
     return value
 
 

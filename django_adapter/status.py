@@ -24,6 +24,7 @@ from django_adapter.models import (
     OutgoingTransaction,
     SenderState,
 )
+from django_adapter.outcomes import OUTCOMES
 from django_adapter.sitestate import sender_state
 
 #: At most this many missing seqs are listed per sender (the count is always given).
@@ -101,10 +102,7 @@ def server_status(config: Config) -> list[dict]:
             site=Max("site"),
             bundles=Count("id"),
             last_seen=Max("received"),
-            failed=Sum("failed_count"),
-            conflict=Sum("conflict_count"),
-            stale=Sum("stale_count"),
-            duplicate=Sum("duplicate_count"),
+            **{name: Sum(f"{name}_count") for name in OUTCOMES},
             forks=Count("id", filter=Q(status=BundleStatus.FORK, settled__isnull=True)),
             waiting=Count("id", filter=Q(status=BundleStatus.WAITING)),
         )
@@ -132,10 +130,7 @@ def server_status(config: Config) -> list[dict]:
                 "waiting": row["waiting"],
                 "bundles": row["bundles"],
                 "last_seen": row["last_seen"],
-                "failed": row["failed"] or 0,
-                "conflict": row["conflict"] or 0,
-                "stale": row["stale"] or 0,
-                "duplicate": row["duplicate"] or 0,
+                **{name: row[name] or 0 for name in OUTCOMES},
                 "quarantined_forks": row["forks"],
                 **sender_state(fp, using, server_schema),
             }

@@ -46,6 +46,7 @@ from django_adapter.models import (
     OutgoingTransaction,
     TxStatus,
 )
+from django_adapter.outcomes import Counts
 from django_adapter.receipts import ReceiptReport, apply_receipt, write_receipts
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,9 @@ def export_to(
 
 
 @dataclass
-class FileReport:
-    """One file given to ``bundle import`` (a bundle or a receipt).
+class FileReport(Counts):
+    """One file given to ``bundle import`` (a bundle or a receipt); its outcome
+    counters are those of ``django_adapter.outcomes``.
 
     Bundle ``status``: ``applied``, ``waiting-for-gap``, ``quarantined-fork``,
     ``duplicate`` (from the importer), or ``rejected`` (the file was refused;
@@ -154,11 +156,6 @@ class FileReport:
     sender: str = ""
     seq: int | None = None
     records: int = 0
-    applied: int = 0
-    duplicate: int = 0
-    stale: int = 0
-    conflict: int = 0
-    failed: int = 0
     missing_seqs: list[int] = field(default_factory=list)
     code: str = ""
     reason: str = ""
@@ -214,11 +211,7 @@ def from_bundle_report(path, r: BundleReport) -> FileReport:
         sender=r.sender,
         seq=r.seq,
         records=r.record_count,
-        applied=r.applied,
-        duplicate=r.duplicate,
-        stale=r.stale,
-        conflict=r.conflict,
-        failed=r.failed,
+        **r.counts(),
         missing_seqs=list(r.missing_seqs),
         messages=list(r.messages),
         bundle_id=r.bundle_id,

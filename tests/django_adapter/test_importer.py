@@ -4,6 +4,7 @@ import_bundle -> server database, and the chain rules at the server."""
 import os
 
 import pytest
+from django.test import override_settings
 
 from bundlekit.errors import CorruptBundle, UnknownSender
 from bundlekit.keys import Identity
@@ -145,7 +146,8 @@ def test_one_senders_gap_never_blocks_another(export, imp, keys):
     export()  # seq 1 of site-a never arrives
     m.Household.objects.create(code="HH-2")
     (a2,) = export()
-    m.Household.objects.create(code="HH-B")
+    with override_settings(BUNDLEKIT_SITE=keys["other"].site):  # entered on site-b's laptop
+        m.Household.objects.create(code="HH-B")
     (b1,) = export(identity=keys["other"])
     assert imp(a2).status == "waiting-for-gap"
     assert imp(b1).status == "applied"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.test import override_settings
 
 from bundlekit import transport
 from bundlekit.keys import Identity, pub_file_text, write_keypair
@@ -168,8 +169,11 @@ def export(tmp_path, site, server, name="outbox"):
 
 
 def households(n, prefix):
-    for i in range(n):
-        m.Household.objects.create(code=f"{prefix}-{i:04d}", village="Molepolole")
+    """``n`` households entered on the laptop of site ``prefix`` (its records name
+    that site as producer, as the key that signs them does)."""
+    with override_settings(BUNDLEKIT_SITE=prefix):
+        for i in range(n):
+            m.Household.objects.create(code=f"{prefix}-{i:04d}", village="Molepolole")
 
 
 def uploaded_sha(path):
@@ -235,7 +239,8 @@ def test_a_held_bundle_from_another_route_is_already_held(tmp_path, server, site
 
 def test_dropped_connection_mid_upload_resumes_from_the_server_offset(tmp_path, server, site, field_data):
     field_data["binary"] = os.urandom(300_000)  # incompressible: the bundle is ~300 KB
-    m.AllFields.objects.create(**field_data)
+    with override_settings(BUNDLEKIT_SITE=site.public.site):
+        m.AllFields.objects.create(**field_data)
     (bundle,) = export(tmp_path, site, server)
     size = bundle.stat().st_size
     chunk = 64 * 1024
@@ -586,11 +591,18 @@ def test_a_site_token_acts_for_its_own_site_only(tmp_path, server, site):
 ])
 def test_malformed_signed_records_get_a_json_4xx_that_push_does_not_retry(tmp_path, server, site, record):
     """Issue 10: a trusted sender's malformed records used to give an HTML 500
-    (or a 503) that `bundle push` retried; now one JSON refusal, final."""
+    (or a 503) that `bundle push` retried; now the record is imported as ``failed``
+    with its reason (the apply engine's choice), or the bundle gets one JSON
+    refusal, final; never a retry."""
     (tmp_path / "bad").mkdir()
     (sealed,) = seal([record], identity=site, recipients=[server.identity.public],
                      out_dir=tmp_path / "bad", after=ChainLink(0, None))
     (result,) = transport.push(server.url, [sealed.path], token=TOKEN)
+    if result.status == "imported":  # taken in, the record failed with a one-line reason
+        report = result.answer["report"]
+        assert (report["applied"], report["failed"]) == (0, 1), report
+        assert all("\n" not in line and "Traceback" not in line for line in report["messages"])
+        return
     assert result.status == "failed" and 400 <= result.http_status < 500, result
     assert result.attempts == 2, "asked for the offset, sent the file, and stopped"
     assert result.reason and "\n" not in result.reason and "Traceback" not in result.reason

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
+from django.test import override_settings
 
 from bundlekit.inbox import REASON_TXT
 from django_adapter.exporter import export_pending
@@ -87,7 +88,8 @@ def _export_many(keys, tmp_path):
         if i % 2:
             export_pending(usb, identity=keys.ids["site-a"], recipients=[keys.ids["central"].public])
     for i in range(3):
-        m.Tag.objects.create(code=f"B-{i}")
+        with override_settings(BUNDLEKIT_SITE="site-b"):  # entered on site-b's laptop
+            m.Tag.objects.create(code=f"B-{i}")
         export_pending(usb / "b", identity=keys.ids["site-b"], recipients=[keys.ids["central"].public])
     return sorted(usb.glob("*.bundle")) + sorted((usb / "b").glob("*.bundle"))
 

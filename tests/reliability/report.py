@@ -116,7 +116,7 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
         "",
         "## Summary",
         "",
-        "| Suite | Trials | Lost | Applied twice | Refused | Accepted | Seeds |",
+        "| Suite | Trials | Lost | Applied twice | _Refused | Accepted | Seeds |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     details = []
@@ -166,7 +166,7 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
             details.append(f"- `{name}` ({r['suite']}): " + ", ".join(
                 f"{k}={json.dumps(v) if isinstance(v, list | dict) else v}" for k, v in extra.items()))
         details.append("")
-    out += ["", "Refused: inputs the suite expected to be refused and that were (damaged,",
+    out += ["", "_Refused: inputs the suite expected to be refused and that were (damaged,",
             "forged, replayed, foreign or hostile). Accepted in the tamper, bad-input, forgery,",
             "bomb and adversarial rows must be 0; in the fuzz rows it counts mutations that",
             "happened to leave a valid file.",
@@ -185,7 +185,7 @@ def _mib(n: int) -> str:
 
 def bomb_details(rows: list[dict]) -> list[str]:
     """One table row per bomb: what it was, and the peak memory measured."""
-    out = ["| Bomb | Command | File | Peak RSS | Same command, small file | Seconds | Refused with |",
+    out = ["| Bomb | Command | File | Peak RSS | Same command, small file | Seconds | _Refused with |",
            "|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
         command = {"bomb-record-open": "`bundle open`", "bomb-record-import": "`bundle import`",
@@ -213,7 +213,7 @@ def attack_details(rows: list[dict]) -> list[str]:
     by_file: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_file[r["test"].split("::", 1)[0]].append(r)
-    out = ["| Test file | What it attacks | Tried | Refused | Accepted | Skipped |",
+    out = ["| Test file | What it attacks | Tried | _Refused | Accepted | Skipped |",
            "|---|---|---:|---:|---:|---:|"]
     for path in sorted(by_file):
         rs = by_file[path]

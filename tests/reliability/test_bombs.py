@@ -173,8 +173,11 @@ def project(tmp_path_factory):
                    env={**os.environ, "PYTHONPATH": f"{d}{os.pathsep}{ROOT}"})
     baseline_dir = d / "baseline"
     baseline_dir.mkdir()
+    # Far ahead in the chain: importing it stores its record to wait for the gap
+    # (a malformed record is kept as failed, not refused) and leaves seq 1 to the bombs.
     (good,) = seal([{"id": 1, "model": "lab.x", "x": []}], identity=site,
-                   recipients=[server.public], out_dir=baseline_dir, after=ChainLink(0, None))
+                   recipients=[server.public], out_dir=baseline_dir,
+                   after=ChainLink(999, bytes(32)))
     return {"dir": d, "site": site, "server": server, "good": good.path}
 
 
@@ -250,7 +253,6 @@ BATCH_HOLE = ("the Django importer keeps a batch of records (500 now, 2000 in th
               "OpenedBundle.bytes_read (apply engineer)")
 
 
-@pytest.mark.xfail(strict=True, reason=BATCH_HOLE)
 def test_many_records_just_under_the_bounds_do_not_add_up_in_the_importer(project, record,
                                                                         tmp_path):
     lists = b"\xdd" + struct.pack(">I", JUST_UNDER) + b"\x90" * JUST_UNDER

@@ -199,6 +199,8 @@ def test_import_refuses_a_revoked_key_and_keeps_what_was_applied(tmp_path, site)
     read by django_adapter.conf, refuses the key's bundles; a rotated key goes on."""
     from types import SimpleNamespace
 
+    from django.test import override_settings
+
     from django_adapter.conf import get_config
     from django_adapter.exporter import export_pending
     from django_adapter.importer import import_bundle
@@ -207,13 +209,14 @@ def test_import_refuses_a_revoked_key_and_keeps_what_was_applied(tmp_path, site)
     old, old_key, old_pub = site
     central = Identity.generate("central")
     central_key, _ = write_keypair(central, tmp_path / "site", "central")
-    m.Household.objects.create(code="HH-1")
-    (b1,) = export_pending(tmp_path / "outbox", identity=old, recipients=[central.public])
-    new, new_key, new_pub, statement = rotate(old_key)
-    _, accepted = accept_rotation(statement, [old.public], tmp_path / "server-keys")
-    m.Household.objects.create(code="HH-2")
-    (b2,) = export_pending(tmp_path / "outbox", identity=new, recipients=[central.public])
-    m.Household.objects.create(code="HH-3")
+    with override_settings(BUNDLEKIT_SITE=old.site):  # records name the site that signs them
+        m.Household.objects.create(code="HH-1")
+        (b1,) = export_pending(tmp_path / "outbox", identity=old, recipients=[central.public])
+        new, new_key, new_pub, statement = rotate(old_key)
+        _, accepted = accept_rotation(statement, [old.public], tmp_path / "server-keys")
+        m.Household.objects.create(code="HH-2")
+        (b2,) = export_pending(tmp_path / "outbox", identity=new, recipients=[central.public])
+        m.Household.objects.create(code="HH-3")
     (b3,) = export_pending(tmp_path / "outbox-old", identity=old, recipients=[central.public])
 
     def config(revoked):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.test import override_settings
+
 from django_adapter.exporter import export_pending
 from django_adapter.models import OutgoingTransaction
 from django_adapter.workflow import import_paths
@@ -51,6 +53,11 @@ def site_a_changes_more() -> None:
 
 
 def site_b_changes() -> None:
+    with override_settings(BUNDLEKIT_SITE="site-b"):  # entered on site-b's laptop
+        _site_b_changes()
+
+
+def _site_b_changes() -> None:
     m.Household.objects.create(code="B-1", village="Thamaga")
     m.Household.objects.create(code="B-2", village="Thamaga")
     lost = m.Household.objects.create(code="B-LOST", village="Thamaga")

@@ -38,9 +38,10 @@ def every_outcome(tmp_path):
     scenario.seal(keys, root, "site-a")  # seq 3, never carried
     m.Household.objects.create(code="A-4")
     import_paths([scenario.seal(keys, root, "site-a")], config=config)  # seq 4
-    # conflict: a transaction the server already holds arrives again, with other
-    # content, in site-b's next bundle.
-    tx = OutgoingTransaction.objects.filter(tx_name="test_app.household", producer__startswith="site-a") \
+    # conflict: a transaction of site-b the server already holds arrives again, with
+    # other content, in site-b's next bundle (an id is its signer's: the same id
+    # from another site would be another transaction).
+    tx = OutgoingTransaction.objects.filter(tx_name="test_app.household", producer__startswith="site-b") \
         .order_by("id").first()
     record = tx.record
     record["fields"]["village"] = "other content"
