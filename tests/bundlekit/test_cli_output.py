@@ -110,3 +110,24 @@ def test_help_texts_are_paragraphs():
         assert text, name
         for paragraph in text.split("\n\n"):
             assert "\n" not in paragraph, (name, paragraph)
+
+
+def test_without_django_the_django_commands_are_hidden(monkeypatch):
+    """A middleman with the core alone: `bundle --help` lists what works there."""
+    import importlib.util
+
+    import typer
+
+    from django_adapter import cli as plugin
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "django" else real(name, *a))
+    app = typer.Typer()
+    plugin.register(app)
+    assert {c.name for c in app.registered_commands} >= {"export", "import", "enqueue-existing"}
+    assert all(c.hidden for c in app.registered_commands)
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    shown = typer.Typer()
+    plugin.register(shown)
+    assert not any(c.hidden for c in shown.registered_commands)
