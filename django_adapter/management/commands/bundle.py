@@ -26,6 +26,24 @@ app = Typer(
 )
 
 
+def _typer_flow() -> tuple[type[BaseException], ...]:
+    """typer's own exits and usage errors, which typer handles: their classes
+    differ between typer releases (click's before 0.17, typer's own since)."""
+    import importlib
+
+    found = [CommandError, typer.Exit, typer.Abort]
+    for module, name in (("typer", "TyperException"), ("click", "ClickException"),
+                         ("click.exceptions", "Exit"), ("click.exceptions", "Abort")):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+TYPER_FLOW = _typer_flow()
+
+
 def one_line_errors(func):
     """``func`` with every exception turned into ``CommandError`` by :func:`one_line`."""
 
@@ -33,7 +51,7 @@ def one_line_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, typer.TyperException, CommandError):
+        except TYPER_FLOW:
             raise
         except (Exception, KeyboardInterrupt) as exc:
             line, code = one_line(exc)
