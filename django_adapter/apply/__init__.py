@@ -22,7 +22,7 @@ from django_adapter.outcomes import OUTCOMES, ApplyResult, CopyResult
 
 from .engine import Applier
 from .ledger import BATCH, store_chunks, store_records
-from .policy import ApplyPolicy
+from .policy import ApplyPolicy, FieldRules, OwnRowsOnly
 from .queue import apply_queryset, apply_rows, copy_to_incoming, retry_failed
 from .rows import apply_record
 
@@ -40,4 +40,6 @@ __all__ = [
     "copy_to_incoming",
     "apply_record",
     "ApplyPolicy",
+    "FieldRules",
+    "OwnRowsOnly",
 ]

@@ -43,7 +43,7 @@ from django_adapter.serialization import travels_by_natural_key, unresolved_mess
 from . import ledger, stale, writes
 from .naturalkeys import hashable, natural_lookup
 from .plan import Item, ModelPlan, Stage, dependency_order
-from .policy import DEFAULT, ApplyPolicy
+from .policy import ApplyPolicy, from_settings
 from .rows import _Refused, apply_record
 
 _DEFER = "defer"
@@ -61,7 +61,7 @@ class Applier:
     def __init__(self, using: str, result, *, override_stale: bool = False,
                  policy: ApplyPolicy | None = None):
         self.using, self.result, self.override_stale = using, result, override_stale
-        self.policy = policy or DEFAULT
+        self.policy = policy or from_settings(using)
         self.now = timezone.now()
         self.deferred: list = []
         self.deferred_keys: set = set()
@@ -383,7 +383,7 @@ class _Execution:
                 continue
             entry = objs.get(it.ident)
             why = self.policy.refuse(plan.model, it.record,
-                                     entry[0] if entry else existing.get(it.ident))
+                                     entry[0] if entry else existing.get(it.ident), it.row)
             if why:
                 self.decisions.append((it.pos, it.row, TxStatus.FAILED, why))
                 continue
@@ -454,7 +454,7 @@ class _Execution:
             if self._skip(it):
                 continue
             obj = existing.get(it.ident)
-            why = self.policy.refuse(plan.model, it.record, obj)
+            why = self.policy.refuse(plan.model, it.record, obj, it.row)
             if why:
                 self.decisions.append((it.pos, it.row, TxStatus.FAILED, why))
                 continue

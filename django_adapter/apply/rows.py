@@ -58,7 +58,7 @@ def apply_record(row, record: dict, using: str, *, override_stale: bool = False,
         return TxStatus.STALE
     obj = find(model, record, using)
     if record["action"] == "D":
-        why = policy.refuse(model, record, obj)
+        why = policy.refuse(model, record, obj, row)
         if why:
             raise _Refused(why)
         if obj is None:
@@ -66,7 +66,7 @@ def apply_record(row, record: dict, using: str, *, override_stale: bool = False,
         obj.delete(using=using, keep_parents=True)
         return TxStatus.APPLIED
     values, m2m = resolve_values(model, record, using)
-    why = policy.refuse(model, record, obj)
+    why = policy.refuse(model, record, obj, row)
     if why:
         raise _Refused(why)
     if obj is None:

@@ -5,8 +5,9 @@ planning at all: each ledger row in arrival order, in its own savepoint, with
 its own queries and ORM calls (``get_by_natural_key``, a raw ``save``, ``set()``
 for M2M, ``delete()``), an unresolved reference deferred to the end, passes over
 the deferred rows while they make progress.  It shares only the record helpers
-of ``serialization`` (find an object, resolve references) and the record shape
-check of the ledger with the engine: every decision is made here again.
+of ``serialization`` (find an object, resolve references), the record shape
+check of the ledger and the default value rules (``FieldRules``) with the
+engine: every decision is made here again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from django_adapter import capture
 from django_adapter.apply.ledger import check_record
+from django_adapter.apply.policy import FieldRules
 from django_adapter.codec import load
 from django_adapter.exceptions import SyncError, UnresolvedReference
 from django_adapter.models import IncomingTransaction, TxStatus
@@ -37,6 +39,13 @@ def newer_applied(row, using: str) -> bool:
     return newer.exists()
 
 
+class Refused(Exception):
+    pass
+
+
+RULES = FieldRules()
+
+
 def apply_one(row, record: dict, using: str) -> str:
     try:
         model = apps.get_model(record["model"])
@@ -48,11 +57,16 @@ def apply_one(row, record: dict, using: str) -> str:
         return TxStatus.STALE
     obj = find(model, record, using)
     if record["action"] == "D":
+        if RULES.refuse(model, record, obj, row):
+            raise Refused(RULES.refuse(model, record, obj, row))
         if obj is None:
             return TxStatus.DELETED_MISSING
         obj.delete(using=using)
         return TxStatus.APPLIED
     values, m2m = resolve_values(model, record, using)
+    why = RULES.refuse(model, record, obj, row)
+    if why:
+        raise Refused(why)
     if obj is None:
         obj = model()
         if pk_travels(model):
@@ -92,6 +106,8 @@ def apply_rows(rows, using: str, result) -> None:
         try:
             with transaction.atomic(using=using), capture.suspended():
                 status = apply_one(row, record, using)
+        except Refused as exc:
+            return mark(row, TxStatus.FAILED, str(exc))
         except UnresolvedReference as exc:
             row._ref_reason = str(exc)
             state["deferred"].append(row)

@@ -128,3 +128,35 @@ def test_malformed_signed_records_fail_one_by_one_with_a_reason(world):
     again = retry_failed(using="server")  # still failing, the same way, no crash
     assert (again.applied, again.failed) == (0, len(MALFORMED))
     assert m.Household.objects.using("server").get().code == "HH-1"
+
+
+@pytest.mark.parametrize("fields,why", [
+    ({"code": "HH-1", "village": "x" * 101}, "at most 100 characters"),
+    ({"code": "HH-1", "village": "v", "colour": "red"}, "has no field 'colour'"),
+    ({"code": None, "village": "v"}, "may not be empty"),
+])
+def test_values_are_checked_against_the_models_fields(world, fields, why):
+    """Issue 10, item 6: what the site's forms would refuse is not stored (SQLite
+    does not check lengths), and a field unknown here fails instead of being dropped."""
+    record = household("HH-1", "v", ts=T0, producer="laptop-a/x")
+    record["fields"] = fields
+    report = world("laptop-a", [record])
+    assert (report.applied, report.failed) == (0, 1)
+    assert why in IncomingTransaction.objects.using("server").get().reason
+    assert not m.Household.objects.using("server").exists()
+
+
+def test_with_the_ownership_policy_a_site_changes_only_its_own_rows(world, settings):
+    """The optional policy (BUNDLEKIT["APPLY_POLICY"]): laptop-a cannot delete the
+    household laptop-b created; laptop-b can."""
+    settings.BUNDLEKIT = {"APPLY_POLICY": "django_adapter.apply.OwnRowsOnly"}
+    world("laptop-b", [household("HH-B", "v", ts=T0, producer="laptop-b/x")])
+    gone = household("HH-B", "v", ts=T0 + dt.timedelta(minutes=1), producer="laptop-a/x")
+    gone.update(action="D", fields={})
+    refused = world("laptop-a", [gone])
+    assert (refused.applied, refused.failed) == (0, 1)
+    assert "created by another site's key" in refused.messages[0]
+    assert m.Household.objects.using("server").filter(code="HH-B").exists()
+    mine = dict(gone, id=uuid.uuid4(), producer="laptop-b/x", ts=T0 + dt.timedelta(minutes=2))
+    assert world("laptop-b", [mine]).applied == 1
+    assert not m.Household.objects.using("server").exists()

@@ -109,6 +109,12 @@ def streams(draw):
                 {"id": uuid.uuid4(), "model": "test_app.household", "action": "U", "ts": ts,
                  "pk": 100, "natural_key": ["H0"], "fields": {"code": "H0"},
                  "producer": "site-z/laptop"},
+                {"id": uuid.uuid4(), "model": "test_app.household", "action": "U", "ts": ts,
+                 "pk": 100, "natural_key": ["H0"], "fields": {"code": "H0", "village": "x" * 101},
+                 "producer": producer, "m2m": {}},
+                {"id": uuid.uuid4(), "model": "test_app.household", "action": "I", "ts": ts,
+                 "pk": 100, "natural_key": ["H0"], "fields": {"code": "H0", "colour": "red"},
+                 "producer": producer, "m2m": {}},
             ]))
             rec = dict(rec, id=uuid.uuid4()) if isinstance(rec.get("id"), uuid.UUID) else rec
         else:
@@ -268,7 +274,7 @@ def test_the_apply_policy_is_asked_about_every_change():
     from django_adapter.apply import ApplyPolicy
 
     class NoDeletes(ApplyPolicy):
-        def refuse(self, model, record, current):
+        def refuse(self, model, record, current, row=None):
             if record["action"] == "D":
                 return f"deletes of {model._meta.label} are not accepted from sites"
             return ""
