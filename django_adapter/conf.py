@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
     "REST": None,
     # The data manager's pages' own dict; django_adapter.dashboard.settings reads it.
     "DASHBOARD": None,
+    # Dotted path of the apply engine's policy class (django_adapter/apply/policy.py);
+    # None: FieldRules (values checked, any trusted site may change any row).
+    "APPLY_POLICY": None,
 }
 REQUIRED = ("SITE", "IDENTITY")
 KNOWN = frozenset(REQUIRED) | frozenset(DEFAULTS)
