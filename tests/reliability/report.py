@@ -116,7 +116,7 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
         "",
         "## Summary",
         "",
-        "| Suite | Trials | Lost | Applied twice | _Refused | Accepted | Seeds |",
+        "| Suite | Trials | Lost | Applied twice | Refused | Accepted | Seeds |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     details = []
@@ -147,8 +147,10 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
         # An attack test that is a strict xfail is a known, reported hole: listed
         # under "Known bugs" and counted as accepted, but not a failed run.
         unknown = [r for r in rows if r.get("accepted") and not r.get("known")]
-        known += [f"attack not refused: `{r['test']}`: {r['known']}"
-                  for r in rows if r.get("accepted") and r.get("known")]
+        for r in rows:
+            note = f"attack not refused: `{r['test']}`: {r.get('known')}"
+            if r.get("accepted") and r.get("known") and note not in known:
+                known.append(note)
         if prefix in MUST_REFUSE and unknown:
             problems.append(f"{title}: {sum(r['accepted'] for r in unknown)} damaged, foreign "
                             "or hostile inputs accepted")
@@ -166,7 +168,7 @@ def render(lines: list[dict], mode: str) -> tuple[str, list[str]]:
             details.append(f"- `{name}` ({r['suite']}): " + ", ".join(
                 f"{k}={json.dumps(v) if isinstance(v, list | dict) else v}" for k, v in extra.items()))
         details.append("")
-    out += ["", "_Refused: inputs the suite expected to be refused and that were (damaged,",
+    out += ["", "Refused: inputs the suite expected to be refused and that were (damaged,",
             "forged, replayed, foreign or hostile). Accepted in the tamper, bad-input, forgery,",
             "bomb and adversarial rows must be 0; in the fuzz rows it counts mutations that",
             "happened to leave a valid file.",
@@ -185,7 +187,7 @@ def _mib(n: int) -> str:
 
 def bomb_details(rows: list[dict]) -> list[str]:
     """One table row per bomb: what it was, and the peak memory measured."""
-    out = ["| Bomb | Command | File | Peak RSS | Same command, small file | Seconds | _Refused with |",
+    out = ["| Bomb | Command | File | Peak RSS | Same command, small file | Seconds | Outcome |",
            "|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
         command = {"bomb-record-open": "`bundle open`", "bomb-record-import": "`bundle import`",
@@ -193,6 +195,8 @@ def bomb_details(rows: list[dict]) -> list[str]:
                        r["suite"], r["suite"])
         message = r.get("message", "").split(": ", 1)[-1] if "message" in r else ""
         message = message.split(".bundle: ", 1)[-1].split(".receipt: ", 1)[-1]
+        if r.get("accepted"):
+            message = "**not refused**" + (" (a known bug, above)" if r.get("known") else "")
         out.append(f"| {r.get('trial', r.get('case', ''))} | {command} | {r.get('file_bytes', 0):,} B "
                    f"| {_mib(r['peak_rss_bytes'])} | {_mib(r['baseline_rss_bytes'])} "
                    f"| {r.get('seconds', '')} | {message} |")
@@ -213,7 +217,7 @@ def attack_details(rows: list[dict]) -> list[str]:
     by_file: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_file[r["test"].split("::", 1)[0]].append(r)
-    out = ["| Test file | What it attacks | Tried | _Refused | Accepted | Skipped |",
+    out = ["| Test file | What it attacks | Tried | Refused | Accepted | Skipped |",
            "|---|---|---:|---:|---:|---:|"]
     for path in sorted(by_file):
         rs = by_file[path]
