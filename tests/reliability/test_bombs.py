@@ -248,9 +248,8 @@ BATCH_RECORDS = 50
 JUST_UNDER = limits.MAX_RECORD_VALUES - 20
 
 
-BATCH_HOLE = ("the Django importer keeps a batch of records (500 now, 2000 in the apply engine "
-              "being written) whatever their size; it must also close a batch by "
-              "OpenedBundle.bytes_read (apply engineer)")
+BATCH_HOLE = ("a consumer that batches records must close a batch by OpenedBundle.bytes_read "
+              "as well as by its number of records")
 
 
 def test_many_records_just_under_the_bounds_do_not_add_up_in_the_importer(project, record,
