@@ -194,7 +194,9 @@ def bomb_details(rows: list[dict]) -> list[str]:
                    "bomb-manifest": "`bundle verify`", "bomb-receipt": "receipt reader"}.get(
                        r["suite"], r["suite"])
         message = r.get("message", "").split(": ", 1)[-1] if "message" in r else ""
-        message = message.split(".bundle: ", 1)[-1].split(".receipt: ", 1)[-1]
+        message = message.split(".bundle: ", 1)[-1].split(".receipt: ", 1)[-1].split("; ")[0]
+        if len(message) > 200:
+            message = message[:199] + "…"
         if r.get("accepted"):
             message = "**not refused**" + (" (a known bug, above)" if r.get("known") else "")
         out.append(f"| {r.get('trial', r.get('case', ''))} | {command} | {r.get('file_bytes', 0):,} B "
