@@ -148,6 +148,14 @@ def _pk_model(label: str):
     return _KINDS[label][1] if _key_kind(label) == "pk" else None
 
 
+def bounded(ts, bundle):
+    """A change's timestamp as the stale rule sees it: never later than its bundle's
+    arrival here, since it cannot have happened after that (a clock that runs
+    ahead would otherwise win every edit for as long as it is ahead)."""
+    received = getattr(bundle, "received", None) if bundle is not None else None
+    return received if received is not None and ts > received else ts
+
+
 def ledger_row(record, digest: str, bundle, position: int, *, sender: str = "") -> IncomingTransaction:
     """The ledger row of one record, unsaved; ``_bk_record`` keeps the record."""
     reason = check_record(record, bundle)
@@ -161,7 +169,7 @@ def ledger_row(record, digest: str, bundle, position: int, *, sender: str = "") 
         "tx_pk": str(record.get("pk"))[:255],
         "producer": record.get("producer", "")[:255],
         "action": record["action"],
-        "timestamp": record["ts"],
+        "timestamp": bounded(record["ts"], bundle),
         "tx": packb(record),
         "format": RECORD_FORMAT,
         "digest": digest,

@@ -10,6 +10,15 @@ came in bundles along the same chain are ordered by that chain (sequence, then
 position), not by their clock: a laptop whose clock was set back (a flat
 battery) must still have its newest change applied.  Rows copied without a
 chain (edc-sync's ``copy_to_incoming_transaction``) have only their timestamps.
+
+A delete stays a delete: an update is stale when another chain's delete of the
+object was applied and no insert or update was applied after it (later in
+time), whatever the update's timestamp.  The site that sent it had not seen the
+delete; ``bundle resolve --take-site`` brings the object back if that is right.
+
+The timestamps compared are the ledger's: a record's own, but never later than
+the arrival of its bundle (``ledger.ledger_row``), so a clock that runs ahead
+cannot win for ever (docs/WORKFLOW.md, "A laptop's clock is wrong").
 """
 
 from __future__ import annotations
@@ -30,17 +39,24 @@ def chain_of(row) -> str:
 
 def change_of(row) -> tuple:
     """What :func:`is_stale` needs to know of an applied change."""
-    return (row.timestamp, chain_of(row), row.bundle_id is not None)
+    return (row.timestamp, chain_of(row), row.bundle_id is not None, row.action)
 
 
 def is_stale(row, changes) -> bool:
     """Whether ``row`` is older than one of ``changes`` (the applied changes of its
-    object other than itself, as :func:`change_of` tuples)."""
-    for ts, chain, bundled in changes:
+    object other than itself, as :func:`change_of` tuples), or an update of an
+    object another chain deleted (see the module docstring)."""
+    for ts, chain, bundled, _action in changes:
         if ts > row.timestamp and not (
             row.bundle_id is not None and bundled and chain == chain_of(row)
         ):
             return True
+    if row.action == "U":
+        for ts, chain, bundled, action in changes:
+            if action == "D" and not (
+                row.bundle_id is not None and bundled and chain == chain_of(row)
+            ) and not any(a != "D" and t > ts for t, _, _, a in changes):
+                return True
     return False
 
 
@@ -62,11 +78,12 @@ def applied_changes(rows: list, using: str) -> dict:
         for i in range(0, len(keys), size):
             qs = (IncomingTransaction.objects.using(using)
                   .filter(tx_name=name, object_key__in=keys[i : i + size]).order_by())
-            for pk, key, ts, sender, bundle_id, status in qs.values_list(
-                "pk", "object_key", "timestamp", "sender", "bundle_id", "status"
+            for pk, key, ts, sender, bundle_id, status, action in qs.values_list(
+                "pk", "object_key", "timestamp", "sender", "bundle_id", "status", "action"
             ):
                 if status in COUNTED and pk not in own:
-                    changes.setdefault((name, key), []).append((ts, sender, bundle_id is not None))
+                    changes.setdefault((name, key), []).append(
+                        (ts, sender, bundle_id is not None, action))
     return changes
 
 

@@ -36,7 +36,23 @@ def newer_applied(row, using: str) -> bool:
     ).exclude(pk=row.pk)
     if row.bundle_id is not None:
         newer = newer.exclude(sender=row.sender, bundle__isnull=False)
-    return newer.exists()
+    if newer.exists():
+        return True
+    if row.action != "U":
+        return False
+    # A delete stays a delete: another chain's applied delete with no insert or
+    # update applied later in time.
+    applied = IncomingTransaction.objects.using(using).filter(
+        tx_name=row.tx_name, object_key=row.object_key,
+        status__in=[TxStatus.APPLIED, TxStatus.DELETED_MISSING],
+    ).exclude(pk=row.pk)
+    deletes = applied.filter(action="D")
+    if row.bundle_id is not None:
+        deletes = deletes.exclude(sender=row.sender, bundle__isnull=False)
+    return any(
+        not applied.exclude(action="D").filter(timestamp__gt=d.timestamp).exists()
+        for d in deletes
+    )
 
 
 class Refused(Exception):
