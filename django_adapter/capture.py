@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db.models import signals
 from django.utils import timezone
 
-from django_adapter import clock
+from django_adapter import attachments, clock
 from django_adapter.codec import RECORD_FORMAT, packb
 from django_adapter.exceptions import NaturalKeyError, SyncError
 from django_adapter.models import OutgoingTransaction
@@ -94,6 +94,10 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None, *,
             nk_before = natural_key_before(instance, nk)
     record = to_record(instance, action, tx_id=tx_id, ts=ts, producer=who, using=using, nk=nk,
                        nk_before=nk_before, new=action == "I" if new is None else new)
+    # The files of file fields travel with the record (django_adapter/attachments.py).
+    files, file_rows = attachments.capture(instance, action)
+    if files:
+        record["files"] = files
     if action != "D":
         remember_saved(instance)
     row = OutgoingTransaction(
@@ -107,6 +111,8 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None, *,
         format=RECORD_FORMAT,
     )
     _insert(row, using)
+    if file_rows:
+        attachments.link(row, file_rows, using)
     return row
 
 

@@ -21,6 +21,9 @@ middleman, the hub and central differ only in that dict::
         "DATABASE": "default",             # database alias used by the commands
         "REST": None,                      # server: the HTTP endpoints' dict (docs/REST.md)
         "DASHBOARD": None,                 # server: the data manager's pages (docs/WORKFLOW.md)
+        "ATTACHMENTS": "var/attachments",  # copies of captured files / files received (attachments.py)
+        "MAX_FILE_BYTES": 4 << 30,         # the largest file captured or accepted
+        "MAX_FILE_BYTES_PER_BUNDLE": None, # server: most bytes of files one bundle may carry
     }
 
 Relative paths resolve against ``settings.BASE_DIR`` when it is set, else the
@@ -66,6 +69,11 @@ DEFAULTS: dict[str, Any] = {
     # Dotted path of the apply engine's policy class (django_adapter/apply/policy.py);
     # None: FieldRules (values checked, any trusted site may change any row).
     "APPLY_POLICY": None,
+    # Attachments (django_adapter/attachments.py): the folder of copies and received
+    # files, the largest file, and the most bytes of files one bundle may carry.
+    "ATTACHMENTS": "var/attachments",
+    "MAX_FILE_BYTES": 4 << 30,
+    "MAX_FILE_BYTES_PER_BUNDLE": None,
 }
 REQUIRED = ("SITE", "IDENTITY")
 KNOWN = frozenset(REQUIRED) | frozenset(DEFAULTS)
@@ -227,6 +235,10 @@ def problems(raw: Any) -> list[str]:
     max_bytes = raw.get("MAX_BYTES", DEFAULT_MAX_BYTES)
     if type(max_bytes) is not int or max_bytes <= 0:
         found.append(f"{SETTING}['MAX_BYTES'] must be a positive integer")
+    for key in ("MAX_FILE_BYTES", "MAX_FILE_BYTES_PER_BUNDLE"):
+        value = raw.get(key, DEFAULTS[key])
+        if value is not None and (type(value) is not int or value <= 0):
+            found.append(f"{SETTING}['{key}'] must be a positive integer")
     if not isinstance(raw.get("DATABASE", "default"), str):
         found.append(f"{SETTING}['DATABASE'] must be a database alias")
     return found

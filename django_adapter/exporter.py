@@ -23,10 +23,11 @@ from collections.abc import Callable
 
 from django.db import transaction
 
+from bundlekit import records as bk_records
 from bundlekit.naming import is_bundle_name
 from bundlekit.reader import verify
 from bundlekit.writer import DEFAULT_MAX_BYTES, ChainLink, PackedRecord, seal
-from django_adapter import schema
+from django_adapter import attachments, schema
 from django_adapter.codec import RECORD_FORMAT, load
 from django_adapter.exceptions import ChainError
 from django_adapter.models import ExportChainState, ExportedBundle, OutgoingTransaction
@@ -64,8 +65,10 @@ def export_pending(
             for adopted in made:
                 progress(adopted.record_count)
         # The ids of the records handed to seal() and not yet in a sealed bundle,
-        # 8 bytes each (a list of ints would take ~36 per transaction).
+        # 8 bytes each (a list of ints would take ~36 per transaction); a chunk of
+        # a file (attachments.py) is there as minus its SiteFile id.
         ids = array("q")
+        files = attachments.Outgoing(using)
 
         def pending():
             last = 0
@@ -78,7 +81,13 @@ def export_pending(
                 )
                 if not chunk:
                     return
+                needs = files.before([row[0] for row in chunk])
                 for pk, tx, fmt, tx_id, tx_name in chunk:
+                    # The files this transaction needs and no bundle carried yet go first.
+                    for site_file in needs.get(pk, ()):
+                        for chunk_record in files.chunks(site_file):
+                            ids.append(-site_file.pk)
+                            yield PackedRecord(bk_records.packb(chunk_record))
                     ids.append(pk)
                     if fmt == RECORD_FORMAT:
                         # Already the bytes a bundle carries: no unpacking and repacking.
@@ -94,7 +103,12 @@ def export_pending(
             count = sealed.manifest.record_count
             chunk = ids[:count]  # still an array: 8 bytes per id
             del ids[:count]
-            made.append(_record(sealed.path, sealed.manifest, sealed.digest, chunk, state, using))
+            carried = sorted({-i for i in chunk if i < 0})
+            if carried:
+                chunk = array("q", (i for i in chunk if i > 0))
+            made.append(_record(sealed.path, sealed.manifest, sealed.digest, chunk, state, using,
+                                records=count))
+            attachments.mark_sent(carried, made[-1], using)
 
         seal(
             pending(),
@@ -128,9 +142,10 @@ def _link(state: ExportChainState) -> ChainLink:
     return ChainLink(state.last_seq, bytes.fromhex(state.last_digest) if state.last_digest else None)
 
 
-def _record(path, manifest, digest: bytes, ids, state, using: str) -> ExportedBundle:
-    if len(ids) != manifest.record_count or not ids:
-        raise ChainError(f"{path}: sealed {manifest.record_count} records but tracked {len(ids)}")
+def _record(path, manifest, digest: bytes, ids, state, using: str, records=None) -> ExportedBundle:
+    tracked = len(ids) if records is None else records
+    if tracked != manifest.record_count:
+        raise ChainError(f"{path}: sealed {manifest.record_count} records but tracked {tracked}")
     bundle = ExportedBundle.objects.using(using).create(
         fingerprint=state.fingerprint,
         seq=manifest.seq,
@@ -138,8 +153,9 @@ def _record(path, manifest, digest: bytes, ids, state, using: str) -> ExportedBu
         bundle_id=str(manifest.bundle_id),
         file_name=os.path.basename(path),
         record_count=manifest.record_count,
-        first_outgoing_id=ids[0],
-        last_outgoing_id=ids[-1],
+        # A bundle holding only part of a large file has no transaction: 0, 0.
+        first_outgoing_id=ids[0] if ids else 0,
+        last_outgoing_id=ids[-1] if ids else 0,
         id_ranges=id_ranges(ids),
     )
     for i in range(0, len(ids), CHUNK):
@@ -185,16 +201,22 @@ def _adopt_orphans(out_dir: str, identity, state, using: str) -> list[ExportedBu
                 f"{vb.path}: seq {m.seq} in the outbox does not continue this site's chain "
                 f"(last recorded seq {state.last_seq}); move it aside after checking it"
             )
+        # Chunk records of files (FORMAT.md §5.5) have no kind: the transactions
+        # are the records its kinds count.  Its files are sent again (the site
+        # cannot read what it sealed for the server), which the server ignores.
+        count = sum(m.kinds.values())
         rows = list(
             OutgoingTransaction.objects.using(using)
             .filter(exported=False)
             .order_by("id")
-            .values_list("id", "tx_id")[: m.record_count]
-        )
-        if len(rows) != m.record_count or rows[0][1] != m.first_key or rows[-1][1] != m.last_key:
+            .values_list("id", "tx_id")[:count]
+        ) if count else []
+        if (len(rows) != count or (rows and m.first_key is not None and rows[0][1] != m.first_key)
+                or (rows and m.last_key is not None and rows[-1][1] != m.last_key)):
             raise ChainError(
                 f"{vb.path}: seq {m.seq} in the outbox holds other transactions than the "
                 "pending ones; move it aside after checking it"
             )
-        adopted.append(_record(vb.path, m, vb.digest, [r[0] for r in rows], state, using))
+        adopted.append(_record(vb.path, m, vb.digest, [r[0] for r in rows], state, using,
+                               records=m.record_count))
     return adopted

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from bundlekit.errors import BundleError
 from bundlekit.reader import open_bundle
+from django_adapter import attachments
 from django_adapter.apply import BATCH, Applier, ApplyResult, store_chunks
 from django_adapter.exceptions import SyncError
 from django_adapter.models import (
@@ -164,7 +165,10 @@ def _import(opened, path, using: str, tick: _Ticker) -> BundleReport:
         # (memory stays flat whatever its size), each ledger row written once with
         # its outcome; a later one is only stored, pending, to wait for the gap.
         applier = Applier(using, applied)
-        for rows in store_chunks(opened, using, bundle=bundle, result=stored, insert=not apply_now):
+        # Chunks of files go to the incoming store as they stream by (attachments.py).
+        records = attachments.divert(opened, m.sender.fingerprint, path=path,
+                                      on_chunk=lambda: tick.add(1))
+        for rows in store_chunks(records, using, bundle=bundle, result=stored, insert=not apply_now):
             if apply_now:
                 applier.feed(rows)
             else:

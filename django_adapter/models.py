@@ -355,6 +355,52 @@ class Decision(models.Model):
     def __str__(self):
         return f"{self.choice} {self.tx_id} by {self.who}"
 
+# --------------------------------------------------------------- attachments
+# The files behind file fields (django_adapter/attachments.py, FORMAT.md §5.5).
+
+
+class SiteFile(models.Model):
+    """Site: the content of a file captured with a transaction, copied aside under
+    its SHA-256 until every bundle that carried it is acknowledged."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    size = models.BigIntegerField()
+    content_type = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=255, db_index=True, help_text="first name saved under")
+    copy = models.CharField(max_length=1000, blank=True, help_text="the copy aside; empty once pruned")
+    first_bundle = models.ForeignKey(ExportedBundle, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    last_bundle = models.ForeignKey(ExportedBundle, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+", help_text="the bundle with its last chunk")
+    captured = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.name} ({self.sha256[:12]})"
+
+
+class OutgoingFile(models.Model):
+    """Site: which captured transaction needs which file."""
+
+    outgoing = models.ForeignKey(OutgoingTransaction, on_delete=models.CASCADE, related_name="+")
+    file = models.ForeignKey(SiteFile, on_delete=models.PROTECT, related_name="+")
+
+
+class ServerFile(models.Model):
+    """Server: a file stored once per storage, shared by every row that has it."""
+
+    sha256 = models.CharField(max_length=64)
+    storage = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    field = models.CharField(max_length=255, help_text="model label and field it was first stored for")
+    stored = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["sha256", "storage"], name="bk_serverfile_once")]
+
+    def __str__(self):
+        return f"{self.name} ({self.sha256[:12]})"
+
 
 _MOVED = {
     "SyncModelMixin": "django_adapter.mixins",

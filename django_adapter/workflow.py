@@ -33,6 +33,7 @@ from bundlekit.inbox import Inbox, Outcome, is_candidate_name
 from bundlekit.naming import is_bundle_name
 from bundlekit.reader import read_manifest
 from bundlekit.receipt import is_receipt_name
+from django_adapter import attachments
 from django_adapter.conf import Config, ConfigError
 from django_adapter.exceptions import SyncError
 from django_adapter.exporter import export_pending
@@ -521,6 +522,7 @@ class PruneReport:
     transactions: int = 0
     files: list[str] = field(default_factory=list)
     kept: int = 0  # transactions a receipt named that the server does not hold
+    attachments: list[str] = field(default_factory=list)  # local copies of files the server holds
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -548,6 +550,8 @@ def prune(*, config: Config) -> PruneReport:
             .filter(acknowledged=True)
             .values_list("file_name", flat=True)
         )
+    # Copies of files (attachments.py): only those every carrying bundle had acknowledged.
+    report.attachments = attachments.prune_copies(using)
     for name in names:
         path = config.outbox / name
         try:

@@ -1,0 +1,267 @@
+"""Attachments: the files behind FileField and ImageField travel inside the bundles
+(django_adapter/attachments.py, FORMAT.md §5.5), on every database backend.
+
+The laptop (``default``) and the server (``server``) share this process, so each
+gets its own MEDIA_ROOT while it works: the server's storage starts empty."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+
+import pytest
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from bundlekit import blobs
+from bundlekit.errors import CorruptBundle
+from bundlekit.writer import ChainLink, seal
+from django_adapter import attachments
+from django_adapter.apply import retry_failed
+from django_adapter.codec import packb
+from django_adapter.models import (
+    IncomingTransaction,
+    OutgoingFile,
+    ServerFile,
+    SiteFile,
+    TxStatus,
+)
+from django_adapter.receipts import apply_receipt
+from django_adapter.workflow import export_to, import_paths, prune
+from tests.test_app import models as m
+
+pytestmark = pytest.mark.django_db(databases=["default", "server"])
+
+SCAN = b"%PDF-1.4 consent form " + bytes(range(256)) * 300
+PHOTO = b"\xff\xd8\xff\xe0 label photo " + os.urandom(200_000)  # a JPEG does not compress
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    """``media("site-a")`` / ``media("central")``: whose storage is in use now."""
+    settings.BUNDLEKIT = {"ATTACHMENTS": str(tmp_path / "attachments")}
+
+    def use(who: str):
+        settings.MEDIA_ROOT = str(tmp_path / who / "media")
+
+    use("site-a")
+    return use
+
+
+def server_bytes(obj, field: str) -> bytes:
+    with getattr(obj, field).open("rb") as f:
+        return f.read()
+
+
+def travel(site, server, usb, media):
+    """Export on the laptop, carry the stick, import at the server."""
+    media("site-a")
+    report = export_to(usb, config=site)
+    media("central")
+    run = import_paths([usb], config=server)
+    media("site-a")
+    return report, run
+
+
+def test_files_created_replaced_and_deleted_arrive_byte_identical(site, server, usb, media):
+    doc = m.Document.objects.create(code="D-1", scan=ContentFile(SCAN, name="consent.pdf"),
+                                    photo=ContentFile(PHOTO, name="label.jpg"))
+    travel(site, server, usb, media)
+    media("central")
+    got = m.Document.objects.using("server").get(code="D-1")
+    assert server_bytes(got, "scan") == SCAN and server_bytes(got, "photo") == PHOTO
+    assert got.scan.name.startswith("scans/") and got.photo.name.startswith("photos/")
+
+    # A research assistant replaces the scan: the server gets the new content.
+    media("site-a")
+    new_scan = SCAN.replace(b"consent", b"CONSENT")
+    doc.scan = ContentFile(new_scan, name="consent-v2.pdf")
+    doc.save()
+    report, run = travel(site, server, usb, media)
+    assert [f.status for f in run.files if f.status != "duplicate"] == ["applied"]
+    media("central")
+    got = m.Document.objects.using("server").get(code="D-1")
+    assert server_bytes(got, "scan") == new_scan and server_bytes(got, "photo") == PHOTO
+    # The unchanged photo was not sent again (one copy of each content at the server).
+    assert ServerFile.objects.using("server").filter(sha256=sha(PHOTO)).count() == 1
+    assert SiteFile.objects.get(sha256=sha(PHOTO)).last_bundle.seq == 1
+
+    media("site-a")
+    doc.delete()
+    travel(site, server, usb, media)
+    assert not m.Document.objects.using("server").filter(code="D-1").exists()
+
+
+def test_the_same_file_on_two_rows_is_sent_once_and_stored_once(site, server, usb, media):
+    m.Document.objects.create(code="D-1", photo=ContentFile(PHOTO, name="label.jpg"))
+    m.Document.objects.create(code="D-2", photo=ContentFile(PHOTO, name="label.jpg"))
+    assert SiteFile.objects.count() == 1 and OutgoingFile.objects.count() == 2
+    report, run = travel(site, server, usb, media)
+    (bundle,) = report.sealed
+    media("central")
+    a, b = (m.Document.objects.using("server").get(code=c) for c in ("D-1", "D-2"))
+    assert a.photo.name == b.photo.name and server_bytes(b, "photo") == PHOTO
+    assert ServerFile.objects.using("server").count() == 1
+    stored = os.listdir(os.path.join(os.path.dirname(a.photo.path)))
+    assert stored == [os.path.basename(a.photo.name)]  # one file in the server's storage
+    # One copy of the bytes went in the bundle, not two.
+    assert os.path.getsize(usb / bundle["file"]) < len(PHOTO) * 1.5
+
+
+def test_a_copy_aside_keeps_what_was_saved_when_the_file_is_overwritten(site, server, usb, media):
+    doc = m.Document.objects.create(code="D-1", scan=ContentFile(SCAN, name="consent.pdf"))
+    with open(doc.scan.path, "wb") as f:  # replaced in place after the save, not saved again
+        f.write(b"something else")
+    travel(site, server, usb, media)
+    media("central")
+    assert server_bytes(m.Document.objects.using("server").get(code="D-1"), "scan") == SCAN
+
+
+def test_a_file_field_without_its_file_travels_as_its_name(site, server, usb, media):
+    m.Document.objects.create(code="D-1", scan="scans/never-uploaded.pdf")
+    travel(site, server, usb, media)
+    assert m.Document.objects.using("server").get(code="D-1").scan.name == "scans/never-uploaded.pdf"
+    assert SiteFile.objects.count() == 0
+
+
+def _signed(site_keys, server, tmp_path, records, *, seq=1, prev=None, name="crafted"):
+    """A bundle signed by site-a around any records: what a buggy or hostile site sends."""
+    out = tmp_path / name
+    out.mkdir()
+    (sealed,) = seal(records, identity=site_keys, recipients=[server.identity.public],
+                     out_dir=out, after=ChainLink(seq - 1, prev))
+    return sealed
+
+
+def _document_record(data: bytes, name="photos/label.jpg", code="D-9"):
+    """The record a laptop captures for a Document with ``data`` as its photo."""
+    import datetime as dt
+    import uuid
+
+    return {"id": uuid.uuid4(), "model": "test_app.document", "action": "I", "pk": 1,
+            "natural_key": [code], "ts": dt.datetime.now(dt.UTC), "producer": "site-a/x",
+            "fields": {"code": code, "scan": "", "photo": name}, "m2m": {},
+            "files": {"photo": {"sha256": hashlib.sha256(data).digest(), "size": len(data),
+                                "content_type": "image/jpeg", "name": name}}}
+
+
+def test_a_file_that_does_not_match_its_digest_is_refused_and_the_good_copy_applies(
+        site, server, keys, media, tmp_path):
+    media("central")
+    record = _document_record(PHOTO)
+    digest = hashlib.sha256(PHOTO).digest()
+    bad = [*blobs.chunks(io.BytesIO(PHOTO), digest, len(PHOTO))]
+    bad[-1]["data"] = bytes(len(bad[-1]["data"]))  # damaged before signing: a buggy site
+    lie = _signed(keys.ids["site-a"], server, tmp_path, [*bad, record], name="bad")
+    run = import_paths([lie.path], config=server)
+    assert not run.ok and "does not have the SHA-256" in run.files[0].reason
+    assert not m.Document.objects.using("server").exists()
+    assert not ServerFile.objects.using("server").exists()
+    good = [*blobs.chunks(io.BytesIO(PHOTO), digest, len(PHOTO))]
+    fixed = _signed(keys.ids["site-a"], server, tmp_path, [*good, record], name="good")
+    run = import_paths([fixed.path], config=server)
+    assert [f.status for f in run.files] == ["applied"]
+    assert server_bytes(m.Document.objects.using("server").get(code="D-9"), "photo") == PHOTO
+
+
+def test_a_missing_file_fails_the_record_with_a_reason_and_retry_applies_it(
+        site, server, keys, media, tmp_path):
+    media("central")
+    record = _document_record(PHOTO)
+    first = _signed(keys.ids["site-a"], server, tmp_path, [record], name="first")
+    run = import_paths([first.path], config=server)
+    row = IncomingTransaction.objects.using("server").get(tx_id=record["id"])
+    assert row.status == TxStatus.FAILED and "has not arrived" in row.reason
+    assert not m.Document.objects.using("server").exists()  # never a row pointing at nothing
+
+    digest = hashlib.sha256(PHOTO).digest()
+    chunks = list(blobs.chunks(io.BytesIO(PHOTO), digest, len(PHOTO)))
+    second = _signed(keys.ids["site-a"], server, tmp_path, chunks, seq=2,
+                     prev=first.digest, name="second")
+    assert [f.status for f in import_paths([second.path], config=server).files] == ["applied"]
+    result = retry_failed(using="server")
+    assert result.applied == 1
+    assert server_bytes(m.Document.objects.using("server").get(code="D-9"), "photo") == PHOTO
+    assert run is not None
+
+
+def test_a_stored_copy_damaged_at_the_server_fails_the_record_not_the_row(
+        site, server, keys, media, tmp_path):
+    media("central")
+    digest = hashlib.sha256(PHOTO).digest()
+    chunks = list(blobs.chunks(io.BytesIO(PHOTO), digest, len(PHOTO)))
+    first = _signed(keys.ids["site-a"], server, tmp_path, chunks, name="first")
+    import_paths([first.path], config=server)
+    store = attachments.incoming_store("")
+    with open(store.path(digest), "r+b") as f:  # the server's disk damaged it
+        f.seek(100)
+        f.write(b"rot")
+    record = _document_record(PHOTO)
+    second = _signed(keys.ids["site-a"], server, tmp_path, [record], seq=2, prev=first.digest,
+                     name="second")
+    import_paths([second.path], config=server)
+    row = IncomingTransaction.objects.using("server").get(tx_id=record["id"])
+    assert row.status == TxStatus.FAILED and "is damaged" in row.reason
+    assert not m.Document.objects.using("server").exists()
+    assert not store.has(digest) and not ServerFile.objects.using("server").exists()
+
+
+def test_local_copies_are_pruned_only_once_a_receipt_confirms_them(site, server, usb, media):
+    m.Document.objects.create(code="D-1", photo=ContentFile(PHOTO, name="label.jpg"))
+    travel(site, server, usb, media)
+    copy = SiteFile.objects.get().copy
+    assert open(copy, "rb").read() == PHOTO
+    assert prune(config=site).attachments == []  # no receipt yet: kept
+    assert os.path.exists(copy)
+    receipts = sorted(server.receipts_out.iterdir())
+    assert receipts
+    for r in receipts:
+        apply_receipt(r, config=site)
+    report = prune(config=site)
+    assert report.attachments == [copy] and not os.path.exists(copy)
+    assert SiteFile.objects.get().copy == ""
+
+
+def test_a_large_file_spans_bundles_and_arrives_whole(site, server, usb, media, keys, tmp_path):
+    data = os.urandom(3 * blobs.BLOB_CHUNK_SIZE + 123)
+    from dataclasses import replace
+
+    small = replace(site, max_bytes=2 * blobs.BLOB_CHUNK_SIZE)
+    m.Document.objects.create(code="D-1", scan=ContentFile(data, name="ecg.bin"))
+    report, run = travel(small, server, usb, media)
+    assert len(report.sealed) >= 2
+    media("central")
+    assert server_bytes(m.Document.objects.using("server").get(code="D-1"), "scan") == data
+
+
+def test_capture_refuses_a_file_over_the_limit(settings, media):
+    settings.BUNDLEKIT = {**settings.BUNDLEKIT, "MAX_FILE_BYTES": 1000}
+    with pytest.raises(attachments.AttachmentError, match="MAX_FILE_BYTES"), transaction.atomic():
+        m.Document.objects.create(code="D-1", scan=ContentFile(SCAN, name="consent.pdf"))
+    assert not m.Document.objects.exists()
+
+
+def test_the_packed_record_names_the_file_by_digest(media):
+    doc = m.Document.objects.create(code="D-1", scan=ContentFile(SCAN, name="consent.pdf"))
+    from django_adapter.models import OutgoingTransaction
+
+    record = OutgoingTransaction.objects.get().record
+    meta = record["files"]["scan"]
+    assert meta["sha256"].hex() == sha(SCAN) and meta["size"] == len(SCAN)
+    assert meta["content_type"] == "application/pdf" and meta["name"] == doc.scan.name
+    assert packb(record)  # still a plain record
+
+
+def test_a_corrupt_chunk_record_refuses_the_bundle(site, server, keys, media, tmp_path):
+    media("central")
+    bad = blobs.chunk_record(b"\x00" * 32, 0, 10, b"x" * 10)
+    bad["extra"] = 1
+    sealed = _signed(keys.ids["site-a"], server, tmp_path, [bad, _document_record(PHOTO)])
+    run = import_paths([sealed.path], config=server)
+    assert not run.ok and "other fields" in run.files[0].reason
+    assert CorruptBundle  # the class the refusal maps to
