@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_adapter', '0004_importedbundle_schema'),
+        ('django_adapter', '0005_siteclock'),
     ]
 
     operations = [
