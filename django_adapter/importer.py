@@ -128,7 +128,8 @@ def _import(opened, path, using: str, tick: _Ticker) -> BundleReport:
         known = ImportedBundle.objects.using(using).filter(bundle_id=report.bundle_id).first()
         if known is not None:
             report.status = DUPLICATE
-            report.duplicate = m.record_count
+            # Its transactions (the records its kinds count; chunks of files have none).
+            report.duplicate = sum(m.kinds.values())
             report.messages.append(f"bundle already received ({known.status}); nothing to do")
             report.missing_seqs = _missing(state, using)
             tick.add(m.record_count, flush=True)

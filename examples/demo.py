@@ -223,8 +223,9 @@ class Demo:
         self.hop(
             "3. A shift in the field",
             """Two research assistants enter participants, visits and specimen requisitions,
-            offline. One record is corrected and one deleted: inserts, updates and deletes all
-            travel.""",
+            offline, each requisition with a photo of the tube's label (a file field: the
+            photo travels inside the bundle). One record is corrected and one deleted:
+            inserts, updates and deletes all travel.""",
         )
         self.run_all([(laptop, ["manage.py", "enter_field_data"]) for laptop in LAPTOPS])
         self.facts["laptop-a"], self.facts["laptop-b"] = self.clinic(*LAPTOPS)
@@ -308,8 +309,17 @@ class Demo:
         done = sorted(p.name for p in self.bundles("server/inbox/done"))
         self.check("both bundles imported and moved to inbox/done/", len(done) == 2, f"{done}")
         self.say("")
-        self.say("  The lab assistant reconciles the specimens delivered against the server:")
+        self.say("  The lab assistant reconciles the specimens delivered against the server,")
+        self.say("  label photos included (stored in the server's own media folder):")
         self.run("server", ["manage.py", "specimens"])
+        (held,) = self.clinic("server")
+        sent = self.facts["laptop-a"]["requisitions"] + self.facts["laptop-b"]["requisitions"]
+        self.check(
+            "every label photo arrived byte for byte (same SHA-256 as on the laptops)",
+            held.get("requisitions") == sorted(sent) and all(
+                len(r.rsplit(":", 1)[1]) == 64 for r in sent),
+            json.dumps(held.get("requisitions")),
+        )
         receipts = sorted((self.home / "server" / "receipts-out").glob("*.receipt"))
         self.check("a receipt for each laptop", len(receipts) == 2, f"{[p.name for p in receipts]}")
 

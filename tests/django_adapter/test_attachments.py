@@ -13,6 +13,7 @@ import os
 import pytest
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.urls import include, path
 
 from bundlekit import blobs
 from bundlekit.errors import CorruptBundle
@@ -29,7 +30,7 @@ from django_adapter.models import (
 )
 from django_adapter.receipts import apply_receipt
 from django_adapter.workflow import export_to, import_paths, prune
-from tests.test_app import models as m
+from tests.test_files import models as m
 
 pytestmark = pytest.mark.django_db(databases=["default", "server"])
 
@@ -143,7 +144,7 @@ def _document_record(data: bytes, name="photos/label.jpg", code="D-9"):
     import datetime as dt
     import uuid
 
-    return {"id": uuid.uuid4(), "model": "test_app.document", "action": "I", "pk": 1,
+    return {"id": uuid.uuid4(), "model": "test_files.document", "action": "I", "pk": 1,
             "natural_key": [code], "ts": dt.datetime.now(dt.UTC), "producer": "site-a/x",
             "fields": {"code": code, "scan": "", "photo": name}, "m2m": {},
             "files": {"photo": {"sha256": hashlib.sha256(data).digest(), "size": len(data),
@@ -265,3 +266,35 @@ def test_a_corrupt_chunk_record_refuses_the_bundle(site, server, keys, media, tm
     run = import_paths([sealed.path], config=server)
     assert not run.ok and "other fields" in run.files[0].reason
     assert CorruptBundle  # the class the refusal maps to
+
+
+# ------------------------------------------------------------------ over REST
+
+urlpatterns = [path("bundles/", include("django_adapter.urls"))]
+
+
+@pytest.mark.urls(__name__)
+def test_files_arrive_over_resumable_rest_upload(client, settings, site, server, keys, media, tmp_path):
+    """`bundle push`'s protocol, in pieces: the files inside arrive like the rows."""
+    scan = os.urandom(blobs.BLOB_CHUNK_SIZE + 4321)
+    m.Document.objects.create(code="D-1", scan=ContentFile(scan, name="ecg.pdf"),
+                              photo=ContentFile(PHOTO, name="label.jpg"))
+    report = export_to(site.outbox, config=site)
+    data = (site.outbox / report.sealed[0]["file"]).read_bytes()
+    media("central")
+    settings.BUNDLEKIT = {
+        "SITE": "central", "IDENTITY": str(keys.key("central")), "TRUSTED": [str(keys.pub("site-a"))],
+        "INBOX": str(tmp_path / "rest-inbox"), "RECEIPTS_OUT": None, "DATABASE": "server",
+        "ATTACHMENTS": settings.BUNDLEKIT["ATTACHMENTS"],
+        "REST": {"TOKENS": ["tok"], "IMPORT_ON_UPLOAD": True, "MAX_UPLOAD_BYTES": 1 << 30,
+                 "UPLOAD_DIR": str(tmp_path / "uploads")},
+    }
+    uid, size, half = hashlib.sha256(data).hexdigest(), len(data), len(data) // 2
+    auth = {"HTTP_AUTHORIZATION": "Bearer tok"}
+    for start, end in ((0, half), (half, size)):
+        r = client.put(f"/bundles/uploads/{uid}", data=data[start:end],
+                       content_type="application/octet-stream",
+                       HTTP_CONTENT_RANGE=f"bytes {start}-{end - 1}/{size}", **auth)
+    assert r.status_code == 201, r.json()
+    got = m.Document.objects.using("server").get(code="D-1")
+    assert server_bytes(got, "scan") == scan and server_bytes(got, "photo") == PHOTO

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django_adapter",
     "tests.test_app",
+    "tests.test_files",
 ]
 
 

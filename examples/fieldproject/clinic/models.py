@@ -75,6 +75,16 @@ class Visit(SyncModelMixin):
     natural_key.dependencies = ["clinic.participant"]
 
 
+class LabelPhotoField(models.ImageField):
+    """An ImageField that does not ask for Pillow at ``manage.py check``: with no
+    width/height fields Django never opens the image, and a photo travels like any
+    file (django_adapter/attachments.py). Install Pillow and use ImageField itself
+    to have uploads validated as images."""
+
+    def _check_image_library_installed(self):
+        return []
+
+
 class RequisitionManager(SyncManager):
     def get_by_natural_key(self, requisition_identifier):
         return self.get(requisition_identifier=requisition_identifier)
@@ -95,6 +105,8 @@ class SpecimenRequisition(SyncModelMixin):
     volume = models.DecimalField("volume (mL)", max_digits=5, decimal_places=2)
     drawn_datetime = models.DateTimeField()
     comments = models.TextField(blank=True, default="")
+    # A photo of the tube's label, taken in the field: it travels inside the bundle.
+    label_photo = LabelPhotoField(upload_to="labels", blank=True)
 
     objects = RequisitionManager()
 

@@ -66,7 +66,11 @@ BUNDLEKIT = {
     "FORWARD": str(HOME / "to-server") if ROLE == "middleman" else None,
     "MAX_BYTES": 1 << 30,
     "DATABASE": "default",
+    # Files of file fields (the label photos): copies kept until the server confirms
+    # them (laptops), files received (server, middleman).
+    "ATTACHMENTS": str(HOME / "attachments"),
 }
+MEDIA_ROOT = str(HOME / "media")  # where each machine's FileField storage keeps the photos
 
 # The server also takes bundles over HTTP (docs/REST.md): `python manage.py runserver`
 # here, `bundle push http://127.0.0.1:8000/bundles/ laptop-a/outbox` on a laptop.

@@ -18,16 +18,26 @@ refuses it (unique clash) and says why.  ``--fix-misread`` then corrects it, as
 the research assistant would after reading ``bundle status``.
 """
 
+import hashlib
 from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
 from clinic.models import Participant, SpecimenRequisition, Visit
 from django_adapter.models import OutgoingTransaction
+
+
+def label_photo(identifier: str) -> ContentFile:
+    """The photo of a tube's label the research assistant takes (a stand-in JPEG:
+    24 KiB of bytes that, like a real photo, do not compress)."""
+    body = b"".join(hashlib.sha256(f"{identifier}/{i}".encode()).digest() for i in range(768))
+    return ContentFile(b"\xff\xd8\xff\xe0" + body + b"\xff\xd9", name=f"{identifier}.jpg")
+
 
 # (subject identifier, initials, date of birth, gender, [(specimen type, volume mL), ...])
 SHIFTS = {
@@ -122,12 +132,14 @@ class Command(BaseCommand):
                 )
                 for specimen_type, volume in specimens:
                     number += 1
+                    identifier = f"{shift['prefix']}{number:04d}"
                     SpecimenRequisition.objects.create(
                         visit=visit,
-                        requisition_identifier=f"{shift['prefix']}{number:04d}",
+                        requisition_identifier=identifier,
                         specimen_type=specimen_type,
                         volume=Decimal(volume),
                         drawn_datetime=consented + timedelta(minutes=20 + number),
+                        label_photo=label_photo(identifier),
                     )
                 self.stdout.write(
                     f"entered {subject} ({initials}), visit 1000, "
@@ -188,6 +200,7 @@ class Command(BaseCommand):
             specimen_type=specimen_type,
             volume=Decimal(volume),
             drawn_datetime=timezone.now().replace(microsecond=123456),
+            label_photo=label_photo(identifier),
         )
         self.stdout.write(f"entered {identifier} ({specimen_type}, {volume} mL) for {subject}")
         pending = OutgoingTransaction.objects.filter(exported=False).count()
