@@ -34,7 +34,7 @@ from typing import Any
 import msgpack
 import zstandard
 
-from bundlekit import age, container, receipt
+from bundlekit import age, blobs, container, receipt
 from bundlekit.keys import Identity, PublicKey
 from bundlekit.manifest import Manifest, packb_canonical, sign
 from bundlekit.records import to_jsonable
@@ -280,7 +280,7 @@ class Vectors:
                identity: Identity = CENTRAL, trusted: tuple[Identity, ...] = (),
                trusted_as: tuple[tuple[Identity, str], ...] = (),
                revoked: tuple[Identity, ...] = (), ok: tuple[Any, list[dict]] | None = None,
-               schema: dict | None = None) -> None:
+               schema: dict | None = None, files: tuple[bytes, ...] = ()) -> None:
         headers = [("file", "bundle"), ("expect", expect), ("comment", comment),
                    ("identity", identity.age_identity)]
         headers += [("trusted", t.fingerprint) for t in trusted]
@@ -294,6 +294,7 @@ class Vectors:
                         ("records", records_hash(records))]
             if schema is not None:
                 headers += [("schema", schema_header(schema))]
+            headers += [("files", f"{hashlib.sha256(f).hexdigest()} {len(f)}") for f in files]
         self.add(f"bundle-{name}", body, headers)
 
     def receipt(self, name: str, body: bytes, expect: str, comment: str, *,
@@ -396,6 +397,17 @@ def bundle_vectors(v: Vectors) -> dict[str, Any]:
         (schema_sealed,) = seal(SINGLE, identity=SITE_A, recipients=[CENTRAL.public], out_dir=tmp,
                                 after=ChainLink(0, None), created=CREATED, schema=SCHEMA)
         schema_bytes = Path(schema_sealed.path).read_bytes()
+    photo, scan = bytes(range(256)) + b"\xff\xd9" * 22, b"%PDF-1.4 consent form"
+    file_records = [
+        *blobs.chunks(io.BytesIO(photo), hashlib.sha256(photo).digest(), len(photo)),
+        *blobs.chunks(io.BytesIO(scan), hashlib.sha256(scan).digest(), len(scan)),
+        {"id": 2, "model": "survey.household", "photo": hashlib.sha256(photo).digest(),
+         "scan": hashlib.sha256(scan).digest()},
+    ]
+    ((files_bytes, files_sealed, _),) = sealed(file_records, [CENTRAL])
+    v.bundle("ok-file-chunk-records", files_bytes, "ok",
+             "two files as chunk records (FORMAT.md 5.5) before the record that names them",
+             ok=(files_sealed, file_records), files=(photo, scan))
     v.bundle("ok-schema-format-2", schema_bytes, "ok",
              "format 2: the manifest states the sender's schema, per component its applied "
              "steps, sorted", ok=(schema_sealed, SINGLE), schema=SCHEMA)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from bundlekit import age
+from bundlekit import age, blobs
 from bundlekit.age import bech32
 from bundlekit.errors import BundleError
 from bundlekit.keys import VERIFY_KEY_HRP, Identity, PublicKey
@@ -41,9 +42,9 @@ RECEIPT_CLASSES = frozenset({
 KEYS = frozenset({
     "file", "expect", "comment", "identity", "trusted", "revoked", "digest", "seq", "prev",
     "records", "schema", "trusted-issuer", "me", "receipt-id", "entries", "contiguous",
-    "outcomes",
+    "outcomes", "files",
 })
-REPEATABLE = frozenset({"comment", "trusted", "revoked", "trusted-issuer"})
+REPEATABLE = frozenset({"comment", "trusted", "revoked", "trusted-issuer", "files"})
 
 #: Vectors whose expectation (per the spec) bundlekit's reader does not meet yet.
 #: strict xfail: once the reader is fixed the test XPASSes, fails, and the entry goes.
@@ -165,6 +166,15 @@ def check_bundle(v: Vector, path: Path) -> None:
         want = v.get(key)
         if want is not None and want != got:
             raise _mismatch(v, key, want, got)
+    # FORMAT.md §5.5: the files its chunk records put together, each checked.
+    store = blobs.BlobStore(path.parent / f"{path.name}.files")
+    for record in records:
+        if blobs.is_blob(record):
+            store.add(record)
+    got_files = sorted(f"{name} {os.path.getsize(os.path.join(store.folder, name))}"
+                       for name in os.listdir(store.folder) if name != "parts")
+    if sorted(v.many("files")) != got_files:
+        raise _mismatch(v, "files", sorted(v.many("files")), got_files)
 
 
 def check_receipt(v: Vector, path: Path) -> None:
