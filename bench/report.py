@@ -10,6 +10,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from bench import attachments
+
 MB = 1e6
 SERVER_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB"}
 #: A peak resident set counts as flat when it grows by at most this much.
@@ -83,6 +85,7 @@ class Report:
         self.capture()
         self.memory()
         self.raw()
+        self.lines.extend(attachments.report_lines(r.get("attachments")))
         self.scale()
         body, self.lines = self.lines, []
         self.method()

@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
 
 #: Run in this order: the speed target first, then what is cheap; the two big
 #: optional parts last, sized to the time budget that is left.
-SECTIONS = ("entry", "capture", "raw", "scale", "memory", "grouped")
+SECTIONS = ("entry", "capture", "raw", "attachments", "scale", "memory", "grouped")
 SERVER_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB"}
 GROUPED_LABELS = ["benchapp.participant", "benchapp.visit", "benchapp.requisition"]
 ENTRY_LABELS = ["clinic.panel", "clinic.subjectconsent", "clinic.subjectvisit",
@@ -563,6 +563,13 @@ class Bench:
             shutil.rmtree(bundles)
 
     # ---------------------------------------------------------------- scale-out
+
+    def attachments(self):
+        """Files through bundles against a plain copy (bench/attachments.py)."""
+        from bench.attachments import measure
+
+        say("attachments: a 256 MiB file sealed and opened as chunk records vs a plain copy")
+        self.results["attachments"] = measure(self.tmp, 64 << 20 if self.o.quick else 256 << 20)
 
     def scale(self):
         if "postgres" not in self.servers:
