@@ -82,10 +82,18 @@ def max_bundle_file_bytes() -> int | None:
     return None if value is None else int(value)
 
 
-def file_fields(model) -> list:
-    from django_adapter.serialization import synced_fields
+_FILE_FIELDS: dict = {}
 
-    return [f for f in synced_fields(model) if isinstance(f, dj_models.FileField)]
+
+def file_fields(model) -> list:
+    """The synced file fields of ``model`` (cached: capture asks on every save)."""
+    found = _FILE_FIELDS.get(model)
+    if found is None:
+        from django_adapter.serialization import synced_fields
+
+        found = _FILE_FIELDS[model] = [f for f in synced_fields(model)
+                                       if isinstance(f, dj_models.FileField)]
+    return found
 
 
 # ------------------------------------------------------------------ capture (site)
