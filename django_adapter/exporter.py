@@ -152,7 +152,9 @@ def _record(path, manifest, digest: bytes, ids, state, using: str, records=None)
         digest=digest.hex(),
         bundle_id=str(manifest.bundle_id),
         file_name=os.path.basename(path),
-        record_count=manifest.record_count,
+        # Its transactions: the records a receipt's outcomes cover (chunk records of
+        # files, FORMAT.md §5.5, are not transactions).
+        record_count=len(ids),
         # A bundle holding only part of a large file has no transaction: 0, 0.
         first_outgoing_id=ids[0] if ids else 0,
         last_outgoing_id=ids[-1] if ids else 0,

@@ -166,14 +166,18 @@ def _import(opened, path, using: str, tick: _Ticker) -> BundleReport:
         # (memory stays flat whatever its size), each ledger row written once with
         # its outcome; a later one is only stored, pending, to wait for the gap.
         applier = Applier(using, applied)
+        chunks = _Chunks(tick)
         # Chunks of files go to the incoming store as they stream by (attachments.py).
         records = attachments.divert(opened, m.sender.fingerprint, path=path,
-                                      on_chunk=lambda: tick.add(1))
+                                      on_chunk=chunks.append)
         for rows in store_chunks(records, using, bundle=bundle, result=stored, insert=not apply_now):
             if apply_now:
                 applier.feed(rows)
             else:
                 tick.add(len(rows))  # stored; they wait for the gap to be filled
+        if chunks.n:
+            # Its transactions are what a receipt's outcomes cover, not its chunks of files.
+            bundle.record_count = report.record_count = m.record_count - chunks.n
         _count(bundle, stored)
         report.add(stored)
         if apply_now:
@@ -196,6 +200,17 @@ def _import(opened, path, using: str, tick: _Ticker) -> BundleReport:
             using=using,
         )
     return report
+
+
+class _Chunks:
+    """Counts the chunk records of files a bundle carried (each ticks progress)."""
+
+    def __init__(self, ticker: _Ticker):
+        self.ticker, self.n = ticker, 0
+
+    def append(self) -> None:
+        self.n += 1
+        self.ticker.add(1)
 
 
 class _Ticker:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_adapter', '0005_siteclock'),
+        ('django_adapter', '0008_ledger_scoped_by_sender'),
     ]
 
     operations = [
