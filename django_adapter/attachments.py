@@ -45,6 +45,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.utils import validate_file_name
 from django.db import models as dj_models
+from django.db import transaction
 
 from bundlekit import blobs
 from bundlekit.errors import CorruptBundle
@@ -324,15 +325,18 @@ def storage_key(storage) -> str:
     return f"{cls.__module__}.{cls.__qualname__}:{where}"[:255]
 
 
-def place(model, record: dict, using: str) -> None:
+def place(model, record: dict, using: str) -> dict:
     """Store every file of ``record`` through its field's storage and point the
-    record's field at the stored name.  AttachmentError (the row fails, retryable)
-    when a file is not here or does not check."""
+    record's field at the stored name; returns {attname: stored name}.
+    AttachmentError (the row fails, retryable) when a file is not here or does not
+    check.  Call it once everything else about the row is resolved: a savepoint
+    rolled back after it leaves the stored file unreferenced."""
     files = record.get("files")
     if not files:
-        return
+        return {}
     if type(files) is not dict:
         raise AttachmentError("the record's files are not a map")
+    placed = {}
     for fname, meta in files.items():
         try:
             field = model._meta.get_field(fname)
@@ -340,7 +344,8 @@ def place(model, record: dict, using: str) -> None:
             raise AttachmentError(f"{model._meta.label} has no field {fname!r} for a file") from None
         if not isinstance(field, dj_models.FileField):
             raise AttachmentError(f"{model._meta.label}.{fname} is not a file field")
-        record["fields"][fname] = _stored_name(field, meta, using)
+        record["fields"][fname] = placed[field.attname] = _stored_name(field, meta, using)
+    return placed
 
 
 def _check_meta(field, meta) -> tuple[str, int, str]:
@@ -371,7 +376,8 @@ def _stored_name(field, meta, using: str) -> str:
     source, close = _source(hexd, size, name, using)
     try:
         reader = _Hashing(source)
-        stored = storage.save(name, File(reader, name=os.path.basename(name)))
+        stored = storage.save(name, File(reader, name=os.path.basename(name)),
+                              max_length=field.max_length)
     finally:
         close()
     if reader.digest() != hexd or reader.count != size:
@@ -385,6 +391,9 @@ def _stored_name(field, meta, using: str) -> str:
         raise AttachmentError(f"{field.name}: the storage did not keep {name} ({hexd[:12]}...) intact")
     ServerFile.objects.using(using).create(sha256=hexd, storage=key, name=stored, size=size,
                                            field=f"{field.model._meta.label}.{field.name}")
+    # The received copy is not needed once this is committed (a later need reads the
+    # stored one); a rolled-back savepoint drops this callback, keeping the copy.
+    transaction.on_commit(lambda: incoming_store("").remove(hexd), using=using)
     return stored
 
 
