@@ -299,3 +299,29 @@ def test_files_arrive_over_resumable_rest_upload(client, settings, site, server,
     assert r.status_code == 201, r.json()
     got = m.Document.objects.using("server").get(code="D-1")
     assert server_bytes(got, "scan") == scan and server_bytes(got, "photo") == PHOTO
+
+
+def test_a_hostile_file_name_fails_the_record_and_writes_nothing_outside(
+        site, server, keys, media, tmp_path):
+    media("central")
+    digest = hashlib.sha256(PHOTO).digest()
+    record = _document_record(PHOTO, name="../../outside.jpg")
+    sealed = _signed(keys.ids["site-a"], server, tmp_path,
+                     [*blobs.chunks(io.BytesIO(PHOTO), digest, len(PHOTO)), record])
+    import_paths([sealed.path], config=server)
+    row = IncomingTransaction.objects.using("server").get(tx_id=record["id"])
+    assert row.status == TxStatus.FAILED and "is not acceptable" in row.reason
+    assert not (tmp_path / "outside.jpg").exists() and not (tmp_path / "central" / "outside.jpg").exists()
+    assert not m.Document.objects.using("server").exists()
+
+
+def test_a_bundle_with_more_file_bytes_than_the_server_takes_is_refused(
+        site, server, keys, media, settings, tmp_path):
+    media("central")
+    settings.BUNDLEKIT = {**settings.BUNDLEKIT, "MAX_FILE_BYTES_PER_BUNDLE": 1000}
+    digest = hashlib.sha256(PHOTO).digest()
+    sealed = _signed(keys.ids["site-a"], server, tmp_path,
+                     [*blobs.chunks(io.BytesIO(PHOTO), digest, len(PHOTO)), _document_record(PHOTO)])
+    run = import_paths([sealed.path], config=server)
+    assert not run.ok and "MAX_FILE_BYTES_PER_BUNDLE" in run.files[0].reason
+    assert not IncomingTransaction.objects.using("server").exists()
