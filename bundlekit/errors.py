@@ -22,7 +22,8 @@ exit code both ``bundle`` and ``manage.py bundle`` print.  The tree:
 - writing: WriteFailed
 - configuration: ConfigError
 - the Django adapter: SyncError (edc-sync's name: NaturalKeyError,
-  UnresolvedReference, ChainError, NotSyncRecords), QuarantinedFork, NoReceipt
+  UnresolvedReference, ChainError, NotSyncRecords, AttachmentError), QuarantinedFork,
+  NoReceipt
 - transport: TransferError (a client's view of a server), ApiError (the server's
   answer to a bad request: Busy, NoSuchUpload)
 - the review queue: ReviewError
@@ -262,6 +263,15 @@ class ChainError(SyncError):
     there does not continue the chain): nothing is sealed until a person looks."""
 
     code = "chain-broken"
+
+
+class AttachmentError(SyncError):
+    """A file of a file field cannot be captured (larger than ``MAX_FILE_BYTES``),
+    sent (its copy is gone or changed) or stored (not arrived, damaged, a name that
+    is not acceptable); at the server the record fails with this reason and
+    ``bundle retry`` applies it once the file is here."""
+
+    code = "attachment"
 
 
 class NotSyncRecords(SyncError):

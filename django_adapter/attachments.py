@@ -48,15 +48,10 @@ from django.db import models as dj_models
 from django.db import transaction
 
 from bundlekit import blobs
-from bundlekit.errors import CorruptBundle
-from django_adapter.exceptions import SyncError
+from bundlekit.errors import AttachmentError, CorruptBundle
 
 #: BUNDLEKIT["MAX_FILE_BYTES"] default: the largest file captured or accepted.
 DEFAULT_MAX_FILE_BYTES = 4 << 30
-
-
-class AttachmentError(SyncError):
-    """A file of a record cannot be captured, stored or found (the message says which)."""
 
 
 # ------------------------------------------------------------------ settings
