@@ -86,6 +86,8 @@ class ModelPlan:
         self.to_pk = model._meta.pk.to_python
 
     def record_ok(self, record: dict) -> bool:
+        if record.get("files"):
+            return False  # its files are stored first, per record (attachments.place)
         if self.pk_travels:
             return record.get("pk") is not None
         # A rename is found by its key before the change: per record (find()).

@@ -2,7 +2,8 @@
 
 The engine (``engine.py``) sends a row here only where planning cannot help:
 multi-table inheritance children (their parent rows are written table by table),
-models that refer to themselves or sit on a cycle of references, and any stage
+models that refer to themselves or sit on a cycle of references, records carrying
+files (django_adapter/attachments.py: stored and checked first), and any stage
 that raised (redone row by row, each row in its own savepoint).  The decisions
 are the same as the engine's; see the rules in docs/ARCHITECTURE.md.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from django.apps import apps
 
+from django_adapter import attachments
 from django_adapter.exceptions import SyncError
 from django_adapter.models import TxStatus
 from django_adapter.serialization import find, is_synced, pk_travels, resolve_values
@@ -69,6 +71,9 @@ def apply_record(row, record: dict, using: str, *, override_stale: bool = False,
     why = policy.refuse(model, record, obj, row)
     if why:
         raise _Refused(why)
+    # The files of file fields are stored and checked before the row points at them
+    # (once its references resolved and the policy agreed: a deferred row stores nothing).
+    values.update(attachments.place(model, record, using))
     if obj is None:
         obj = model()
         if pk_travels(model):
