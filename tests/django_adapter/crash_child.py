@@ -27,8 +27,11 @@ def main(bundle, key, marker, freeze_after):
         nonlocal saves
         saves += 1
         if saves == freeze_after:
-            with open(marker, "w") as f:
+            # Written aside, then renamed: the parent polls for the marker and must
+            # never read it half-written.
+            with open(marker + ".tmp", "w") as f:
                 f.write(str(saves))
+            os.replace(marker + ".tmp", marker)
             time.sleep(600)  # the parent kills us here, mid-bundle
 
     post_save.connect(freeze, sender=Household, weak=False)
