@@ -40,35 +40,15 @@ from bundlekit.cli.output import (
     table,
 )
 from bundlekit.errors import EXIT_INVALID, EXIT_USAGE, CommandFailed, WriteFailed
-
-# ---------------------------------------------------------------------- options
-
-IdentityOpt = Annotated[
-    Path | None, typer.Option("--identity", "-i", help="This machine's NAME.key (overrides IDENTITY).")
-]
-ToOpt = Annotated[
-    list[Path] | None,
-    typer.Option("--to", "-r", help="A recipient's NAME.pub, repeatable (overrides RECIPIENTS)."),
-]
-TrustOpt = Annotated[
-    list[Path] | None,
-    typer.Option("--trust", "-t", help="A trusted NAME.pub, repeatable (overrides TRUSTED)."),
-]
-DatabaseOpt = Annotated[
-    str | None, typer.Option("--database", help="Database alias (overrides DATABASE).")
-]
-ForwardOpt = Annotated[
-    Path | None,
-    typer.Option("--forward", help="Copy accepted bundles, byte-identical, to this folder."),
-]
-
-
-def config(identity=None, to=None, trust=None, database=None, receipts_from=None):
-    from django_adapter.conf import get_config
-
-    return get_config(identity=identity, recipients=to, trusted=trust, database=database,
-                      receipts_from=receipts_from)
-
+from django_adapter.cli_options import (  # noqa: F401 - re-exported for command modules
+    DatabaseOpt,
+    ForwardOpt,
+    IdentityOpt,
+    ToOpt,
+    TrustOpt,
+    config,
+)
+from django_adapter.cli_review import COMMANDS as REVIEW_COMMANDS
 
 # --------------------------------------------------------------------- export
 
@@ -598,8 +578,6 @@ COMMANDS = [
     ("recover", recover),
     ("enqueue-existing", enqueue_existing),
 ]
-from django_adapter.cli_review import COMMANDS as REVIEW_COMMANDS  # noqa: E402 - uses the above
-
 COMMANDS += REVIEW_COMMANDS
 
 #: Commands that run Django's system checks first under ``bundle`` (``manage.py``

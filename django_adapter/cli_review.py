@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from bundlekit.cli import EXIT_INVALID, EXIT_USAGE, CommandFailed, out, print_json
-from django_adapter.cli import DatabaseOpt, JsonOpt, config, on_terminal, table
+from bundlekit.cli.output import JsonOpt, on_terminal, table
+from django_adapter.cli_options import DatabaseOpt, config
 
 #: Non-applied transactions described one by one (the count is always given).
 SHOWN = 20
