@@ -26,11 +26,14 @@ INSTALLED_APPS = [
     "bench.benchapp",
     "bench.clinic",
 ]
-BUNDLEKIT_SITE = os.environ.get("BK_BENCH_SITE", "bench-site")
 # The field workflow's settings for whole-process commands (`manage.py bundle import`),
-# as JSON: the harness names this run's keys here.
+# as JSON: the harness names this run's keys here.  Without them (the capturing
+# site), edc-sync's BUNDLEKIT_SITE names the site on captured changes; with them,
+# BUNDLEKIT["SITE"] does, and setting both differently is a check error (E103).
 if os.environ.get("BK_BENCH_BUNDLEKIT"):
     BUNDLEKIT = json.loads(os.environ["BK_BENCH_BUNDLEKIT"])
+else:
+    BUNDLEKIT_SITE = os.environ.get("BK_BENCH_SITE", "bench-site")
 
 _DB = os.environ.get("BK_BENCH_DB", "sqlite::memory:")
 _kind, _, _name = _DB.partition(":")

@@ -59,9 +59,23 @@ def suspended():
         _suspended.reset(token)
 
 
+def site_name() -> str:
+    """The site part of every captured record's producer.
+
+    The server refuses a record whose producer names another site than the one
+    that signed its bundle, so the name comes from ``BUNDLEKIT["SITE"]`` (the
+    signing machine's settings) whenever that dict is set; edc-sync's
+    ``settings.BUNDLEKIT_SITE`` is the fallback for projects without it.  When
+    both are set and differ, ``manage.py check`` reports ``django_adapter.E103``.
+    """
+    raw = getattr(settings, "BUNDLEKIT", None)
+    if isinstance(raw, dict) and isinstance(raw.get("SITE"), str) and raw["SITE"]:
+        return raw["SITE"]
+    return getattr(settings, "BUNDLEKIT_SITE", "") or ""
+
+
 def producer() -> str:
-    site = getattr(settings, "BUNDLEKIT_SITE", "") or ""
-    return f"{site}/{socket.gethostname()}"
+    return f"{site_name()}/{socket.gethostname()}"
 
 
 def check_model(model) -> None:

@@ -77,3 +77,32 @@ def check_models(candidates) -> list:
                     )
                 )
     return errors
+
+
+@checks.register()
+def check_site_names(app_configs=None, **kwargs):
+    """The site named on captured records must be the site that signs the bundle.
+
+    Capture takes the producer's site from ``BUNDLEKIT["SITE"]`` (the signing
+    machine's settings) and falls back to edc-sync's ``settings.BUNDLEKIT_SITE``
+    only when that dict is absent.  When both are set and differ, one of them is
+    wrong: a deployment that meant ``BUNDLEKIT_SITE`` would see every record
+    refused at the server ("claims producer"), so say so before anything is
+    captured.
+    """
+    from django.conf import settings
+
+    raw = getattr(settings, "BUNDLEKIT", None)
+    legacy = getattr(settings, "BUNDLEKIT_SITE", None)
+    if not isinstance(raw, dict) or not raw.get("SITE") or not legacy:
+        return []
+    if legacy == raw["SITE"]:
+        return []
+    return [
+        checks.Error(
+            f"settings.BUNDLEKIT_SITE is {legacy!r} but BUNDLEKIT['SITE'] is {raw['SITE']!r}: "
+            "captured changes name BUNDLEKIT['SITE'] as their site.",
+            hint="Remove BUNDLEKIT_SITE (BUNDLEKIT['SITE'] replaces it) or give both the same name.",
+            id="django_adapter.E103",
+        )
+    ]

@@ -15,7 +15,8 @@ def actions(using="default"):
     return [(o.tx_name, o.action) for o in OutgoingTransaction.objects.using(using).order_by("id")]
 
 
-def test_insert_update_delete_are_captured_in_order():
+def test_insert_update_delete_are_captured_in_order(settings):
+    settings.BUNDLEKIT_SITE = "site-a"  # edc-sync's setting, read when there is no BUNDLEKIT dict
     hh = m.Household.objects.create(code="HH-1")
     hh.village = "Mochudi"
     hh.save()

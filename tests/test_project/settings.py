@@ -99,4 +99,3 @@ ROOT_URLCONF = "tests.test_project.urls"
 # The live server of the browser tests serves STATIC_URL (nothing is there: the
 # dashboard serves its own stylesheet); Django needs it to be set.
 STATIC_URL = "/static/"
-BUNDLEKIT_SITE = "site-a"

@@ -108,5 +108,3 @@ if ROLE == "server":
         }
     ]
     BUNDLEKIT["DASHBOARD"] = {"QUIET_DAYS": 7}  # highlight a laptop not heard from for a week
-# The producer name on captured changes (edc-sync's "producer"): site/hostname.
-BUNDLEKIT_SITE = ROLE

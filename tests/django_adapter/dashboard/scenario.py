@@ -41,19 +41,27 @@ def seal(keys: Keys, root: Path, site: str) -> Path:
     return root / site / "outbox" / bundle.file_name
 
 
+def on_laptop(site: str):
+    """Changes entered on ``site``'s laptop name it as their producer's site (as
+    its ``BUNDLEKIT["SITE"]`` does), whatever dict the test's server uses."""
+    return override_settings(BUNDLEKIT={"SITE": site})
+
+
 def site_a_changes(n: int = 3) -> None:
-    for i in range(n):
-        m.Household.objects.create(code=f"A-{i}", village="Molepolole")
+    with on_laptop("site-a"):
+        for i in range(n):
+            m.Household.objects.create(code=f"A-{i}", village="Molepolole")
 
 
 def site_a_changes_more() -> None:
     """site-a's next shift: one new household, one corrected (two changes)."""
-    m.Household.objects.create(code="A-9", village="Molepolole")
-    m.Household.objects.filter(code="A-0").update(village="Gabane")
+    with on_laptop("site-a"):
+        m.Household.objects.create(code="A-9", village="Molepolole")
+        m.Household.objects.filter(code="A-0").update(village="Gabane")
 
 
 def site_b_changes() -> None:
-    with override_settings(BUNDLEKIT_SITE="site-b"):  # entered on site-b's laptop
+    with on_laptop("site-b"):  # entered on site-b's laptop
         _site_b_changes()
 
 
