@@ -284,9 +284,30 @@ def incoming_store(sender: str) -> blobs.BlobStore:
 
 
 def divert(records, sender: str, *, path=None, on_chunk=None):
-    """Yield the records that are not chunk records; put the chunks into the
-    incoming store as they stream by (CorruptBundle for a bad one, or beyond
-    the per-bundle limit)."""
+    """The records that are not chunk records; the chunks go into the incoming
+    store as they stream by (CorruptBundle for a bad one, or beyond the per-bundle
+    limit).
+
+    What is returned still tells how far the file has been read
+    (``bytes_read``, as an opened bundle does): the apply engine closes its
+    windows by bytes as well as by count, which is what keeps a hostile but
+    signed bundle of large records from adding up in memory."""
+    return _Diverted(records, _divert(records, sender, path=path, on_chunk=on_chunk))
+
+
+class _Diverted:
+    def __init__(self, records, rest):
+        self._records, self._rest = records, rest
+
+    def __iter__(self):
+        return self._rest
+
+    @property
+    def bytes_read(self):
+        return getattr(self._records, "bytes_read", None)
+
+
+def _divert(records, sender: str, *, path=None, on_chunk=None):
     store = None
     limit = max_bundle_file_bytes()
     total = 0
