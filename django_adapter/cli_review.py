@@ -79,6 +79,10 @@ def retry(
         list[str] | None, typer.Argument(help="Transaction ids (default: every failed one).")
     ] = None,
     note: Annotated[str, typer.Option("--note", help="Why (recorded with the retry).")] = "",
+    sender: Annotated[
+        str | None, typer.Option("--sender", help="Whose transaction: a site name or key "
+                                 "fingerprint (needed when two senders used the same id).")
+    ] = None,
     who: Annotated[
         str | None, typer.Option("--who", help="Who retries (default: the login name).")
     ] = None,
@@ -95,8 +99,9 @@ def retry(
     failed_before = None if ids else [
         i.tx_id for i in review_.queue(cfg.database, outcome="failed")
     ]
-    result = review_.retry(ids, using=cfg.database, who=who or _login(), note=note)
-    touched = review_.senders_of(ids if ids is not None else failed_before, cfg.database)
+    result = review_.retry(ids, using=cfg.database, who=who or _login(), note=note, sender=sender)
+    touched = review_.senders_of(ids if ids is not None else failed_before, cfg.database,
+                                 sender=sender)
     receipts = _receipts(cfg, touched)
     if json_out:
         print_json({**result.to_dict(), "receipts_written": receipts})
@@ -124,6 +129,10 @@ def resolve(
     ] = False,
     discard: Annotated[bool, typer.Option("--discard", help="Drop the site's change.")] = False,
     note: Annotated[str, typer.Option("--note", help="Why (required; recorded).")] = "",
+    sender: Annotated[
+        str | None, typer.Option("--sender", help="Whose transaction: a site name or key "
+                                 "fingerprint (needed when two senders used the same id).")
+    ] = None,
     who: Annotated[
         str | None, typer.Option("--who", help="Who decides (default: the login name).")
     ] = None,
@@ -143,11 +152,12 @@ def resolve(
         raise CommandFailed("--note TEXT is required: say why", EXIT_USAGE)
     cfg = config(database=database)
     decision = review_.resolve(tx_id, chosen[0], note=note, who=who or _login(),
-                               using=cfg.database)
-    receipts = _receipts(cfg, review_.senders_of([decision.tx_id], cfg.database))
+                               using=cfg.database, sender=sender)
+    receipts = _receipts(cfg, review_.senders_of([decision.tx_id], cfg.database,
+                                                 sender=decision.sender or sender))
     if json_out:
         print_json({
-            "tx_id": str(decision.tx_id), "choice": decision.choice,
+            "tx_id": str(decision.tx_id), "sender": decision.sender, "choice": decision.choice,
             "outcome_before": decision.outcome_before, "outcome_after": decision.outcome_after,
             "who": decision.who, "note": decision.note, "decided": decision.decided.isoformat(),
             "receipts_written": receipts,

@@ -17,7 +17,9 @@ dashboard alike:
   reference has arrived, the server was migrated).  A failed change of an object
   that a *later* change from the same site has since replaced is not applied
   (that would roll the object back) but marked superseded;
-* :func:`resolve` settles one: ``keep-server`` (the site's change is superseded),
+* :func:`resolve` settles one (a transaction id is unique per sender only, so
+  when two senders used the same id, the ``sender`` argument, a site name or a
+  key fingerprint, says which; without it the call refuses and lists them): ``keep-server`` (the site's change is superseded),
   ``take-site`` (it is applied even over a newer change), ``discard`` (it is
   dropped).  Each retry and decision is a :class:`~django_adapter.models.Decision`
   row (who, when, why), visible in the admin, and its outcome goes back to the
@@ -42,6 +44,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from bundlekit.errors import ReviewError
+from bundlekit.keys import FINGERPRINT
 from django_adapter import forks
 from django_adapter.apply import ApplyResult, apply_rows
 from django_adapter.codec import load, object_key
@@ -279,9 +282,13 @@ def _server_values(record: dict, using: str) -> dict | None:
 
 
 def retry(
-    tx_ids=None, *, using: str = "default", who: str = "", note: str = ""
+    tx_ids=None, *, using: str = "default", who: str = "", note: str = "", sender=None
 ) -> ApplyResult:
-    """Apply failed transactions again (all of them, or those of ``tx_ids``).
+    """Apply failed transactions again (all of them, or those of ``tx_ids``;
+    only ``sender``'s, a site name or key fingerprint, when it is given).
+
+    A transaction id is unique per sender only: an id that two senders used is
+    refused unless ``sender`` says which (:class:`ReviewError` lists them).
 
     A failed change whose object has since been changed again by the same site
     (a later bundle, or later in the same bundle) is marked ``stale``
@@ -293,17 +300,26 @@ def retry(
     with transaction.atomic(using=using):
         # No join here: PostgreSQL cannot lock the nullable side of an outer join.
         rows = IncomingTransaction.objects.using(using)
+        fingerprints = _senders_named(sender, using)
+        if fingerprints is not None:
+            rows = rows.filter(sender__in=fingerprints)
         if tx_ids is not None:
             ids = _uuids(tx_ids)
-            rows = rows.filter(tx_id__in=ids)
-            found = {r.tx_id: r for r in rows}
+            found: dict = {}
+            for r in rows.filter(tx_id__in=ids):
+                found.setdefault(r.tx_id, []).append(r)
             missing = [str(i) for i in ids if i not in found]
             if missing:
-                raise ReviewError(f"no transaction {missing[0]} at this server")
-            not_failed = [r for r in found.values() if r.status != TxStatus.FAILED]
+                raise ReviewError(f"no transaction {missing[0]}{_from(sender)} at this server")
+            for tid, same in found.items():
+                if len(same) > 1:
+                    raise ReviewError(_ambiguous(tid, {r.sender for r in same}, using))
+            not_failed = [r for same in found.values() for r in same if r.status != TxStatus.FAILED]
             if not_failed:
                 r = not_failed[0]
                 raise ReviewError(f"transaction {r.tx_id} is {r.status}, not failed: nothing to retry")
+            rows = IncomingTransaction.objects.using(using).filter(
+                pk__in=[r.pk for same in found.values() for r in same])
         rows = list(rows.filter(status=TxStatus.FAILED).select_for_update().order_by("id"))
         before = {r.pk: r.status for r in rows}
         now = timezone.now()
@@ -357,8 +373,13 @@ def _later_change_of_same_site(row: IncomingTransaction, using: str):
 # ------------------------------------------------------------------ resolve
 
 
-def resolve(tx_id, choice: str, *, note: str, who: str, using: str = "default") -> Decision:
+def resolve(tx_id, choice: str, *, note: str, who: str, using: str = "default",
+            sender=None) -> Decision:
     """Settle one transaction of the queue; returns the recorded :class:`Decision`.
+
+    A transaction id is unique per sender only: ``sender`` (a site name or a key
+    fingerprint) says whose transaction is meant; without it, an id that several
+    senders used is refused with the list of them.
 
     ``keep-server``: the server's version stays, the site's change is superseded.
     ``take-site``: the site's change is applied now, even over a newer one (for a
@@ -378,19 +399,14 @@ def resolve(tx_id, choice: str, *, note: str, who: str, using: str = "default") 
         raise ReviewError("who decided is required (a name or a user id)")
     (tid,) = _uuids([tx_id])
     with transaction.atomic(using=using):
-        conflict = (
-            ConflictingTransaction.objects.using(using)
-            .select_for_update()
-            .filter(tx_id=tid, resolution="")
-            .order_by("id")
-            .first()
-        )
-        row = (
-            IncomingTransaction.objects.using(using)
-            .select_for_update()
-            .filter(tx_id=tid)
-            .first()
-        )
+        fingerprint = _one_sender(tid, sender, using)
+        conflicts = ConflictingTransaction.objects.using(using).filter(tx_id=tid, resolution="")
+        rows = IncomingTransaction.objects.using(using).filter(tx_id=tid)
+        if fingerprint is not None:
+            conflicts = conflicts.filter(sender=fingerprint)
+            rows = rows.filter(sender=fingerprint)
+        conflict = conflicts.select_for_update().order_by("id").first()
+        row = rows.select_for_update().first()
         if conflict is not None:
             return _resolve_conflict(conflict, row, choice, note, who, using)
         if row is None and forks.quarantined(tid, using) is not None:
@@ -469,20 +485,71 @@ def _take(row, using: str) -> None:
 # ------------------------------------------------------------------ helpers
 
 
-def senders_of(tx_ids, using: str = "default") -> set[str]:
-    """Fingerprints of the senders of these transactions: whom to write receipts to."""
+def senders_of(tx_ids, using: str = "default", sender=None) -> set[str]:
+    """Fingerprints of the senders of these transactions: whom to write receipts to
+    (only ``sender``'s, a site name or fingerprint, when it is given)."""
     ids = _uuids(tx_ids)
-    found = set(
-        IncomingTransaction.objects.using(using)
-        .filter(tx_id__in=ids, bundle__isnull=False)
-        .values_list("bundle__fingerprint", flat=True)
-    )
-    found |= set(
-        ConflictingTransaction.objects.using(using)
-        .filter(tx_id__in=ids, bundle__isnull=False)
-        .values_list("bundle__fingerprint", flat=True)
-    )
+    fingerprints = _senders_named(sender, using)
+    found = set()
+    for model in (IncomingTransaction, ConflictingTransaction):
+        rows = model.objects.using(using).filter(tx_id__in=ids, bundle__isnull=False)
+        if fingerprints is not None:
+            rows = rows.filter(bundle__fingerprint__in=fingerprints)
+        found |= set(rows.values_list("bundle__fingerprint", flat=True))
     return found
+
+
+def _senders_named(sender, using: str) -> set[str] | None:
+    """The key fingerprints ``sender`` names (a fingerprint, or a site name: every
+    key that site signed with here); None when no sender is given."""
+    name = str(sender or "").strip()
+    if not name:
+        return None
+    found = set(
+        ImportedBundle.objects.using(using)
+        .filter(Q(fingerprint=name.lower()) | Q(site=name))
+        .values_list("fingerprint", flat=True)
+    )
+    if FINGERPRINT.fullmatch(name.lower()):
+        found.add(name.lower())
+    if not found:
+        raise ReviewError(f"no sender {name!r} at this server (give a site name or a key fingerprint)")
+    return found
+
+
+def _one_sender(tid, sender, using: str) -> str | None:
+    """The fingerprint of the one sender whose transaction ``tid`` is meant, None
+    when no sender sent it (the caller says so, or finds a quarantined bundle).
+
+    Raises :class:`ReviewError` when several senders used the id and ``sender``
+    does not pick one, or when ``sender`` sent no such transaction."""
+    fingerprints = _senders_named(sender, using)
+    found = set(IncomingTransaction.objects.using(using).filter(tx_id=tid)
+                .values_list("sender", flat=True))
+    found |= set(ConflictingTransaction.objects.using(using).filter(tx_id=tid, resolution="")
+                 .values_list("sender", flat=True))
+    if fingerprints is not None:
+        found &= fingerprints
+        if not found and forks.quarantined(tid, using) is None:
+            raise ReviewError(f"no transaction {tid}{_from(sender)} at this server")
+    if len(found) > 1:
+        raise ReviewError(_ambiguous(tid, found, using))
+    return next(iter(found), None)
+
+
+def _ambiguous(tid, fingerprints, using: str) -> str:
+    sites = dict(ImportedBundle.objects.using(using).filter(fingerprint__in=fingerprints)
+                 .values_list("fingerprint", "site"))
+    names = ", ".join(
+        f"{sites.get(fp, '?')} ({fp})" if fp else "a copy without a key (no sender)"
+        for fp in sorted(fingerprints)
+    )
+    return (f"transaction {tid} was sent by {len(fingerprints)} senders: {names}; "
+            "say which one (a site name or key fingerprint: bundle resolve --sender)")
+
+
+def _from(sender) -> str:
+    return f" from {str(sender).strip()}" if str(sender or "").strip() else ""
 
 
 def _uuids(values) -> list[uuid.UUID]:

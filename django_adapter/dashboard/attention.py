@@ -135,12 +135,14 @@ class Done:
     ok: bool = True
 
 
-def act(action: str, tx_id: str, *, note: str, who: str, config) -> Done:
+def act(action: str, tx_id: str, *, note: str, who: str, config, sender: str = "") -> Done:
     """Run one button, then write the sender's receipt (as ``bundle retry`` and
     ``bundle resolve`` do) so the decision travels back to the site.
 
     Bad input raises :class:`DashboardInputError` (or the review module's own
     BundleError) with a message for the page; nothing is changed then.
+    ``sender`` is the item's sender (its key's fingerprint): a transaction id is
+    unique per sender only.
     """
     note = " ".join((note or "").split())
     if action not in ACTIONS:
@@ -154,7 +156,7 @@ def act(action: str, tx_id: str, *, note: str, who: str, config) -> Done:
     review = _review()
     using = config.database
     if action == "retry":
-        result = review.retry([tx_id], using=using, who=who, note=note)
+        result = review.retry([tx_id], using=using, who=who, note=note, sender=sender or None)
         done = (
             Done(f"Retried {tx_id}: applied.") if result.applied or result.deleted_missing
             else Done(f"Retried {tx_id}: superseded by a later change from the same site.")
@@ -163,23 +165,24 @@ def act(action: str, tx_id: str, *, note: str, who: str, config) -> Done:
                       f"({'; '.join(result.messages[:1]) or 'it still fails'}).", ok=False)
         )
     else:
-        decision = review.resolve(tx_id, action, note=note, who=who, using=using)
+        decision = review.resolve(tx_id, action, note=note, who=who, using=using,
+                                  sender=sender or None)
         if decision.outcome_before == "quarantined":
             done = Done(f"Set aside the quarantined bundle {tx_id}.")
         else:
             done = Done(f"Resolved {tx_id}: {ACTIONS[action].lower()}.")
-    _receipts(review, tx_id, config)
+    _receipts(review, tx_id, config, sender)
     return done
 
 
-def _receipts(review, tx_id: str, config) -> None:
+def _receipts(review, tx_id: str, config, sender: str = "") -> None:
     senders_of = getattr(review, "senders_of", None)
     if not config.receipts_out or senders_of is None:
         return
     from django_adapter.receipts import write_receipts
 
     try:
-        write_receipts(senders_of([tx_id], config.database), config=config)
+        write_receipts(senders_of([tx_id], config.database, sender=sender or None), config=config)
     except (BundleError, OSError):
         # The next import writes it: a receipt lists the sender's whole ledger.
         log.exception("cannot write the receipt after acting on %s", tx_id)

@@ -203,6 +203,7 @@ def review_act(request, config, options):
             note=request.POST.get("note", ""),
             who=who,
             config=config,
+            sender=request.POST.get("sender", ""),
         )
     except BundleError as exc:
         _flash(request, f"Nothing was changed: {exc}", ok=False)
