@@ -17,13 +17,15 @@ dashboard alike:
   reference has arrived, the server was migrated).  A failed change of an object
   that a *later* change from the same site has since replaced is not applied
   (that would roll the object back) but marked superseded;
-* :func:`resolve` settles one (a transaction id is unique per sender only, so
-  when two senders used the same id, the ``sender`` argument, a site name or a
-  key fingerprint, says which; without it the call refuses and lists them): ``keep-server`` (the site's change is superseded),
+* :func:`resolve` settles one: ``keep-server`` (the site's change is superseded),
   ``take-site`` (it is applied even over a newer change), ``discard`` (it is
   dropped).  Each retry and decision is a :class:`~django_adapter.models.Decision`
   row (who, when, why), visible in the admin, and its outcome goes back to the
   site in the next receipt (the caller writes receipts: see :func:`senders_of`).
+
+A transaction id is unique per sender only (two laptops may use the same one):
+:func:`retry` and :func:`resolve` take ``sender`` (a site name or a key
+fingerprint) and refuse an id that several senders used until it says which.
 
 Bad input (an unknown id, no note, a choice that does not exist, a site's
 version that still cannot be applied) raises
@@ -545,7 +547,7 @@ def _ambiguous(tid, fingerprints, using: str) -> str:
         for fp in sorted(fingerprints)
     )
     return (f"transaction {tid} was sent by {len(fingerprints)} senders: {names}; "
-            "say which one (a site name or key fingerprint: bundle resolve --sender)")
+            "say which with --sender SITE or FINGERPRINT")
 
 
 def _from(sender) -> str:
