@@ -129,7 +129,7 @@ def _import(opened, path, using: str, tick: _Ticker) -> BundleReport:
         if known is not None:
             report.status = DUPLICATE
             # Its transactions (the records its kinds count; chunks of files have none).
-            report.duplicate = sum(m.kinds.values())
+            report.duplicate = report.record_count = sum(m.kinds.values())
             report.messages.append(f"bundle already received ({known.status}); nothing to do")
             report.missing_seqs = _missing(state, using)
             tick.add(m.record_count, flush=True)
