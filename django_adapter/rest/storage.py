@@ -95,16 +95,7 @@ class Upload:
             except FileNotFoundError:
                 raise NoSuchUpload() from None
             try:
-                if fcntl is not None:
-                    deadline = time.monotonic() + wait
-                    while True:
-                        try:
-                            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                            break
-                        except BlockingIOError:
-                            if time.monotonic() >= deadline:
-                                raise Busy() from None
-                            time.sleep(0.05)
+                _flock(fd, wait, poll=0.05)
                 if not create and not (self.dir / META).exists():
                     raise NoSuchUpload()  # removed by a racing request or cleanup
                 self.dir.mkdir(parents=True, exist_ok=True)  # removed by a racing cleanup
@@ -313,16 +304,7 @@ def starting(root: Path, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     try:
         fd = os.open(root / ".starting.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            if fcntl is not None:
-                deadline = time.monotonic() + wait
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise Busy() from None
-                        time.sleep(0.02)
+            _flock(fd, wait, poll=0.02)
             yield
         finally:
             os.close(fd)
@@ -376,3 +358,19 @@ def file_sha256(path: Path) -> str:
             _digests.clear()
         _digests[key] = digest
     return digest
+
+
+def _flock(fd: int, wait: float, *, poll: float) -> None:
+    """Take an exclusive lock on ``fd`` across processes, waiting at most ``wait``
+    seconds (Busy after that: the client retries later), where flock exists."""
+    if fcntl is None:
+        return
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise Busy() from None
+            time.sleep(poll)
