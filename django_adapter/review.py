@@ -49,6 +49,7 @@ from bundlekit.errors import ReviewError
 from bundlekit.keys import FINGERPRINT
 from django_adapter import forks
 from django_adapter.apply import ApplyResult, apply_rows
+from django_adapter.apply.ledger import digest_of
 from django_adapter.codec import load, object_key
 from django_adapter.models import (
     BundleStatus,
@@ -448,7 +449,7 @@ def _resolve_conflict(conflict, row, choice: str, note: str, who: str, using: st
         # The kept-aside copy takes the ledger row's place; the first copy is kept
         # aside instead (nothing is thrown away), then the row is applied.
         record = load(conflict.tx, conflict.format)
-        old_tx, old_format, old_digest = bytes(row.tx), row.format, row.digest
+        old_tx, old_format, old_digest = bytes(row.tx), row.format, digest_of(row)
         row.tx, row.format, row.digest = bytes(conflict.tx), conflict.format, conflict.digest
         row.tx_name = str(record.get("model", row.tx_name))[:255]
         row.tx_pk = str(record.get("pk"))[:255]

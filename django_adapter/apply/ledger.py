@@ -6,6 +6,11 @@ overwrite another sender's transaction.  The same id from the same sender again
 is a ``duplicate`` when its content digest matches and a ``conflict`` (kept in
 ``ConflictingTransaction``) when it does not; neither is stored twice.
 
+The content digest serves only that comparison, so it is computed when an id
+arrives a second time (:func:`digest_of`), not for every record: a first arrival
+is stored with ``digest`` empty, and the digest of its stored record is taken
+when, and if, a second copy needs comparing with it.
+
 A record that is not a well-formed django_adapter record, or that claims a
 producer other than the site that signed its bundle, is stored as ``failed`` with
 a one-line reason (see :func:`check_record`): nothing in a signed bundle can make
@@ -23,7 +28,7 @@ from django.db import connections
 from django.db.models.base import ModelState
 from django.utils import timezone
 
-from django_adapter.codec import RECORD_FORMAT, content_digest, object_key, packb
+from django_adapter.codec import RECORD_FORMAT, content_digest, load, object_key, packb
 from django_adapter.models import ConflictingTransaction, IncomingTransaction, TxStatus
 from django_adapter.outcomes import ApplyResult
 
@@ -156,7 +161,7 @@ def bounded(ts, bundle):
     return received if received is not None and ts > received else ts
 
 
-def ledger_row(record, digest: str, bundle, position: int, *, sender: str = "") -> IncomingTransaction:
+def ledger_row(record, bundle, position: int, *, sender: str = "", digest: str = "") -> IncomingTransaction:
     """The ledger row of one record, unsaved; ``_bk_record`` keeps the record."""
     reason = check_record(record, bundle)
     if reason:
@@ -243,6 +248,23 @@ def safe_digest(record) -> str:
         return hashlib.sha256(packb({"raw": record})).hexdigest()
 
 
+def digest_of(row) -> str:
+    """The content digest of a ledger row's record, computed (and kept on the
+    row) the first time it is asked for: rows are stored without it."""
+    if not row.digest:
+        record = getattr(row, "_bk_record", None)
+        if record is None:
+            try:
+                record = load(row.tx, row.format)
+            except Exception:  # noqa: BLE001 - undecodable bytes: digest of the bytes
+                import hashlib
+
+                row.digest = hashlib.sha256(bytes(row.tx)).hexdigest()
+                return row.digest
+        row.digest = safe_digest(record)
+    return row.digest
+
+
 def store_records(records: Iterable[dict], using: str, *, bundle=None, result: ApplyResult,
                   sender: str | None = None) -> list:
     """Put records into the ledger as ``pending`` rows; returns the new rows in order."""
@@ -285,9 +307,8 @@ def store_chunks(records: Iterable[dict], using: str, *, bundle=None, result: Ap
 
 
 def _new_rows(batch: list, using: str, bundle, sender: str, result: ApplyResult) -> list:
-    built = [ledger_row(record, safe_digest(record), bundle, position, sender=sender)
-             for position, record in batch]
-    known: dict = {}
+    built = [ledger_row(record, bundle, position, sender=sender) for position, record in batch]
+    known: dict = {}  # tx_id -> the rows this id already has (stored, or earlier in the batch)
     ids = list({row.tx_id for row in built})
     ledger = IncomingTransaction.objects.using(using)
     # A bundle's ids are its signer's own, and also meet the rows this server
@@ -298,15 +319,18 @@ def _new_rows(batch: list, using: str, bundle, sender: str, result: ApplyResult)
     for chunk in chunks(ids):
         # Rows stored by earlier batches are in the database already (same
         # transaction): only this batch needs remembering here.
-        for tx_id, digest in ledger.filter(tx_id__in=chunk).order_by().values_list("tx_id", "digest"):
-            known.setdefault(tx_id, set()).add(digest)
+        for stored in ledger.filter(tx_id__in=chunk).order_by().only(
+                "tx_id", "digest", "tx", "format"):
+            known.setdefault(stored.tx_id, []).append(stored)
     rows = []
     for row in built:
         earlier = known.get(row.tx_id)
         if earlier is None:
             rows.append(row)
-            known[row.tx_id] = {row.digest}
-        elif row.digest in earlier:
+            known[row.tx_id] = [row]
+            continue
+        digests = {digest_of(r) for r in earlier}
+        if digest_of(row) in digests:
             result.count(TxStatus.DUPLICATE)
         else:
             result.count(TxStatus.CONFLICT)
@@ -316,7 +340,7 @@ def _new_rows(batch: list, using: str, bundle, sender: str, result: ApplyResult)
             )
             ConflictingTransaction.objects.using(using).create(
                 tx_id=row.tx_id, sender=sender, tx_name=row.tx_name, digest=row.digest,
-                existing_digest=min(earlier), tx=row.tx, format=RECORD_FORMAT, bundle=bundle,
+                existing_digest=min(digests), tx=row.tx, format=RECORD_FORMAT, bundle=bundle,
                 position=row.position,
             )
     return rows
