@@ -32,6 +32,8 @@ from django_adapter.codec import RECORD_FORMAT, content_digest, load, object_key
 from django_adapter.models import ConflictingTransaction, IncomingTransaction, TxStatus
 from django_adapter.outcomes import ApplyResult
 
+from .prep import preparer
+
 #: Records looked up, deduplicated and handed on together (a window) ...
 BATCH = 2000
 #: ... or fewer, once they took this many bytes of packed records: a record may
@@ -219,6 +221,9 @@ def _failed_row(record, digest, bundle, position, sender, reason) -> IncomingTra
 
 _DEFAULTS: dict | None = None
 _REPEATED = ("received", "consumed_datetime")
+#: The types a ledger row's values that need no conversion are built with (text,
+#: ints, bytes, booleans): only ids and datetimes go through their fields.
+_AS_IS = frozenset((str, int, bytes, bool))
 
 
 def _row(values: dict, bundle, record) -> IncomingTransaction:
@@ -393,7 +398,8 @@ def write_new(rows: list, using: str) -> None:
         return
     opts = IncomingTransaction._meta
     fields = [f for f in opts.local_concrete_fields if not f.primary_key]
-    convert = [f.get_internal_type() in ("UUIDField", "DateTimeField") for f in fields]
+    attnames = [f.attname for f in fields]
+    convert = [preparer(f, connection) for f in fields]
     qn = connection.ops.quote_name
     head = f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
@@ -413,16 +419,18 @@ def write_new(rows: list, using: str) -> None:
             params = []
             for row in batch:
                 row.received = now  # auto_now_add, as bulk_create sets it
-                for f, conv in zip(fields, convert, strict=True):
-                    value = getattr(row, f.attname)
-                    if conv:
-                        key = (f.attname, value)
-                        prepared = memo.get(key, memo)
-                        if prepared is memo:
-                            prepared = f.get_db_prep_save(value, connection)
-                            if f.attname in _REPEATED:
-                                memo[key] = prepared
-                        value = prepared
+                values = row.__dict__
+                for attname, conv in zip(attnames, convert, strict=True):
+                    value = values[attname]
+                    if value is not None and type(value) not in _AS_IS:
+                        if attname in _REPEATED:
+                            key = (attname, value)
+                            prepared = memo.get(key)
+                            if prepared is None:
+                                prepared = memo[key] = conv(value)
+                            value = prepared
+                        else:
+                            value = conv(value)
                     params.append(value)
             if unnest:
                 width = len(fields)

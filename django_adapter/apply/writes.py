@@ -17,6 +17,7 @@ from django.db.models.constants import OnConflict
 
 from .ledger import batch_size, chunks
 from .naturalkeys import _NoBatch
+from .prep import preparer
 
 
 def _send(signal, model, objs, using, **kwargs):
@@ -63,21 +64,23 @@ def insert(plan, objs: list, using: str) -> None:
 def _insert_sqlite(model, fields: list, objs: list, size: int, auto_pk: bool, connection) -> None:
     """What Django's raw insert compiles to on SQLite (each value through its field's
     ``get_db_prep_save``, multi-row VALUES, RETURNING the new ids), without the
-    compiler's per-value machinery.  An expression as a value is left to Django."""
+    compiler's per-value machinery (``prep.py``).  An expression as a value is left
+    to Django."""
     opts = model._meta
     qn = connection.ops.quote_name
     head = f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     tail = f" RETURNING {qn(opts.pk.column)}" if auto_pk else ""
+    columns = [(f.attname, preparer(f, connection)) for f in fields]
     with connection.cursor() as cursor:
         for batch in chunks(objs, size):
             params = []
             for obj in batch:
-                for f in fields:
-                    value = getattr(obj, f.attname)
+                for attname, prepare in columns:
+                    value = getattr(obj, attname)
                     if hasattr(value, "resolve_expression"):
                         raise _NoBatch("an expression as a field value")
-                    params.append(f.get_db_prep_save(value, connection))
+                    params.append(prepare(value))
             cursor.execute(head + ", ".join([one] * len(batch)) + tail, params)
             if auto_pk:
                 for obj, (pk,) in zip(batch, cursor.fetchall(), strict=True):
@@ -147,10 +150,11 @@ def set_m2m(field, wanted: dict, using: str) -> None:
         sql = (f"INSERT INTO {qn(through._meta.db_table)} ({qn(fields[0].column)}, "
                f"{qn(fields[1].column)}) VALUES ")
         size = batch_size(connection, 2, add)
+        owner_value, target_value = (preparer(f, connection) for f in fields)
         with connection.cursor() as cursor:
             for batch in chunks(add, size):
                 params = []
                 for owner, target in batch:
-                    params.append(fields[0].get_db_prep_save(owner, connection))
-                    params.append(fields[1].get_db_prep_save(target, connection))
+                    params.append(owner_value(owner))
+                    params.append(target_value(target))
                 cursor.execute(sql + ", ".join(["(%s, %s)"] * len(batch)), params)

@@ -1,0 +1,68 @@
+"""The engine's value preparation gives exactly what ``get_db_prep_save`` gives.
+
+``prep.preparer`` takes short cuts for values of the type a field keeps; every
+field of the test app's models, with values of the right type, of other types,
+``None`` and lazy text, must come out as Django's own conversion has them, on
+each database the suite runs on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import warnings
+from decimal import Decimal
+
+import pytest
+from django.db import connection, models
+from django.utils.functional import lazy
+
+from django_adapter.apply.prep import preparer
+from tests.test_app import models as m
+
+pytestmark = pytest.mark.django_db
+
+lazy_text = lazy(lambda: "lazy", str)()
+AWARE = dt.datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=dt.UTC)
+VALUES = [None, "", "text", lazy_text, 0, 7, -3, 2**40, True, False, 1.5, Decimal("12.50"),
+          uuid.UUID(int=42), AWARE, AWARE.replace(tzinfo=None), dt.date(2026, 3, 4),
+          dt.time(5, 6, 7), dt.timedelta(days=1, seconds=3), "2026-03-04",
+          "00000000-0000-0000-0000-00000000002a", "12"]
+
+
+def outcome(convert, value):
+    """What a conversion returns (its type and repr: a driver's wrappers, such as
+    psycopg's Jsonb, do not compare equal), or the type of what it raises."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # naive datetimes
+            result = convert(value)
+            return ("value", type(result), repr(result))
+    except Exception as exc:  # noqa: BLE001 - the same failure is what is compared
+        return ("raises", type(exc))
+
+
+def fields():
+    for model in (m.AllFields, m.Visit, m.Crf, m.Requisition, m.Clinic, m.Subject):
+        yield from model._meta.concrete_fields
+
+
+@pytest.mark.parametrize("field", list(fields()), ids=lambda f: f"{f.model.__name__}.{f.name}")
+def test_every_value_as_django_prepares_it(field):
+    fast = preparer(field, connection)
+    for value in VALUES:
+        assert outcome(fast, value) == outcome(
+            lambda v: field.get_db_prep_save(v, connection), value), (field, value)
+
+
+class Shouting(models.CharField):
+    """A field that converts values its own way: no short cut may skip it."""
+
+    def get_prep_value(self, value):
+        return None if value is None else str(value).upper()
+
+
+def test_a_field_with_its_own_conversion_is_left_to_it():
+    field = Shouting(max_length=10)
+    field.set_attributes_from_name("loud")
+    assert preparer(field, connection)("quiet") == "QUIET"
