@@ -32,7 +32,7 @@ from django.utils import timezone
 from bundlekit.errors import BundleError
 from bundlekit.reader import open_bundle
 from django_adapter import attachments
-from django_adapter.apply import BATCH, Applier, ApplyResult, store_chunks
+from django_adapter.apply import BATCH, Applier, ApplyResult, fewer_collections, store_chunks
 from django_adapter.exceptions import SyncError
 from django_adapter.models import (
     BundleStatus,
@@ -108,7 +108,8 @@ def import_bundle(
     tick = _Ticker(progress)
     # One pass over the file: open_bundle authenticates the manifest and checks the
     # payload digest before decrypting, and the records stream from the same read.
-    with open_bundle(path, identities=identities, trusted=trusted, revoked=revoked) as opened:
+    with open_bundle(path, identities=identities, trusted=trusted, revoked=revoked) as opened, \
+            fewer_collections():
         return _import(opened, path, using, tick)
 
 

@@ -20,7 +20,7 @@ The outcome names and counters are ``django_adapter.outcomes``.
 
 from django_adapter.outcomes import OUTCOMES, ApplyResult, CopyResult
 
-from .engine import Applier
+from .engine import Applier, fewer_collections
 from .ledger import BATCH, store_chunks, store_records
 from .policy import ApplyPolicy, FieldRules, OwnRowsOnly
 from .queue import apply_queryset, apply_rows, copy_to_incoming, retry_failed
@@ -31,6 +31,7 @@ __all__ = [
     "ApplyResult",
     "CopyResult",
     "Applier",
+    "fewer_collections",
     "BATCH",
     "store_chunks",
     "store_records",

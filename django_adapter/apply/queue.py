@@ -13,7 +13,7 @@ from django_adapter.codec import load
 from django_adapter.models import BundleStatus, ImportedBundle, IncomingTransaction, TxStatus
 from django_adapter.outcomes import ApplyResult, CopyResult
 
-from .engine import Applier
+from .engine import Applier, fewer_collections
 from .ledger import store_records
 
 
@@ -25,8 +25,9 @@ def apply_rows(rows: Iterable, using: str, result: ApplyResult, *, override_stal
     object was applied (``bundle resolve --take-site``); ``policy`` is the
     ``ApplyPolicy`` asked about each change (default: allow what the rules allow)."""
     applier = Applier(using, result, override_stale=override_stale, policy=policy)
-    applier.feed(rows)
-    applier.finish()
+    with fewer_collections():
+        applier.feed(rows)
+        applier.finish()
 
 
 def apply_queryset(queryset, *, custom_device=None, check_hostname=True) -> ApplyResult:
