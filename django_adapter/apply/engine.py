@@ -121,13 +121,13 @@ class Applier:
             if plan.problem:
                 fixed.append((pos, row, TxStatus.FAILED, plan.problem))
                 continue
-            record, plan = self._batchable(row)
+            plan, ident = self._batchable(record)
             if plan is None:
                 self._run(stage, fixed)
                 stage, fixed = Stage(), []
                 self._one(row)
                 continue
-            item = Item(row, record, plan, plan.ident(record), pos)
+            item = Item(row, record, plan, ident, pos)
             if not stage.admits(item):
                 self._run(stage, fixed)
                 stage, fixed = Stage(), []
@@ -183,15 +183,14 @@ class Applier:
             plan = self._plans[label] = ModelPlan(label)
         return plan
 
-    def _batchable(self, row):
-        """(record, plan) when ``row`` may be planned with others, else (None, None)."""
+    def _batchable(self, record):
+        """(plan, the object it changes) when ``record`` may be planned with others,
+        else (None, None)."""
         try:
-            record = row._bk_record
             plan = self._plan(record["model"])
             if not plan.batchable or not plan.record_ok(record):
                 return None, None
-            plan.ident(record)  # a primary key this model cannot read: per record
-            return record, plan
+            return plan, plan.ident(record)  # a pk this model cannot read: per record
         except Exception:  # noqa: BLE001 - the per-record path reports what is wrong
             return None, None
 

@@ -132,9 +132,10 @@ class Stage:
     def admits(self, item: Item) -> bool:
         if not self.deleted_models:
             return True
-        if loose(item.ident) in self.deleted_idents:
-            return False
         model = item.plan.model
+        # An ident names its model: only that model's deletes can match it.
+        if model in self.deleted_models and loose(item.ident) in self.deleted_idents:
+            return False
         if item.delete:
             return not any(m is not model and m in item.plan.refers_to for m in self.deleted_models)
         return not (self.deleted_models & item.plan.refers_to)
