@@ -42,10 +42,11 @@ def insert(plan, objs: list, using: str) -> None:
     size = max(connection.ops.bulk_batch_size(fields, objs), 1)
     if auto_pk and not connection.features.can_return_rows_from_bulk_insert:
         size = 1
-    if (connection.vendor == "sqlite" and not any(hasattr(f, "get_placeholder") for f in fields)
+    if (connection.vendor in _PLAIN_VALUES
+            and not any(hasattr(f, "get_placeholder") for f in fields)
             and (returning is None or (list(returning) == [opts.pk]
                                        and connection.features.can_return_rows_from_bulk_insert))):
-        _insert_sqlite(model, fields, objs, batch_size(connection, len(fields), objs), auto_pk,
+        _insert_values(model, fields, objs, batch_size(connection, len(fields), objs), auto_pk,
                        connection)
     else:
         qs = model._base_manager.using(using)
@@ -61,8 +62,13 @@ def insert(plan, objs: list, using: str) -> None:
     _send(signals.post_save, model, objs, using, created=True)
 
 
-def _insert_sqlite(model, fields: list, objs: list, size: int, auto_pk: bool, connection) -> None:
-    """What Django's raw insert compiles to on SQLite (each value through its field's
+#: Backends whose raw insert compiles to one placeholder a value (no field asks for
+#: its own): multi-row VALUES, and RETURNING where the backend returns new ids.
+_PLAIN_VALUES = ("sqlite", "postgresql", "mysql")
+
+
+def _insert_values(model, fields: list, objs: list, size: int, auto_pk: bool, connection) -> None:
+    """What Django's raw insert compiles to (each value through its field's
     ``get_db_prep_save``, multi-row VALUES, RETURNING the new ids), without the
     compiler's per-value machinery (``prep.py``).  An expression as a value is left
     to Django."""
