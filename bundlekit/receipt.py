@@ -749,14 +749,14 @@ def is_receipt_name(name: str) -> bool:
     return name.lower().endswith(RECEIPT_SUFFIX) and not name.startswith((".", "~"))
 
 
-def receipt_subject(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """(site, key fingerprint) a receipt file is addressed to.
+def peek_receipt(path: str | os.PathLike[str]) -> Receipt:
+    """A receipt whose framing, body and signature (by the issuer key it names)
+    check, with no trust decision.
 
-    Checks the framing and that the body is signed by the issuer key it names,
-    but makes no trust decision: it is for sorting receipts this machine wrote
-    itself (a REST token bound to one site sees only that site's receipts).
-    Anything that acts on a receipt uses :func:`read_receipt`.  Raises
-    :class:`ReceiptError` for a file that is not a whole receipt.
+    For sorting and routing only: the order in which to read a folder of
+    receipts, the site a receipt this machine wrote is addressed to.  Anything
+    that acts on a receipt uses :func:`read_receipt`.  Raises
+    :class:`ReceiptError` for a file that is not a whole, well-signed receipt.
     """
     try:
         with open(path, "rb") as f:
@@ -772,4 +772,28 @@ def receipt_subject(path: str | os.PathLike[str]) -> tuple[str, str]:
         receipt = _parse_body(body, raw, signer)
     except ReceiptError as e:
         raise e.with_path(path) from None
+    return receipt
+
+
+def receipt_subject(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """(site, key fingerprint) a receipt file is addressed to (:func:`peek_receipt`:
+    it is for sorting receipts this machine wrote itself; a REST token bound to one
+    site sees only that site's receipts)."""
+    receipt = peek_receipt(path)
     return receipt.subject_site, receipt.subject_fingerprint
+
+
+def in_created_order(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """``paths`` in the order their receipts were signed (``created``, then receipt
+    id, then file name), so a folder read twice is read the same way: the names
+    sort two receipts of the same second by a random suffix.  A file that is not
+    a well-signed receipt goes last, by name (reading it then says what is wrong)."""
+    keyed = []
+    for p in map(Path, paths):
+        try:
+            r = peek_receipt(p)
+        except ReceiptError:
+            keyed.append(((1, dt.datetime.min.replace(tzinfo=dt.UTC), ""), p))
+            continue
+        keyed.append(((0, r.created, str(r.receipt_id)), p))
+    return [p for _, p in sorted(keyed, key=lambda kp: (kp[0], kp[1].name, str(kp[1])))]

@@ -32,7 +32,7 @@ from bundlekit.forward import copy_atomic, need_folder, same_file
 from bundlekit.inbox import Inbox, Outcome, is_candidate_name
 from bundlekit.naming import is_bundle_name
 from bundlekit.reader import read_manifest
-from bundlekit.receipt import is_receipt_name
+from bundlekit.receipt import in_created_order, is_receipt_name
 from django_adapter import attachments
 from django_adapter.conf import Config, ConfigError
 from django_adapter.exceptions import SyncError
@@ -342,7 +342,7 @@ def import_paths(
         run.files.append(report)
         if on_file is not None:
             on_file(report)
-    for path in receipt_paths:
+    for path in in_created_order(receipt_paths):
         report = import_receipt(path, config=config)
         run.files.append(report)
         if on_file is not None:
@@ -442,16 +442,24 @@ def import_receipt(path, *, config: Config) -> FileReport:
 
 
 def import_receipts(paths: Iterable, *, config: Config, on_file=None) -> ImportRun:
-    """``bundle receipt``: every file is treated as a receipt, whatever its name."""
+    """``bundle receipt``: every file is treated as a receipt, whatever its name.
+
+    They are read in the order they were signed (``bundlekit.receipt.in_created_order``),
+    whatever their names and however many folders hold them: a receipt's report
+    says what it changed, which depends on the ones read before it."""
     run = ImportRun()
+    files: list[Path] = []
     for path in paths:
         p = Path(path)
-        files = sorted(c for c in p.iterdir() if is_receipt_name(c.name)) if p.is_dir() else [p]
-        for f in files:
-            report = import_receipt(f, config=config)
-            run.files.append(report)
-            if on_file is not None:
-                on_file(report)
+        if p.is_dir():
+            files.extend(c for c in p.iterdir() if is_receipt_name(c.name))
+        else:
+            files.append(p)
+    for f in in_created_order(files):
+        report = import_receipt(f, config=config)
+        run.files.append(report)
+        if on_file is not None:
+            on_file(report)
     return run
 
 

@@ -139,4 +139,4 @@ def test_a_new_project_migrates_and_seals_and_verifies(installed):
                  "--out", "usb", stdin=json.dumps({"id": 1, "model": "x.y"}) + "\n", cwd=project)
     (path,) = sealed.stdout.split()
     out = run("bundle", "verify", path, "--trust", "keys/site-a.pub", cwd=project).stdout
-    assert out.startswith("OK") and "1 record, signed by trusted key" in out
+    assert out.startswith("OK") and "1 transaction, signed by trusted key" in out

@@ -175,6 +175,31 @@ def manifest_dict(manifest) -> dict:
     return json.loads(json.dumps(data, default=plain_json))
 
 
+def record_kinds(manifest) -> tuple[int | None, int | None]:
+    """(transactions, file chunks) of a bundle, from its manifest alone.
+
+    ``export`` and ``import`` count transactions; a manifest's ``record_count``
+    also counts the chunk records of files (FORMAT.md §5.5), which have no kind.
+    So the records its ``kinds`` count are the transactions and the others are
+    file chunks.  A bundle whose manifest counts no kind at all (records sealed
+    without a ``model``, or a bundle of file chunks only) cannot be told apart:
+    (None, None)."""
+    kinds = sum(manifest.kinds.values())
+    if not kinds and manifest.record_count:
+        return None, None
+    return kinds, manifest.record_count - kinds
+
+
+def counted(manifest) -> str:
+    """``12 transactions and 7 file chunks`` (or ``12 transactions``, or ``N records``
+    when the manifest cannot tell: :func:`record_kinds`)."""
+    transactions, chunks = record_kinds(manifest)
+    if transactions is None:
+        return plural(manifest.record_count, "record")
+    text = plural(transactions, "transaction")
+    return f"{text} and {plural(chunks, 'file chunk')}" if chunks else text
+
+
 @app.command()
 def verify(
     files: Annotated[list[Path], typer.Argument(help="Bundle files or folders of bundles.")],
@@ -193,7 +218,10 @@ def verify(
 ) -> None:
     """Check signature, chain fields, sizes and digests. No decryption key needed.
 
-    One line per file; exit 0 only if every file is valid.
+    One line per file; exit 0 only if every file is valid.  Records are counted
+    as export and import count them, transactions, and beside them the chunk
+    records of files the bundle carries (from the manifest: the records of a
+    kind are transactions, the others file chunks).
     """
     from bundlekit.reader import verify as verify_bundle
     from bundlekit.rotation import load_revoked
@@ -236,11 +264,10 @@ def verify(
                 info["valid"] = True
                 # Without --trust only the signature is checked, not who made it.
                 info["sender_checked"] = trusted is not None
+                transactions, chunks = record_kinds(m)
+                info["transactions"], info["file_chunks"] = transactions, chunks
                 results.append(info)
-                line = (
-                    f"OK      {path}: site {m.sender.site} seq {m.seq}, "
-                    f"{plural(m.record_count, 'record')}, "
-                )
+                line = f"OK      {path}: site {m.sender.site} seq {m.seq}, {counted(m)}, "
                 if trusted is not None:
                     line += f"signed by trusted key {vb.sender.fingerprint}"
                 else:

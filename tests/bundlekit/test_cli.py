@@ -103,6 +103,35 @@ def test_seal_verify_open_round_trip(keys: Path, sealed: Path):
     assert [json.loads(line) for line in opened.stdout.splitlines()] == RECORDS
 
 
+def test_verify_counts_transactions_and_file_chunks_apart(keys: Path, tmp_path: Path):
+    """export and import count transactions; verify says so too, and how many chunk
+    records of files (FORMAT.md §5.5) ride along, read from the manifest alone."""
+    import base64
+    import hashlib
+
+    content = b"a photo of a label"
+    chunk = {"$blob": {"$bytes": base64.b64encode(hashlib.sha256(content).digest()).decode()},
+             "offset": 0, "size": len(content),
+             "data": {"$bytes": base64.b64encode(content).decode()}}
+    (tmp_path / "out").mkdir()
+    lines = [json.dumps(chunk), *map(json.dumps, RECORDS), json.dumps({"note": "no kind"})]
+    sealed = bundle("seal", "-i", str(keys / "site-a.key"), "--to", str(keys / "central.pub"),
+                    "--out", str(tmp_path / "out"), stdin="\n".join(lines[:3]) + "\n")
+    path = sealed.stdout.strip()
+    result = bundle("verify", path)
+    assert result.returncode == 0, result.stderr
+    assert "seq 1, 2 transactions and 1 file chunk, signature valid" in result.stdout
+    (info,) = json.loads(bundle("verify", path, "--json").stdout)
+    assert (info["transactions"], info["file_chunks"]) == (2, 1)
+    assert info["manifest"]["record_count"] == 3
+    # Records without a kind only: the manifest cannot tell chunks from them.
+    other = bundle("seal", "-i", str(keys / "site-a.key"), "--to", str(keys / "central.pub"),
+                   "--out", str(tmp_path / "out"), stdin=lines[3] + "\n").stdout.strip()
+    assert "seq 2, 1 record, signature valid" in bundle("verify", other).stdout
+    (info,) = json.loads(bundle("verify", other, "--json").stdout)
+    assert (info["transactions"], info["file_chunks"]) == (None, None)
+
+
 def test_version():
     from importlib.metadata import version
 

@@ -34,6 +34,8 @@ from bundlekit.receipt import (
     decode_receipt,
     encode_receipt,
     highest_contiguous,
+    in_created_order,
+    peek_receipt,
     read_receipt,
     receipt_file_name,
     write_receipt,
@@ -495,3 +497,30 @@ def test_split_entries_fits_every_receipt_within_the_readers_bounds():
         assert [e.seq for e in decoded.entries] == [e.seq for e in group]
     with pytest.raises(ValueError, match="write several"):
         encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=entries)
+
+
+def _uid(first: int) -> uuid.UUID:
+    return uuid.UUID(f"{first}0000000-0000-4000-8000-000000000000")
+
+
+def test_a_folder_is_read_in_signed_creation_order(tmp_path):
+    """Two receipts of the same second sort by a random suffix in their names; the
+    order they are read in is the order they were signed, then their ids."""
+    same_second = [WHEN.replace(microsecond=500), WHEN.replace(microsecond=100)]
+    written = []
+    for created, rid in zip(same_second, (_uid(3), _uid(2)), strict=True):
+        path = write_receipt(tmp_path, issuer=SERVER, subject=SITE_A.public,
+                             entries=[entry(1)], created=created, receipt_id=rid)
+        written.append(path)
+    # Renamed so that name order is the reverse of signing order.
+    later, earlier = written
+    later = later.rename(tmp_path / "receipt-a.receipt")
+    earlier = earlier.rename(tmp_path / "receipt-b.receipt")
+    tie = write_receipt(tmp_path, issuer=SERVER, subject=SITE_A.public, entries=[entry(1)],
+                        created=same_second[1], receipt_id=_uid(1))
+    junk = tmp_path / "receipt-0.receipt"
+    junk.write_bytes(b"not a receipt")
+    ordered = in_created_order(sorted(tmp_path.iterdir()))
+    assert ordered == [tie, earlier, later, junk]
+    assert in_created_order(reversed(ordered)) == ordered
+    assert peek_receipt(earlier).created == same_second[1]

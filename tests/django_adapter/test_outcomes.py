@@ -353,3 +353,27 @@ def test_an_older_receipt_read_last_does_not_take_back_newer_outcomes(loop, tmp_
     run = import_receipts(older, config=loop.site)
     assert run.files[0].receipt["updated"] == 0
     assert kept_at_site() == [("test_app.panel", "failed")]
+
+
+def test_a_folder_of_receipts_is_read_in_the_order_they_were_signed(loop, tmp_path):
+    """Two receipts of the same second sort by a random suffix in their names: the
+    folder is read by signed creation time instead, so what each report says (and
+    the summary a person reads) is the same on every run."""
+    with capture.suspended():
+        m.Panel.objects.using("server").create(code="P1")
+    m.Panel.objects.create(code="P1")  # fails at the server
+    loop.send()
+    older = write_receipts([loop.site.identity.fingerprint], config=loop.server)
+    IncomingTransaction.objects.using("server").filter(status=TxStatus.FAILED).update(
+        status=TxStatus.STALE, reason="a person kept the server's version")
+    newer = write_receipts([loop.site.identity.fingerprint], config=loop.server)
+    folder = tmp_path / "stick"
+    folder.mkdir()
+    # Names that sort the other way round.
+    shutil.copy(newer[0], folder / "receipt-a.receipt")
+    shutil.copy(older[0], folder / "receipt-b.receipt")
+    run = import_receipts([folder], config=loop.site)
+    assert [f.file.rsplit("/", 1)[1] for f in run.files] == ["receipt-b.receipt", "receipt-a.receipt"]
+    first, second = (f.receipt for f in run.files)
+    assert (first["acknowledged"], first["kept"]) == (1, 1)
+    assert (second["already"], second["updated"], second["transactions"]) == (1, 1, 1)
