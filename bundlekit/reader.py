@@ -381,7 +381,15 @@ class OpenedBundle:
         self._used = True
         return self._records()
 
-    def _records(self) -> Iterator[dict[str, Any]]:
+    def packed(self) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """Iterate the records as pairs of a record and its packed bytes, as the
+        bundle carried them (for a store that keeps them: no packing again)."""
+        if self._used:
+            raise ValueError("a bundle's records can be iterated only once; open it again")
+        self._used = True
+        return self._records(with_bytes=True)
+
+    def _records(self, with_bytes: bool = False) -> Iterator[dict[str, Any]]:
         m = self.manifest
         try:
             compressed = _OneFrame(self._age, m.compressed_size)
@@ -389,7 +397,8 @@ class OpenedBundle:
             zreader = dctx.stream_reader(compressed, read_across_frames=False)
             plain = self._plain = _Capped(zreader, m.uncompressed_size, "uncompressed data")
             count = 0
-            for record in iter_records(plain, expected_size=m.uncompressed_size):
+            for record in iter_records(plain, expected_size=m.uncompressed_size,
+                                       with_bytes=with_bytes):
                 count += 1
                 if count > m.record_count:
                     raise CorruptBundle("it holds more records than its manifest says: it was altered")

@@ -271,22 +271,30 @@ class _Tee:
         self._decoder.feed(data)
         return data
 
-    def check(self, start: int, end: int) -> None:
-        """Check the record at stream offsets start..end, then forget what precedes end."""
+    def check(self, start: int, end: int, keep: bool = False) -> bytes | None:
+        """Check the record at stream offsets start..end, then forget what precedes
+        end; with ``keep``, return the record's bytes."""
         a, b = start - self.base, end - self.base
-        if b - a <= limits.MAX_RECORD_VALUES:
+        raw = None
+        if keep:
+            raw = bytes(self.kept[a:b])
+            limits.check_record(raw)
+        elif b - a <= limits.MAX_RECORD_VALUES:
             limits.check_record(self.kept[a:b])  # a small copy
         else:
             with memoryview(self.kept) as whole, whole[a:b] as view:
                 limits.check_record(view)
         del self.kept[:b]
         self.base = end
+        return raw
 
 
 def iter_records(
-    fileobj: BinaryIO, *, expected_size: int | None = None, max_record_size: int = MAX_RECORD_SIZE
+    fileobj: BinaryIO, *, expected_size: int | None = None, max_record_size: int = MAX_RECORD_SIZE,
+    with_bytes: bool = False,
 ) -> Iterator[dict]:
-    """Yield records from a stream of concatenated packed records.
+    """Yield records from a stream of concatenated packed records (with
+    ``with_bytes``, pairs of a record and its packed bytes as they were read).
 
     Two passes over each record, both bounded before anything is built: msgpack's
     ``skip`` finds where it ends without building objects (so a record is
@@ -329,7 +337,7 @@ def iter_records(
                 f"a record inside is larger than the {max_record_size:,} bytes the format allows"
             )
         try:
-            tee.check(start, end)
+            raw = tee.check(start, end, keep=with_bytes)
             record = next(decoder)
         except CorruptBundle:
             raise
@@ -338,7 +346,7 @@ def iter_records(
         start = end
         if type(record) is not dict or not all(type(k) is str for k in record):
             raise CorruptBundle("a record inside is not a map with text keys")
-        yield record
+        yield (record, raw) if with_bytes else record
 
 
 # ---------------------------------------------------------------------------

@@ -283,16 +283,18 @@ def incoming_store(sender: str) -> blobs.BlobStore:
     return blobs.BlobStore(base, parts=base / "parts" / safe, max_size=max_file_bytes())
 
 
-def divert(records, sender: str, *, path=None, on_chunk=None):
+def divert(records, sender: str, *, path=None, on_chunk=None, packed: bool = False):
     """The records that are not chunk records; the chunks go into the incoming
     store as they stream by (CorruptBundle for a bad one, or beyond the per-bundle
-    limit).
+    limit).  With ``packed``, ``records`` is an opened bundle read as pairs of a
+    record and its bytes (``OpenedBundle.packed``), and pairs come out.
 
     What is returned still tells how far the file has been read
     (``bytes_read``, as an opened bundle does): the apply engine closes its
     windows by bytes as well as by count, which is what keeps a hostile but
     signed bundle of large records from adding up in memory."""
-    return _Diverted(records, _divert(records, sender, path=path, on_chunk=on_chunk))
+    return _Diverted(records, _divert(records, sender, path=path, on_chunk=on_chunk,
+                                      packed=packed))
 
 
 class _Diverted:
@@ -307,13 +309,14 @@ class _Diverted:
         return getattr(self._records, "bytes_read", None)
 
 
-def _divert(records, sender: str, *, path=None, on_chunk=None):
+def _divert(records, sender: str, *, path=None, on_chunk=None, packed=False):
     store = None
     limit = max_bundle_file_bytes()
     total = 0
-    for record in records:
+    for item in records.packed() if packed else records:
+        record = item[0] if packed else item
         if blobs.BLOB_KEY not in record:
-            yield record
+            yield item
             continue
         try:
             chunk = blobs.check_chunk(record)

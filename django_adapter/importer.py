@@ -169,9 +169,12 @@ def _import(opened, path, using: str, tick: _Ticker) -> BundleReport:
         applier = Applier(using, applied)
         chunks = _Chunks(tick)
         # Chunks of files go to the incoming store as they stream by (attachments.py).
+        # Read as pairs of a record and its bytes: the ledger keeps the bytes as
+        # the bundle carried them, without packing each record again.
         records = attachments.divert(opened, m.sender.fingerprint, path=path,
-                                      on_chunk=chunks.append)
-        for rows in store_chunks(records, using, bundle=bundle, result=stored, insert=not apply_now):
+                                      on_chunk=chunks.append, packed=True)
+        for rows in store_chunks(records, using, bundle=bundle, result=stored,
+                                 insert=not apply_now, packed=True):
             if apply_now:
                 applier.feed(rows)
             else:

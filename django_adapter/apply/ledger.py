@@ -163,8 +163,10 @@ def bounded(ts, bundle):
     return received if received is not None and ts > received else ts
 
 
-def ledger_row(record, bundle, position: int, *, sender: str = "", digest: str = "") -> IncomingTransaction:
-    """The ledger row of one record, unsaved; ``_bk_record`` keeps the record."""
+def ledger_row(record, bundle, position: int, *, sender: str = "", digest: str = "",
+               raw: bytes | None = None) -> IncomingTransaction:
+    """The ledger row of one record, unsaved; ``_bk_record`` keeps the record.
+    ``raw``: its packed bytes as they arrived (else it is packed here)."""
     reason = check_record(record, bundle)
     if reason:
         return _failed_row(record, digest, bundle, position, sender, reason)
@@ -177,7 +179,7 @@ def ledger_row(record, bundle, position: int, *, sender: str = "", digest: str =
         "producer": record.get("producer", "")[:255],
         "action": record["action"],
         "timestamp": bounded(record["ts"], bundle),
-        "tx": packb(record),
+        "tx": raw if raw is not None else packb(record),
         "format": RECORD_FORMAT,
         "digest": digest,
         "object_key": record_object_key(record),
@@ -277,15 +279,16 @@ def store_records(records: Iterable[dict], using: str, *, bundle=None, result: A
             for row in rows]
 
 
-def store_chunks(records: Iterable[dict], using: str, *, bundle=None, result: ApplyResult,
-                 sender: str | None = None, insert: bool = True):
+def store_chunks(records: Iterable, using: str, *, bundle=None, result: ApplyResult,
+                 sender: str | None = None, insert: bool = True, packed: bool = False):
     """:func:`store_records`, yielding the new rows of each batch, so a caller can
     apply a bundle while it streams in (memory stays flat).
 
     ``sender`` defaults to the fingerprint of ``bundle`` ("" without one).  With
     ``insert=False`` the rows are yielded unsaved and the caller writes them (the
     apply engine does, with their final status); it must do so before asking for
-    the next batch, which is deduplicated against the ledger.
+    the next batch, which is deduplicated against the ledger.  With ``packed``,
+    ``records`` yields pairs of a record and its packed bytes, which the rows keep.
     """
     if sender is None:
         sender = bundle.fingerprint if bundle is not None else ""
@@ -295,7 +298,7 @@ def store_chunks(records: Iterable[dict], using: str, *, bundle=None, result: Ap
     start = 0
 
     def flush():
-        rows = _new_rows(batch, using, bundle, sender, result)
+        rows = _new_rows(batch, using, bundle, sender, result, packed)
         if insert:
             write_new(rows, using)
         batch.clear()
@@ -311,8 +314,13 @@ def store_chunks(records: Iterable[dict], using: str, *, bundle=None, result: Ap
         yield flush()
 
 
-def _new_rows(batch: list, using: str, bundle, sender: str, result: ApplyResult) -> list:
-    built = [ledger_row(record, bundle, position, sender=sender) for position, record in batch]
+def _new_rows(batch: list, using: str, bundle, sender: str, result: ApplyResult,
+              packed: bool = False) -> list:
+    if packed:
+        built = [ledger_row(record, bundle, position, sender=sender, raw=raw)
+                 for position, (record, raw) in batch]
+    else:
+        built = [ledger_row(record, bundle, position, sender=sender) for position, record in batch]
     known: dict = {}  # tx_id -> the rows this id already has (stored, or earlier in the batch)
     ids = list({row.tx_id for row in built})
     ledger = IncomingTransaction.objects.using(using)

@@ -15,6 +15,7 @@ import pytest
 import zstandard
 
 from bundlekit import age, container
+from bundlekit import records as records_mod
 from bundlekit.errors import (
     BadSignature,
     BundleError,
@@ -77,6 +78,21 @@ def test_records_can_be_iterated_once(small_bundle, community):
         list(bundle)
         with pytest.raises(ValueError):
             list(bundle)
+
+
+def test_records_come_with_their_bytes_as_carried(small_bundle, community):
+    with open_bundle(small_bundle.path, [community]) as bundle:
+        records = list(bundle)
+    with open_bundle(small_bundle.path, [community]) as bundle:
+        pairs = list(bundle.packed())
+        with pytest.raises(ValueError):
+            list(bundle)
+    assert [record for record, _ in pairs] == records
+    assert all(records_mod.unpackb(raw) == record for record, raw in pairs)
+    # The bytes are the payload's own: laid end to end they are the whole of it.
+    with open_bundle(small_bundle.path, [community]) as bundle:
+        whole = b"".join(raw for _, raw in bundle.packed())
+        assert len(whole) == bundle.manifest.uncompressed_size
 
 
 def test_callers_errors_inside_the_with_block_pass_through(small_bundle, community):

@@ -8,6 +8,7 @@ from django.test import override_settings
 
 from bundlekit.errors import CorruptBundle, UnknownSender
 from bundlekit.keys import Identity
+from bundlekit.reader import open_bundle
 from django_adapter.exporter import export_pending
 from django_adapter.importer import import_bundle
 from django_adapter.models import (
@@ -79,6 +80,15 @@ def test_round_trip_every_field_and_relation(export, imp, field_data, subject_tr
     for model, key in [(m.Subject, ["S-1"]), (m.Crf, [["1000", ["S-1"]]]), (m.Requisition, ["REQ-1"]),
                        (m.Clinic, ["C1"])]:
         assert_same(model, key)
+
+
+def test_the_ledger_keeps_each_record_as_its_bundle_carried_it(export, imp, keys, subject_tree):
+    (bundle,) = export()
+    with open_bundle(export.outbox / bundle.file_name, [keys["server"]]) as opened:
+        carried = {record["id"]: raw for record, raw in opened.packed()}
+    imp(bundle)
+    stored = {row.tx_id: bytes(row.tx) for row in IncomingTransaction.objects.using("server")}
+    assert stored == carried
 
 
 def test_nothing_pending_seals_nothing(export):
