@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from importlib.metadata import PackageNotFoundError, entry_points, version
+import sys
 from typing import Annotated
 
 import typer
@@ -31,6 +31,10 @@ app = typer.Typer(
 
 
 def bundlekit_version() -> str:
+    # importlib.metadata is imported here, not at the top: it costs more than the
+    # rest of `bundle --version` together.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("bundlekit")
     except PackageNotFoundError:  # run from a source tree that was never installed
@@ -80,6 +84,8 @@ def load_commands() -> None:
 
 def load_plugins() -> None:
     """Add commands from installed plugins (the Django adapter adds export/import/...)."""
+    from importlib.metadata import entry_points
+
     for ep in entry_points(group="bundlekit.cli"):
         try:
             register = ep.load()
@@ -89,6 +95,19 @@ def load_plugins() -> None:
         register(app)
 
 
+def _asks_version(argv: list[str]) -> bool:
+    """Whether ``--version`` comes among the options before the command word (and
+    before any ``--help``): typer then prints the version and exits while it reads
+    them, before any command is looked up, so the plugins need not be loaded (the
+    entry-point scan and the Django adapter's modules are most of the cost)."""
+    for arg in argv:
+        if arg == "--version":
+            return True
+        if arg == "--help" or not arg.startswith("-"):
+            return False
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turn every expected failure into one line and an exit code.
 
@@ -96,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     commands raise goes through :func:`bundlekit.errors.one_line`, the same
     mapping ``manage.py bundle`` uses, so no person ever sees a traceback.
     """
-    load_commands()
+    if not _asks_version(sys.argv[1:] if argv is None else argv):
+        load_commands()
     try:
         app(args=argv, prog_name="bundle")
     except SystemExit as exc:
