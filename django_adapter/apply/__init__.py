@@ -9,6 +9,7 @@ Modules, in the order a window of records goes through them:
 * ``naturalkeys`` natural keys, a window at a time;
 * ``engine``      :class:`Applier`: a window's stages, decisions, fallbacks;
 * ``writes``      one model's inserts, updates, deletes and M2M sets;
+* ``prep``        values into the database's form, for less than Django's path;
 * ``rows``        the per-record path (multi-table inheritance, self references,
                   and stages redone row by row);
 * ``policy``      the hook asked about every change (validation, ownership);
