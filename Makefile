@@ -87,7 +87,9 @@ endif
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-# A full run fits a 35-minute budget on a 2-core machine (bench/run.py --help);
+# A full run fits a 60-minute budget on a 2-core machine (bench/run.py --help): the
+# entry-order comparison at 100,000 transactions needs most of it, loaddata on three
+# servers being the slow side;
 # e.g. make bench BENCH_ARGS="--budget 30".
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)

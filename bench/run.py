@@ -47,7 +47,7 @@ ENTRY_LABELS = ["clinic.panel", "clinic.subjectconsent", "clinic.subjectvisit",
 SERVERS = ("sqlite", "postgres", "mysql")
 FULL = dict(entry_n=100_000, grouped_n=100_000, big_n=1_000_000, reps=2,
             import_reps=2, baseline_reps=1, capture_n=5_000, raw_n=100_000, scale=(8, 4, 500),
-            scale_reps=2, grouped_servers=("sqlite", "postgres"), budget=35)
+            scale_reps=2, grouped_servers=("sqlite", "postgres"), budget=60)
 QUICK = dict(entry_n=2_000, grouped_n=2_000, big_n=10_000, reps=1,
              import_reps=1, baseline_reps=1, capture_n=1_000, raw_n=10_000, scale=(4, 2, 500),
              scale_reps=1, grouped_servers=("sqlite", "postgres"), budget=0)
