@@ -107,18 +107,20 @@ def test_loading_manage_py_bundle_searches_no_module():
     code = (
         "import inspect, django\n"
         "django.setup()\n"
+        "before = set(sys.modules)\n"
         "calls = []\n"
         "real = inspect.getmodule\n"
         "inspect.getmodule = lambda *a, **k: calls.append(a) or real(*a, **k)\n"
         "from django.core.management import load_command_class\n"
         "command = load_command_class('django_adapter', 'bundle')\n"
         "print(json.dumps({'getmodule_calls': len(calls), 'commands': sorted(\n"
-        "    i.name for i in command.typer_app.registered_commands)}))\n"
+        "    i.name for i in command.typer_app.registered_commands),\n"
+        "    'loaded': sorted(set(sys.modules) - before)}))\n"
     )
-    modules, output = fresh("import json\n" + code, django=True)
+    _, output = fresh("import json, sys\n" + code, django=True)
     seen = json.loads(output)
     from django_adapter.cli import COMMANDS
 
     assert seen["commands"] == sorted([name for name, *_ in COMMANDS] + ["verify", "forward"])
     assert seen["getmodule_calls"] == 0
-    assert loaded(modules, "importlib.metadata") == []
+    assert loaded(set(seen["loaded"]), "importlib.metadata") == []
