@@ -56,10 +56,13 @@ MAX_RECEIPT_DEPTH = 5
 #: entries together; a writer with more writes several receipts).
 MAX_RECEIPT_RUNS = 100_000
 MAX_RECEIPT_REASONS = 10_000
+#: RECEIPTS.md §3.7: most file digests (held and needed together) in one receipt.
+MAX_RECEIPT_FILES = 20_000
 #: RECEIPTS.md §4: 17 values per entry (a map of eight keys and values), at most 5
-#: per run and one per reason, and a few more for the body.
+#: per run and one per reason, one per file digest, and a few more for the body.
 MAX_RECEIPT_VALUES = (
-    17 * MAX_RECEIPT_ENTRIES + 5 * MAX_RECEIPT_RUNS + MAX_RECEIPT_REASONS + 64
+    17 * MAX_RECEIPT_ENTRIES + 5 * MAX_RECEIPT_RUNS + MAX_RECEIPT_REASONS
+    + MAX_RECEIPT_FILES + 64
 )
 #: RECEIPTS.md §4: longest text or bytes in a receipt body.
 MAX_RECEIPT_TEXT = 4096

@@ -4,11 +4,13 @@ After importing bundles a server writes a receipt naming, for ONE site, which
 bundles it now holds and what became of every transaction in them (applied,
 duplicate, superseded, failed, in conflict, waiting ...).  Carried back on the
 stick, the site checks it and marks the transactions the server holds as
-delivered; the others stay at the site, marked with the server's reason.  A
-receipt that is forged, damaged, or meant for another site must never mark
-anything, so reading is strict: every rule here is a MUST in docs/RECEIPTS.md,
-and every failure is a :class:`ReceiptError` (a subclass per cause, each with
-its own ``code``) naming the file.
+delivered; the others stay at the site, marked with the server's reason.  It
+may also list the site's files (by SHA-256) the server holds and those it needs
+sent again (RECEIPTS.md §3.7), so a site neither resends nor deletes a file on
+a guess.  A receipt that is forged, damaged, or meant for another site must
+never mark anything, so reading is strict: every rule here is a MUST in
+docs/RECEIPTS.md, and every failure is a :class:`ReceiptError` (a subclass per
+cause, each with its own ``code``) naming the file.
 
 Layout (docs/RECEIPTS.md §2)::
 
@@ -87,6 +89,17 @@ UNLISTED_REASON = "too many outcomes to list in a receipt; see `bundle review` a
 MORE_REASONS = "more reasons than a receipt lists; see `bundle review` at the server"
 
 BODY_KEYS = frozenset({"v", "id", "issuer", "subject", "created", "entries", "contiguous"})
+#: RECEIPTS.md §3.7: the one optional key of the body, and the keys of its map.
+FILES_KEY = "files"
+FILES_KEYS = frozenset({"held", "needed"})
+#: RECEIPTS.md §3.7: at most this many file digests (held and needed) per receipt.
+MAX_FILES = limits.MAX_RECEIPT_FILES
+#: Bytes a full ``files`` map may take in a body (34 per digest and its framing):
+#: room :func:`split_entries` leaves beside the entries.
+_FILES_ROOM = 34 * MAX_FILES + 32
+#: msgpack values the entries of one receipt may take: the rest is for the body's
+#: own fields and its ``files``.
+_ENTRY_VALUES = limits.MAX_RECEIPT_VALUES - 64 - MAX_FILES
 ISSUER_KEYS = frozenset({"site", "fingerprint", "ed25519", "age_recipient"})
 SUBJECT_KEYS = frozenset({"site", "fingerprint"})
 ENTRY_KEYS = frozenset(
@@ -161,6 +174,10 @@ class Receipt:
     highest_contiguous_seq: int
     path: Path | None = None
     version: int = FORMAT_VERSION
+    #: RECEIPTS.md §3.7: SHA-256 digests of files the issuer holds, verified, and of
+    #: files it needs sent again (missing or damaged); each sorted, never both.
+    files_held: tuple[bytes, ...] = ()
+    files_needed: tuple[bytes, ...] = ()
 
     @property
     def held(self) -> tuple[ReceiptEntry, ...]:
@@ -300,7 +317,7 @@ def split_entries(entries: Iterable[ReceiptEntry]) -> Iterator[list[ReceiptEntry
     the value, run and reason budgets of ``bundlekit.limits``."""
     group: list[ReceiptEntry] = []
     size = values = runs = reasons = 0
-    budget = MAX_BODY_SIZE - 4096  # the body's other fields
+    budget = MAX_BODY_SIZE - 4096 - _FILES_ROOM  # the body's other fields, its files
     for entry in entries:
         encoded = _entry_dict(entry)
         n = len(_packb(encoded))
@@ -308,7 +325,7 @@ def split_entries(entries: Iterable[ReceiptEntry]) -> Iterator[list[ReceiptEntry
         if group and (
             len(group) >= MAX_ENTRIES
             or size + n > budget
-            or values + v > limits.MAX_RECEIPT_VALUES - 64
+            or values + v > _ENTRY_VALUES
             or runs + r > limits.MAX_RECEIPT_RUNS
             or reasons + k > limits.MAX_RECEIPT_REASONS
         ):
@@ -317,6 +334,38 @@ def split_entries(entries: Iterable[ReceiptEntry]) -> Iterator[list[ReceiptEntry
         group.append(entry)
         size, values, runs, reasons = size + n, values + v, runs + r, reasons + k
     yield group
+
+
+def split_files(
+    held: Iterable[bytes], needed: Iterable[bytes]
+) -> list[tuple[tuple[bytes, ...], tuple[bytes, ...]]]:
+    """(held, needed) digests in groups of at most MAX_FILES, one group per receipt,
+    the needed ones first (a site cannot guess those; a held one it does not hear
+    of costs only a resend).  A digest in both counts as needed.  At least one
+    group, possibly empty."""
+    need = sorted(set(needed))
+    have = sorted(set(held) - set(need))
+    both = [(d, True) for d in need] + [(d, False) for d in have]
+    groups = []
+    for i in range(0, len(both), MAX_FILES):
+        part = both[i : i + MAX_FILES]
+        groups.append((tuple(sorted(d for d, n in part if not n)), tuple(sorted(d for d, n in part if n))))
+    return groups or [((), ())]
+
+
+def _files_dict(held: Iterable[bytes], needed: Iterable[bytes]) -> dict[str, list[bytes]] | None:
+    """The body's ``files`` (RECEIPTS.md §3.7), or None when there is nothing to say."""
+    held, needed = sorted(set(held)), sorted(set(needed))
+    for d in (*held, *needed):
+        if not isinstance(d, bytes) or len(d) != 32:
+            raise ValueError("a file digest must be 32 bytes (SHA-256)")
+    if set(held) & set(needed):
+        raise ValueError("a file digest cannot be both held and needed")
+    if len(held) + len(needed) > MAX_FILES:
+        raise ValueError(f"a receipt lists at most {MAX_FILES} file digests; write several (split_files)")
+    if not held and not needed:
+        return None
+    return {"held": held, "needed": needed}
 
 
 def _as_entry(e: ReceiptEntry | Mapping[str, Any]) -> ReceiptEntry:
@@ -331,12 +380,16 @@ def encode_receipt(
     created: dt.datetime | None = None,
     highest_contiguous_seq: int | None = None,
     receipt_id: uuid.UUID | None = None,
+    files_held: Iterable[bytes] = (),
+    files_needed: Iterable[bytes] = (),
 ) -> bytes:
     """The bytes of a receipt (RECEIPTS.md §2).  ``created``/``receipt_id`` are test seams.
 
     ``highest_contiguous_seq`` should come from the server's ledger (which
     knows earlier receipts' bundles); when omitted it is computed from these
-    entries alone.
+    entries alone.  ``files_held``/``files_needed``: SHA-256 digests of files
+    (RECEIPTS.md §3.7; at most MAX_FILES in all, see :func:`split_files`); a
+    receipt with neither has no ``files`` key, as before it existed.
     """
     items = sorted((_as_entry(e) for e in entries), key=lambda e: (e.seq, str(e.bundle_id)))
     if len(items) > MAX_ENTRIES:
@@ -362,11 +415,14 @@ def encode_receipt(
         "entries": [_entry_dict(e) for e in items],
         "contiguous": highest_contiguous_seq,
     }
+    files = _files_dict(files_held, files_needed)
+    if files is not None:
+        body[FILES_KEY] = files
     data = _packb(body)
     encoded = body["entries"]
     if (
         len(data) > MAX_BODY_SIZE
-        or sum(_values(e) for e in encoded) > limits.MAX_RECEIPT_VALUES - 64
+        or sum(_values(e) for e in encoded) > _ENTRY_VALUES
         or sum(len(e["outcomes"]) for e in encoded) > limits.MAX_RECEIPT_RUNS
         or sum(len(e["reasons"]) for e in encoded) > limits.MAX_RECEIPT_REASONS
     ):
@@ -399,6 +455,8 @@ def write_receipt(
     created: dt.datetime | None = None,
     highest_contiguous_seq: int | None = None,
     receipt_id: uuid.UUID | None = None,
+    files_held: Iterable[bytes] = (),
+    files_needed: Iterable[bytes] = (),
 ) -> Path:
     """Write a receipt into ``out_dir`` atomically; return its path.
 
@@ -415,6 +473,8 @@ def write_receipt(
         created=created,
         highest_contiguous_seq=highest_contiguous_seq,
         receipt_id=receipt_id,
+        files_held=files_held,
+        files_needed=files_needed,
     )
     name = receipt_file_name(issuer.site, subject.site, created, receipt_id)
     with AtomicFile(out_dir, name[: -len(RECEIPT_SUFFIX)]) as f:
@@ -469,7 +529,7 @@ def _uuid(value: Any, name: str) -> uuid.UUID:
 def _map(value: Any, keys: frozenset[str], name: str) -> dict[str, Any]:
     _need(value, dict, name)
     if set(value) != keys:
-        raise _Bad(f"{name} does not have exactly the version-1 fields")
+        raise _Bad(f"{name} does not have exactly the fields of its kind")
     return value
 
 
@@ -596,6 +656,32 @@ def _parse_runs(e: dict[str, Any], i: int, status: str, records: int) -> tuple[R
     return tuple(runs)
 
 
+def _digests(value: Any, name: str) -> tuple[bytes, ...]:
+    items = _need(value, list, name)
+    for d in items:
+        if type(d) is not bytes or len(d) != 32:
+            raise _Bad(f"{name}: a file digest is not 32 bytes")
+    if any(a >= b for a, b in zip(items, items[1:], strict=False)):
+        raise _Bad(f"{name}: the digests are not sorted ascending without repeats")
+    return tuple(items)
+
+
+def _parse_files(raw: dict[str, Any]) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """RECEIPTS.md §3.7: ``files`` is optional; when present, sorted digests, held
+    and needed apart, not both empty, at most MAX_FILES."""
+    if FILES_KEY not in raw:
+        return (), ()
+    files = _map(raw[FILES_KEY], FILES_KEYS, "files")
+    held, needed = _digests(files["held"], "files held"), _digests(files["needed"], "files needed")
+    if not held and not needed:
+        raise _Bad("files lists no digest (a receipt with none has no files)")
+    if len(held) + len(needed) > MAX_FILES:
+        raise _Bad(f"files lists more than {MAX_FILES} digests")
+    if set(held) & set(needed):
+        raise _Bad("a file digest is both held and needed")
+    return held, needed
+
+
 def _signer_of(raw: Any) -> PublicKey:
     """The issuer key from the body, only as far as needed to check the signature."""
     try:
@@ -623,7 +709,10 @@ def _signer_of(raw: Any) -> PublicKey:
 
 def _parse_body(body: bytes, raw: dict[str, Any], signer: PublicKey) -> Receipt:
     try:
-        _map(raw, BODY_KEYS, "body")
+        _need(raw, dict, "body")
+        if set(raw) - {FILES_KEY} != BODY_KEYS:
+            raise _Bad("body does not have exactly the version-2 fields")
+        files_held, files_needed = _parse_files(raw)
         subject = _map(raw["subject"], SUBJECT_KEYS, "subject")
         subject_site = _text(subject["site"], "subject site", MAX_SITE)
         subject_fp = _need(subject["fingerprint"], str, "subject fingerprint")
@@ -653,6 +742,8 @@ def _parse_body(body: bytes, raw: dict[str, Any], signer: PublicKey) -> Receipt:
             created=created.replace(tzinfo=dt.UTC),
             entries=entries,
             highest_contiguous_seq=_count(raw["contiguous"], "contiguous", 0),
+            files_held=files_held,
+            files_needed=files_needed,
         )
     except _Bad as e:
         raise ReceiptCorrupt(f"is damaged: {e}") from None
@@ -716,6 +807,8 @@ def decode_receipt(
         entries=receipt.entries,
         highest_contiguous_seq=receipt.highest_contiguous_seq,
         path=Path(path) if path is not None else None,
+        files_held=receipt.files_held,
+        files_needed=receipt.files_needed,
     )
 
 

@@ -28,9 +28,18 @@ arrived, or is damaged, fails the record with a reason, and ``bundle retry``
 applies it once the file is here.  A file already stored for the same storage
 (same digest) is not stored again: rows share it.
 
-Prune: the local copy is deleted only when receipts acknowledged every bundle
-that carried a chunk of it (the server refuses a bundle whose file does not
-check, so an acknowledged bundle means the server holds the file).
+Receipts (RECEIPTS.md §3.7): each import notes the files a bundle carried or
+named (``SenderFile``); the sender's receipts list those the server holds,
+checked against their digest, and those its failed transactions need (never
+arrived, or the stored copy found damaged when a row reused it).  The site
+records both per server key (``SiteFileServer``): an export leaves out the bytes
+of a file the server holds and sends again, first, one it needs; the bundle that
+completes a needed file at the server retries what waited for it
+(``django_adapter.intake``), and a damaged stored copy is repaired under its own
+name.
+
+Prune: the local copy is deleted only when a receipt from a receipt issuer said
+the server holds that digest (and no later one said it needs it).
 """
 
 from __future__ import annotations
@@ -203,24 +212,46 @@ def link(outgoing, rows: list, using: str) -> None:
 class Outgoing:
     """Chunk records to put before the pending transactions that need them.
 
-    Used by the exporter: :meth:`before` gives, for one chunk of pending
-    transaction ids, the files to send before each; :meth:`chunks` reads one
-    from its copy.  A file is sent once per export run and never again once a
-    bundle carried its last chunk (``SiteFile.last_bundle``)."""
+    Used by the exporter: :meth:`resend` gives the files a server's receipt said
+    it needs sent again (missing or damaged there), to go first; :meth:`before`
+    gives, for one chunk of pending transaction ids, the files to send before
+    each; :meth:`chunks` reads one from its copy.  A file is sent once per export
+    run; never again once a bundle carried its last chunk (``SiteFile.last_bundle``)
+    unless a receipt asks for it; and not at all when a receipt said the server
+    holds it (the record still names it by digest, size and name, and the server
+    checks that it has it)."""
 
     def __init__(self, using: str):
         self.using = using
         self.sending: set[int] = set()
 
+    def resend(self) -> list:
+        from django_adapter.models import SiteFile, SiteFileServer
+
+        rows = []
+        wanted = (SiteFileServer.objects.using(self.using).filter(state=SiteFileServer.NEEDED)
+                  .values_list("file_id", flat=True).distinct())
+        for row in SiteFile.objects.using(self.using).filter(pk__in=list(wanted)).order_by("id"):
+            if row.pk in self.sending:
+                continue
+            if not (row.copy and os.path.isfile(row.copy)) and not _recopy(row, self.using):
+                continue  # gone here too: export_to names it (still_needed)
+            self.sending.add(row.pk)
+            rows.append(row)
+        return rows
+
     def before(self, ids: list[int]) -> dict[int, list]:
-        from django_adapter.models import OutgoingFile
+        from django_adapter.models import OutgoingFile, SiteFileServer
 
         out: dict[int, list] = {}
-        links = (OutgoingFile.objects.using(self.using)
-                 .filter(outgoing_id__in=ids, file__last_bundle__isnull=True)
-                 .select_related("file").order_by("outgoing_id", "file_id"))
+        links = list(OutgoingFile.objects.using(self.using)
+                     .filter(outgoing_id__in=ids, file__last_bundle__isnull=True)
+                     .select_related("file").order_by("outgoing_id", "file_id"))
+        held_there = set(SiteFileServer.objects.using(self.using).filter(
+            file_id__in={ln.file_id for ln in links}, state=SiteFileServer.HELD)
+            .values_list("file_id", flat=True))
         for ln in links:
-            if ln.file_id in self.sending or not ln.file.copy:
+            if ln.file_id in self.sending or ln.file_id in held_there or not ln.file.copy:
                 continue
             self.sending.add(ln.file_id)
             out.setdefault(ln.outgoing_id, []).append(ln.file)
@@ -239,31 +270,116 @@ class Outgoing:
 
 
 def mark_sent(file_ids: list[int], bundle, using: str) -> None:
-    """Chunks of these files are in ``bundle`` (the last one so far carries their end)."""
-    from django_adapter.models import SiteFile
+    """Chunks of these files are in ``bundle`` (the last one so far carries their end);
+    a server that needed one is not sent it again unless a newer receipt asks."""
+    from django_adapter.models import SiteFile, SiteFileServer
 
     if not file_ids:
         return
     qs = SiteFile.objects.using(using).filter(pk__in=file_ids)
     qs.filter(first_bundle__isnull=True).update(first_bundle=bundle)
     qs.update(last_bundle=bundle)
+    SiteFileServer.objects.using(using).filter(
+        file_id__in=file_ids, state=SiteFileServer.NEEDED).update(state=SiteFileServer.RESENT)
+
+
+def still_needed(using: str) -> list[dict]:
+    """The files a server needs that no export could send (after one ran): neither
+    a copy aside nor the same content in its storage is left here."""
+    from django_adapter.models import SiteFile, SiteFileServer
+
+    return [{"name": r.name, "sha256": r.sha256} for r in SiteFile.objects.using(using)
+            .filter(servers__state=SiteFileServer.NEEDED).distinct().order_by("id")]
+
+
+def _storages() -> list:
+    """The storages of the synced file fields, each once."""
+    from django.apps import apps
+
+    from django_adapter.serialization import is_synced
+
+    found = {}
+    for model in apps.get_models():
+        if is_synced(model):
+            for f in file_fields(model._meta.concrete_model):
+                found.setdefault(storage_key(f.storage), f.storage)
+    return list(found.values())
+
+
+def _recopy(row, using: str) -> bool:
+    """Copy a file aside again from its field's storage, if it is still there with
+    the content it was captured with (a server needs a file whose copy was pruned)."""
+    folder = root() / "outgoing"
+    folder.mkdir(parents=True, exist_ok=True)
+    for storage in _storages():
+        try:
+            src = storage.open(row.name, "rb")
+        except Exception:  # noqa: BLE001 - not in this storage
+            continue
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".recopy-", suffix=".partial")
+        h = hashlib.sha256()
+        with src, os.fdopen(fd, "wb") as out:
+            while data := src.read(blobs.BLOB_CHUNK_SIZE):
+                h.update(data)
+                out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        if h.hexdigest() != row.sha256:
+            os.unlink(tmp)
+            continue
+        final = folder / row.sha256
+        os.replace(tmp, final)
+        row.copy = str(final)
+        row.save(using=using, update_fields=["copy"])
+        return True
+    return False
+
+
+def note_server_files(server: str, held_digests, needed_digests, as_of, using: str) -> tuple[int, int]:
+    """Record what a verified receipt of ``server`` (its key fingerprint) says of
+    this site's captured files (RECEIPTS.md §3.7); returns how many of them it
+    says the server holds and needs sent again.  What a receipt older than the
+    server's last word says is not taken, nor counted (receipts are read in any
+    order)."""
+    from django_adapter.models import SiteFile, SiteFileServer
+
+    counts = {SiteFileServer.HELD: 0, SiteFileServer.NEEDED: 0}
+    for state, digests in ((SiteFileServer.HELD, held_digests),
+                           (SiteFileServer.NEEDED, needed_digests)):
+        hexes = [d.hex() for d in digests]
+        for i in range(0, len(hexes), 1000):
+            ids = list(SiteFile.objects.using(using).filter(sha256__in=hexes[i:i + 1000])
+                       .values_list("id", flat=True))
+            known = {r.file_id: r for r in SiteFileServer.objects.using(using)
+                     .filter(server=server, file_id__in=ids)}
+            SiteFileServer.objects.using(using).bulk_create(
+                [SiteFileServer(file_id=f, server=server, state=state, as_of=as_of)
+                 for f in ids if f not in known])
+            counts[state] += len(ids) - len(known)
+            for r in known.values():
+                if r.as_of < as_of:
+                    counts[state] += 1
+                    r.state, r.as_of = state, as_of
+                    r.save(using=using, update_fields=["state", "as_of"])
+    return counts[SiteFileServer.HELD], counts[SiteFileServer.NEEDED]
 
 
 # -------------------------------------------------------------------- prune (site)
 
 
 def prune_copies(using: str) -> list[str]:
-    """Delete the copies of files that every bundle carrying them had acknowledged."""
-    from django_adapter.models import ExportedBundle, SiteFile
+    """Delete the copies aside of the files a server's receipt said it holds
+    (RECEIPTS.md §3.7), unless a server still needs one sent again, or was sent one
+    again and has not confirmed it yet.  A server whose receipts list no files (an
+    older release) confirms none: the copies stay."""
+    from django_adapter.models import SiteFile, SiteFileServer
 
     removed = []
-    for row in SiteFile.objects.using(using).exclude(copy="").filter(
-            last_bundle__acknowledged=True).select_related("first_bundle", "last_bundle"):
-        unconfirmed = ExportedBundle.objects.using(using).filter(
-            fingerprint=row.last_bundle.fingerprint, seq__gte=row.first_bundle.seq,
-            seq__lte=row.last_bundle.seq, acknowledged=False).exists()
-        if unconfirmed:
-            continue
+    confirmed = (SiteFile.objects.using(using).exclude(copy="")
+                 .filter(servers__state=SiteFileServer.HELD)
+                 .exclude(servers__state__in=[SiteFileServer.NEEDED, SiteFileServer.RESENT])
+                 .distinct())
+    for row in confirmed:
         try:
             os.unlink(row.copy)
         except FileNotFoundError:
@@ -283,7 +399,8 @@ def incoming_store(sender: str) -> blobs.BlobStore:
     return blobs.BlobStore(base, parts=base / "parts" / safe, max_size=max_file_bytes())
 
 
-def divert(records, sender: str, *, path=None, on_chunk=None, packed: bool = False):
+def divert(records, sender: str, *, path=None, on_chunk=None, packed: bool = False,
+           bundle=None, using=None):
     """The records that are not chunk records; the chunks go into the incoming
     store as they stream by (CorruptBundle for a bad one, or beyond the per-bundle
     limit).  With ``packed``, ``records`` is an opened bundle read as pairs of a
@@ -292,30 +409,81 @@ def divert(records, sender: str, *, path=None, on_chunk=None, packed: bool = Fal
     What is returned still tells how far the file has been read
     (``bytes_read``, as an opened bundle does): the apply engine closes its
     windows by bytes as well as by count, which is what keeps a hostile but
-    signed bundle of large records from adding up in memory."""
-    return _Diverted(records, _divert(records, sender, path=path, on_chunk=on_chunk,
-                                      packed=packed))
+    signed bundle of large records from adding up in memory.  It also tells
+    ``arrived``: the digests of the files this bundle completed.
+
+    With ``bundle`` and ``using`` every file the bundle carries or its records
+    refer to is noted for its sender (``SenderFile``, in the import's transaction):
+    what the sender's receipts then say is held or needed (RECEIPTS.md §3.7)."""
+    diverted = _Diverted(records)
+    noted = _Noted(sender, bundle, using) if using is not None else None
+    diverted.rest = _divert(records, sender, path=path, on_chunk=on_chunk, packed=packed,
+                            arrived=diverted.arrived, noted=noted)
+    return diverted
 
 
 class _Diverted:
-    def __init__(self, records, rest):
-        self._records, self._rest = records, rest
+    def __init__(self, records):
+        self._records, self.rest, self.arrived = records, iter(()), set()
 
     def __iter__(self):
-        return self._rest
+        return self.rest
 
     @property
     def bytes_read(self):
         return getattr(self._records, "bytes_read", None)
 
 
-def _divert(records, sender: str, *, path=None, on_chunk=None, packed=False):
+class _Noted:
+    """Digests a bundle names, written a batch at a time (a bundle may name
+    10,000 files: memory stays a batch)."""
+
+    BATCH = 1000
+
+    def __init__(self, sender: str, bundle, using: str):
+        self.sender, self.bundle, self.using = sender, bundle, using
+        self.batch: set[str] = set()
+
+    def add(self, hexd: str) -> None:
+        self.batch.add(hexd)
+        if len(self.batch) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        from django_adapter.models import SenderFile
+
+        if self.batch:
+            SenderFile.objects.using(self.using).bulk_create(
+                [SenderFile(fingerprint=self.sender, sha256=h, bundle=self.bundle)
+                 for h in sorted(self.batch)], ignore_conflicts=True)
+            self.batch = set()
+
+
+def record_digests(record: dict) -> list[str]:
+    """The SHA-256 hex digests a record's ``files`` name (well-formed ones only:
+    a malformed description fails the record when it is applied)."""
+    files = record.get("files")
+    if type(files) is not dict:
+        return []
+    found = []
+    for meta in files.values():
+        digest = meta.get("sha256") if type(meta) is dict else None
+        if type(digest) is bytes and len(digest) == 32:
+            found.append(digest.hex())
+    return found
+
+
+def _divert(records, sender: str, *, path=None, on_chunk=None, packed=False, arrived=None,
+            noted=None):
     store = None
     limit = max_bundle_file_bytes()
     total = 0
     for item in records.packed() if packed else records:
         record = item[0] if packed else item
         if blobs.BLOB_KEY not in record:
+            if noted is not None:
+                for hexd in record_digests(record):
+                    noted.add(hexd)
             yield item
             continue
         try:
@@ -326,13 +494,18 @@ def _divert(records, sender: str, *, path=None, on_chunk=None, packed=False):
                                     "BUNDLEKIT['MAX_FILE_BYTES_PER_BUNDLE'] allows")
             if store is None:
                 store = incoming_store(sender)
-            store.add(chunk)
+            if store.add(chunk) and arrived is not None:
+                arrived.add(chunk.digest.hex())
         except CorruptBundle as e:
             if path is not None:
                 e.with_path(path)
             raise
+        if noted is not None and chunk.offset == 0:
+            noted.add(chunk.digest.hex())
         if on_chunk is not None:
             on_chunk()
+    if noted is not None:
+        noted.flush()
 
 
 # ------------------------------------------------------------------- apply (server)
@@ -387,12 +560,34 @@ def _stored_name(field, meta, using: str) -> str:
     hexd, size, name = _check_meta(field, meta)
     storage = field.storage
     key = storage_key(storage)
-    known = ServerFile.objects.using(using).filter(sha256=hexd, storage=key).first()
-    if known is not None:
-        if storage.exists(known.name):
+    # Locked: the orphan sweep (files_report) deletes a ServerFile only under the
+    # same lock, after checking again that no row points at it.
+    known = (ServerFile.objects.using(using).select_for_update()
+             .filter(sha256=hexd, storage=key).first())
+    if known is not None and not damaged(hexd, key):
+        if not storage.exists(known.name):
+            known.delete(using=using)  # deleted from the storage by hand: store it again
+            known = None
+        elif _check_stored(storage, known.name, hexd, size):
             return known.name
-        known.delete(using=using)  # deleted from the storage by hand: store it again
-    source, close = _source(hexd, size, name, using)
+        else:
+            # Rotted on the server's disk: not held any more (the sender's receipts ask
+            # for it), and repaired under its own name once a good copy arrives.
+            _mark_damaged(hexd, key, known.name)
+    try:
+        source, close = _source(hexd, size, name, using)
+    except AttachmentError:
+        if known is not None:
+            raise AttachmentError(
+                f"{field.name}: the stored copy of {name} ({hexd[:12]}..., {known.name}) is damaged "
+                "and no good copy is here; the site is asked to send it again (receipt), and "
+                "the record applies once it arrives") from None
+        raise
+    if known is not None:
+        # The damaged file goes; the good bytes take its name, so the rows that
+        # already point at it are whole again.
+        storage.delete(known.name)
+        name = known.name
     try:
         reader = _Hashing(source)
         stored = storage.save(name, File(reader, name=os.path.basename(name)),
@@ -408,8 +603,13 @@ def _stored_name(field, meta, using: str) -> str:
     if not _check_stored(storage, stored, hexd, size):
         storage.delete(stored)
         raise AttachmentError(f"{field.name}: the storage did not keep {name} ({hexd[:12]}...) intact")
-    ServerFile.objects.using(using).create(sha256=hexd, storage=key, name=stored, size=size,
-                                           field=f"{field.model._meta.label}.{field.name}")
+    if known is not None:
+        known.name = stored
+        known.save(using=using, update_fields=["name"])
+        transaction.on_commit(lambda: clear_damaged(hexd, key), using=using)
+    else:
+        ServerFile.objects.using(using).create(sha256=hexd, storage=key, name=stored, size=size,
+                                               field=f"{field.model._meta.label}.{field.name}")
     # The received copy is not needed once this is committed (a later need reads the
     # stored one); a rolled-back savepoint drops this callback, keeping the copy.
     transaction.on_commit(lambda: incoming_store("").remove(hexd), using=using)
@@ -428,6 +628,8 @@ def _source(hexd: str, size: int, name: str, using: str):
         f = store.open(hexd)
         return f, f.close
     for other in ServerFile.objects.using(using).filter(sha256=hexd):
+        if damaged(hexd, other.storage):
+            continue
         label, _, fname = other.field.rpartition(".")
         try:
             storage = apps.get_model(label)._meta.get_field(fname).storage
@@ -438,6 +640,30 @@ def _source(hexd: str, size: int, name: str, using: str):
     have = store.received(hexd)
     raise AttachmentError(f"the file {name} ({hexd[:12]}..., {size:,} bytes) has not arrived "
                           f"({have:,} bytes received); retry once a bundle brought it")
+
+
+def _damaged_marker(hexd: str, key: str) -> Path:
+    return root() / "damaged" / f"{hexd}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def damaged(hexd: str, key: str) -> bool:
+    """Whether the stored copy of ``hexd`` in the storage ``key`` was found damaged
+    and not repaired yet.
+
+    A file marker, not a column: the damage is found while a record is applied,
+    inside the savepoint that the record's failure rolls back, and what was found
+    about the disk must outlive that (the receipts then ask for the file)."""
+    return _damaged_marker(hexd, key).exists()
+
+
+def clear_damaged(hexd: str, key: str) -> None:
+    _damaged_marker(hexd, key).unlink(missing_ok=True)
+
+
+def _mark_damaged(hexd: str, key: str, name: str) -> None:
+    marker = _damaged_marker(hexd, key)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{key}\n{name}\n")
 
 
 def _check_stored(storage, name: str, hexd: str, size: int) -> bool:
@@ -474,3 +700,101 @@ class _Hashing:
 
     def close(self):
         pass
+
+
+# ------------------------------------------------------- what receipts say (server)
+
+
+def file_models() -> list[str]:
+    """Labels of the synced models with file fields: the only ledger rows that can
+    need a file."""
+    from django.apps import apps
+
+    from django_adapter.serialization import is_synced
+
+    return sorted(m._meta.label_lower for m in apps.get_models()
+                  if is_synced(m) and file_fields(m._meta.concrete_model))
+
+
+def held(digests, using: str) -> set[str]:
+    """Of these SHA-256 hex digests, those this server holds verified: a complete
+    received copy (checked against its digest when its last chunk came), or a copy
+    stored through a field's storage (read back and checked when stored, and each
+    time a row reuses it) not since found damaged."""
+    from django_adapter.models import ServerFile
+
+    digests = list(dict.fromkeys(digests))
+    store = incoming_store("")
+    out = {d for d in digests if store.has(d)}
+    rest = [d for d in digests if d not in out]
+    for i in range(0, len(rest), 1000):
+        for hexd, key in (ServerFile.objects.using(using)
+                          .filter(sha256__in=rest[i:i + 1000]).values_list("sha256", "storage")):
+            if not damaged(hexd, key):
+                out.add(hexd)
+    return out
+
+
+def rows_needing_files(using: str, statuses, sender: str | None = None):
+    """(ledger row id, tx id, the digests its record names) of the rows in
+    ``statuses`` whose model has file fields, a batch at a time."""
+    from django_adapter.codec import load
+    from django_adapter.models import IncomingTransaction
+
+    labels = file_models()
+    if not labels:
+        return
+    rows = IncomingTransaction.objects.using(using).filter(status__in=statuses, tx_name__in=labels)
+    if sender is not None:
+        rows = rows.filter(sender=sender)
+    for pk, tx_id, tx, fmt in rows.order_by("id").values_list("id", "tx_id", "tx", "format").iterator(
+            chunk_size=500):
+        try:
+            digests = record_digests(load(tx, fmt))
+        except Exception:  # noqa: BLE001 - an undecodable record needs no file
+            continue
+        if digests:
+            yield pk, tx_id, digests
+
+
+def receipt_files(fingerprint: str, using: str) -> tuple[list[bytes], list[bytes]]:
+    """(held, needed) SHA-256 digests for a sender's receipts (RECEIPTS.md §3.7).
+
+    Held: the files its bundles carried or referenced (``SenderFile``) that this
+    server holds, verified.  Needed: the files its failed transactions name that
+    this server does not hold (never received, or found damaged): the site sends
+    them again, and the transaction is retried when they arrive.  Read a batch at
+    a time; the receipts split them (bundlekit.receipt.split_files)."""
+    from django_adapter.models import SenderFile, TxStatus
+
+    have: list[bytes] = []
+    last = 0
+    while True:
+        batch = list(SenderFile.objects.using(using).filter(fingerprint=fingerprint, id__gt=last)
+                     .order_by("id").values_list("id", "sha256")[:1000])
+        if not batch:
+            break
+        last = batch[-1][0]
+        got = held([h for _, h in batch], using)
+        have.extend(bytes.fromhex(h) for _, h in batch if h in got)
+    need: set[str] = set()
+    for _, _, digests in rows_needing_files(using, [TxStatus.FAILED], fingerprint):
+        missing = set(digests) - held(digests, using)
+        need.update(missing)
+    return have, sorted(bytes.fromhex(h) for h in need)
+
+
+def waiting_for(fingerprint: str, arrived, using: str) -> list:
+    """Tx ids of the sender's failed transactions that name a file of ``arrived``
+    (digests a bundle just completed) and whose files are now all held: what the
+    import retries at once (django_adapter.intake)."""
+    from django_adapter.models import TxStatus
+
+    arrived = set(arrived)
+    if not arrived:
+        return []
+    found = []
+    for _, tx_id, digests in rows_needing_files(using, [TxStatus.FAILED], fingerprint):
+        if arrived & set(digests) and held(digests, using) == set(digests):
+            found.append(tx_id)
+    return found

@@ -103,6 +103,9 @@ def export(
         _export_lines(report)
     for name in report.missing:
         err(f"{cfg.outbox / name}: not acknowledged yet but missing from the outbox; cannot resend it")
+    for f in report.files_unavailable:
+        err(f"{f['name']} ({f['sha256'][:12]}...): the server needs this file sent again, but "
+            "this site no longer has it (its copy was pruned and its storage holds other bytes)")
 
 
 def _pending(cfg) -> int:
@@ -153,6 +156,9 @@ def _file_line(f) -> list[str]:
     )
     if f.missing_seqs:
         line += f"; waiting for seq {', '.join(map(str, f.missing_seqs))}"
+    if f.retried:
+        line += (f"; retried {sum(f.retried.values())} failed transaction(s) whose files "
+                 f"arrived: applied {f.retried.get('applied', 0)}")
     if f.forwarded:
         line += f"; forwarded to {f.forwarded}"
     if f.code:
@@ -461,6 +467,52 @@ def _sender_notes(senders) -> None:
             out(f"sender {r['site']}: {note}")
 
 
+# ---------------------------------------------------------------------- files
+
+
+def files(
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Remove the orphans (default: only list them).")
+    ] = False,
+    min_age: Annotated[
+        float,
+        typer.Option("--min-age", help="Hours a received copy must be old to count as an orphan."),
+    ] = 24.0,
+    database: DatabaseOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the attachment files nothing needs any more (server); --sweep removes them.
+
+    An orphan is a file bundlekit stored that no row names, or a received copy
+    older than --min-age hours, whose digest no pending, failed or unsettled
+    transaction names (those may still be applied).  A dry run by default.
+    """
+    import datetime as dt
+
+    from django_adapter.orphans import sweep as sweep_
+
+    if min_age < 0:
+        raise CommandFailed("--min-age must be 0 or more hours", EXIT_USAGE)
+    report = sweep_(config(database=database).database, remove=sweep,
+                    min_age=dt.timedelta(hours=min_age))
+    if json_out:
+        print_json(report.to_dict())
+        return
+    removed = {(o["kind"], o["name"]) for o in report.removed}
+    for o in report.orphans:
+        verb = "removed" if (o["kind"], o["name"]) in removed else "orphan"
+        digest = "" if o["sha256"] in o["name"] else f"{o['sha256'][:12]}..., "
+        out(f"{verb:<8} {o['kind']:<8} {o['name']} ({digest}{o['size']:,} bytes)")
+    line = (f"{plural(len(report.orphans), 'orphan file')} ({report.orphan_bytes:,} bytes) of "
+            f"{report.stored} stored and {report.received} received; "
+            f"{plural(report.needed, 'file')} kept for transactions that may still apply")
+    if sweep:
+        line += f"; removed {len(report.removed)}"
+    elif report.orphans:
+        line += "; nothing removed (dry run: give --sweep to remove them)"
+    out(line)
+
+
 # -------------------------------------------------------------------- recover
 
 
@@ -576,6 +628,7 @@ COMMANDS = [
     ("prune", prune),
     ("status", status),
     ("recover", recover),
+    ("files", files),
     ("enqueue-existing", enqueue_existing),
 ]
 COMMANDS += REVIEW_COMMANDS

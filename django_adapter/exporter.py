@@ -71,6 +71,13 @@ def export_pending(
         files = attachments.Outgoing(using)
 
         def pending():
+            # Files a server's receipt said it needs again go first, whether or
+            # not a pending transaction names them (their transactions are at the
+            # server, failed, waiting for them).
+            for site_file in files.resend():
+                for chunk_record in files.chunks(site_file):
+                    ids.append(-site_file.pk)
+                    yield PackedRecord(bk_records.packb(chunk_record))
             last = 0
             while True:
                 chunk = list(

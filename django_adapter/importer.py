@@ -65,6 +65,8 @@ class BundleReport(Counts):
     missing_seqs: list[int] = field(default_factory=list)
     applied_successors: list[int] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    #: SHA-256 hex digests of the files this bundle's chunks completed here.
+    files_arrived: list[str] = field(default_factory=list)
 
     def add(self, result: ApplyResult) -> None:
         self.add_counts(result)
@@ -83,6 +85,7 @@ class BundleReport(Counts):
             "missing_seqs": list(self.missing_seqs),
             "applied_successors": list(self.applied_successors),
             "messages": list(self.messages),
+            "files_arrived": list(self.files_arrived),
         }
 
 
@@ -172,7 +175,8 @@ def _import(opened, path, using: str, tick: _Ticker) -> BundleReport:
         # Read as pairs of a record and its bytes: the ledger keeps the bytes as
         # the bundle carried them, without packing each record again.
         records = attachments.divert(opened, m.sender.fingerprint, path=path,
-                                      on_chunk=chunks.append, packed=True)
+                                      on_chunk=chunks.append, packed=True, bundle=bundle,
+                                      using=using)
         for rows in store_chunks(records, using, bundle=bundle, result=stored,
                                  insert=not apply_now, packed=True):
             if apply_now:
@@ -182,6 +186,7 @@ def _import(opened, path, using: str, tick: _Ticker) -> BundleReport:
         if chunks.n:
             # Its transactions are what a receipt's outcomes cover, not its chunks of files.
             bundle.record_count = report.record_count = m.record_count - chunks.n
+        report.files_arrived = sorted(records.arrived)
         _count(bundle, stored)
         report.add(stored)
         if apply_now:

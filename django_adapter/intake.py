@@ -126,6 +126,8 @@ def take_in(
             path=path,
         ) from None
     report.route = route
+    if report.files_arrived:
+        _retry_waiting_for_files(report, path, config)
     if report.status != DUPLICATE and report.bundle_id:
         ImportedBundle.objects.using(config.database).filter(
             bundle_id=report.bundle_id, route=""
@@ -174,6 +176,29 @@ def ledger_verdict(manifest: Manifest, digest: bytes, config: Config) -> tuple[s
             f"with another digest ({rival.bundle_id})"
         )
     return "new", ""
+
+
+def _retry_waiting_for_files(report, path: Path, config: Config) -> None:
+    """Failed transactions of this sender that named a file this bundle completed
+    (a site sending again what a receipt said the server needs) are retried at
+    once, each recorded as a retry decision by ``bundlekit``, so the receipt
+    written next already says what became of them."""
+    from django_adapter import attachments, review
+
+    using = config.database
+    tx_ids = attachments.waiting_for(report.sender, report.files_arrived, using)
+    if not tx_ids:
+        return
+    try:
+        result = review.retry(tx_ids, using=using, who="bundlekit", sender=report.sender,
+                              note=f"the file(s) it needs arrived in {path.name}")
+    except BundleError:
+        log.exception("retrying the transactions waiting for the files of %s", path.name)
+        return
+    report.retried = result.counts()
+    report.messages.append(
+        f"retried {len(tx_ids)} failed transaction(s) whose files arrived: applied "
+        f"{result.applied}, failed {result.failed}")
 
 
 def _forward(path: Path, forward_dir, report) -> None:

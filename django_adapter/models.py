@@ -378,6 +378,30 @@ class SiteFile(models.Model):
         return f"{self.name} ({self.sha256[:12]})"
 
 
+class SiteFileServer(models.Model):
+    """Site: what a server's receipt last said of a captured file (RECEIPTS.md §3.7),
+    per server key: it holds the file (so exports leave its bytes out and its copy
+    aside may be pruned), or it needs the file sent again (missing or damaged there).
+    Only a verified receipt from a receipt issuer writes these rows."""
+
+    HELD = "held"
+    NEEDED = "needed"
+    #: Sent again after a receipt said ``needed``: not sent once more unless a newer
+    #: receipt still needs it.
+    RESENT = "resent"
+
+    file = models.ForeignKey(SiteFile, on_delete=models.CASCADE, related_name="servers")
+    server = models.CharField(max_length=128, help_text="the receipt issuer's key fingerprint")
+    state = models.CharField(max_length=8, choices=[(HELD, HELD), (NEEDED, NEEDED), (RESENT, RESENT)])
+    as_of = models.DateTimeField(help_text="the signed time of the receipt that said so")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["file", "server"], name="bk_sitefile_server")]
+
+    def __str__(self):
+        return f"{self.file_id} {self.state} at {self.server}"
+
+
 class OutgoingFile(models.Model):
     """Site: which captured transaction needs which file."""
 
@@ -400,6 +424,25 @@ class ServerFile(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.sha256[:12]})"
+
+
+class SenderFile(models.Model):
+    """Server: a file (by SHA-256) that a sender's bundles carried or referenced.
+    A sender's receipts say which of these the server holds, and which it needs
+    sent again (RECEIPTS.md §3.7)."""
+
+    fingerprint = models.CharField(max_length=128, help_text="the sender's key fingerprint")
+    sha256 = models.CharField(max_length=64)
+    bundle = models.ForeignKey(ImportedBundle, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+", help_text="the first bundle that named it")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["fingerprint", "sha256"], name="bk_senderfile_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.sha256[:12]} from {self.fingerprint}"
 
 
 _MOVED = {

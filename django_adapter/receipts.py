@@ -34,8 +34,16 @@ from django.utils import timezone
 
 from bundlekit.errors import ReceiptError, ReceiptUntrusted
 from bundlekit.keys import PublicKey
-from bundlekit.receipt import ReceiptEntry, Run, Runs, read_receipt, split_entries, write_receipt
-from django_adapter import clock
+from bundlekit.receipt import (
+    ReceiptEntry,
+    Run,
+    Runs,
+    read_receipt,
+    split_entries,
+    split_files,
+    write_receipt,
+)
+from django_adapter import attachments, clock
 from django_adapter.conf import Config
 from django_adapter.exporter import id_ranges
 from django_adapter.models import (
@@ -182,7 +190,11 @@ def sender_key(fingerprint: str, config: Config) -> PublicKey | None:
 
 def write_receipts(fingerprints, *, config: Config, out_dir=None) -> list[Path]:
     """One receipt per sender into RECEIPTS_OUT (several when the entries do not
-    fit one: 50,000 bundles or 8 MiB)."""
+    fit one: 50,000 bundles or 8 MiB, or the file digests do not: 20,000).
+
+    Each also says which files the sender's bundles carried or referenced that
+    this server holds, and which its failed transactions need sent again
+    (RECEIPTS.md §3.7, ``attachments.receipt_files``)."""
     out = Path(out_dir or config.receipts_out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -191,14 +203,19 @@ def write_receipts(fingerprints, *, config: Config, out_dir=None) -> list[Path]:
         if subject is None:  # no longer trusted: it gets no receipt from us
             continue
         entries, contiguous = ledger_entries(fingerprint, config.database)
-        for group in split_entries(entries):
+        groups = list(split_entries(entries))
+        files = split_files(*attachments.receipt_files(fingerprint, config.database))
+        for i in range(max(len(groups), len(files))):
+            have, need = files[i] if i < len(files) else ((), ())
             written.append(
                 write_receipt(
                     out,
                     issuer=config.identity,
                     subject=subject,
-                    entries=group,
+                    entries=groups[i] if i < len(groups) else [],
                     highest_contiguous_seq=contiguous,
+                    files_held=have,
+                    files_needed=need,
                 )
             )
     return written
@@ -228,6 +245,8 @@ class ReceiptReport:
     unknown: int = 0  # bundle ids this site never sealed (or pruned long ago)
     mismatched: int = 0  # our bundle id with another digest: not acknowledged
     contiguous: int = 0
+    files_held: int = 0  # captured files the server says it holds (their copies may go)
+    files_needed: int = 0  # captured files the server needs sent again: the next export does
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -305,6 +324,11 @@ def apply_receipt(path, *, config: Config) -> ReceiptReport:
                 using=using,
                 update_fields=["acknowledged", "acknowledged_datetime", "server_outcomes", "id_ranges"],
             )
+        # RECEIPTS.md §3.7: the files it holds (exports leave them out, prune may
+        # delete their copies) and those it needs again (the next export sends them).
+        report.files_held, report.files_needed = attachments.note_server_files(
+            receipt.issuer.fingerprint, receipt.files_held, receipt.files_needed,
+            receipt.created, using)
     return report
 
 

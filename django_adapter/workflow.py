@@ -68,6 +68,8 @@ class ExportReport:
     present: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unacknowledged: int = 0
+    #: Files a server needs sent again that this site no longer has (name, digest).
+    files_unavailable: list[dict] = field(default_factory=list)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -112,6 +114,7 @@ def export_to(
     report.sealed = [
         {"seq": b.seq, "file": b.file_name, "records": b.record_count} for b in made
     ]
+    report.files_unavailable = attachments.still_needed(config.database)
     waiting = ExportedBundle.objects.using(config.database).filter(
         fingerprint=identity.fingerprint, acknowledged=False
     )
@@ -172,6 +175,10 @@ class FileReport(Counts):
     #: One line per transaction the server did not apply (the first few, then a
     #: count) or, for a receipt, per run of transactions the site keeps.
     details: list[str] = field(default_factory=list)
+    #: Files (SHA-256 hex) this bundle completed at the server, and the failed
+    #: transactions that waited for them and were applied again (``retried``).
+    files_arrived: list[str] = field(default_factory=list)
+    retried: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -216,6 +223,7 @@ def from_bundle_report(path, r: BundleReport) -> FileReport:
         missing_seqs=list(r.missing_seqs),
         messages=list(r.messages),
         bundle_id=r.bundle_id,
+        files_arrived=list(r.files_arrived),
     )
 
 
@@ -431,6 +439,10 @@ def import_receipt(path, *, config: Config) -> FileReport:
     if r.overruled:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(r.overruled.items()))
         report.messages.append(f"not applied as entered, but held by the server: {counts}")
+    if r.files_needed:
+        report.messages.append(
+            f"the server needs {r.files_needed} file(s) sent again (missing or damaged there); "
+            "the next export carries them")
     if r.kept or r.overruled:
         for note in r.notes[:MAX_DETAILS]:
             first, count = note["first"], note["count"]

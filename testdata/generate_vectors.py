@@ -587,6 +587,7 @@ def receipt_vectors(v: Vectors, chain: list[tuple[bytes, Any, list[dict]]]) -> N
     v.receipt("issuer-mismatch", by_renamed, "receipt-issuer-mismatch",
               "signed with central-server's key, but its issuer names Site B (Eldoret): "
               "the name must be the one the key is trusted as")
+    files_vectors(v)
     body = good[len(receipt.MAGIC) : len(receipt.MAGIC) + body_length]
     raw = msgpack.unpackb(body, raw=False)
     unsorted = msgpack.packb(dict(reversed(list(raw.items()))), use_bin_type=True)
@@ -596,6 +597,37 @@ def receipt_vectors(v: Vectors, chain: list[tuple[bytes, Any, list[dict]]]) -> N
               receipt.MAGIC + unsorted + signature + struct.pack(">I", len(unsorted))
               + receipt.END_MAGIC,
               "receipt-corrupt", "the body's keys are not sorted (RECEIPTS.md 3), re-signed")
+
+
+def files_vectors(v: Vectors) -> None:
+    """RECEIPTS.md §3.7: which files the issuer holds, and which it needs again."""
+    photo, scan, trace = (hashlib.sha256(t).digest()
+                          for t in (b"label photo", b"consent form", b"ecg trace"))
+    held, needed = sorted([photo, scan]), [trace]
+    rid = uuid.UUID("5eceb7e1-0000-4000-8000-000000000005")
+    good = receipt.encode_receipt(issuer=CENTRAL, subject=SITE_A.public, entries=[],
+                                  created=CREATED, receipt_id=rid,
+                                  files_held=held, files_needed=needed)
+    v.receipt("ok-files", good, "ok",
+              "central-server holds two of Site A's files and needs a third sent again; "
+              "no bundle entries", ok={"receipt-id": str(rid), "entries": "0", "contiguous": "0",
+                                       "files-held": " ".join(d.hex() for d in held),
+                                       "files-needed": trace.hex()})
+    body_length = len(good) - receipt.FIXED_OVERHEAD
+    raw = msgpack.unpackb(good[len(receipt.MAGIC) : len(receipt.MAGIC) + body_length], raw=False)
+    raw["files"]["held"] = list(reversed(raw["files"]["held"]))
+    unsorted = msgpack.packb(raw, use_bin_type=True)
+    signature = CENTRAL.sign(receipt.SIGNATURE_CONTEXT + unsorted)
+    v.receipt("files-not-sorted",
+              receipt.MAGIC + unsorted + signature + struct.pack(">I", len(unsorted))
+              + receipt.END_MAGIC,
+              "receipt-corrupt", "files.held not in ascending order (RECEIPTS.md 3.7), re-signed")
+    by_hub = receipt.encode_receipt(
+        issuer=HUB, subject=SITE_A.public, entries=[], created=CREATED,
+        receipt_id=uuid.UUID("5eceb7e1-0000-4000-8000-000000000006"), files_held=held)
+    v.receipt("files-from-untrusted", by_hub, "receipt-untrusted",
+              "correctly signed by hub, claiming central-server's files are held: only a "
+              "trusted issuer may say so (a site deletes its copies on that word)")
 
 
 def main() -> int:

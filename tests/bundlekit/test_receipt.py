@@ -38,6 +38,7 @@ from bundlekit.receipt import (
     peek_receipt,
     read_receipt,
     receipt_file_name,
+    split_files,
     write_receipt,
 )
 
@@ -524,3 +525,87 @@ def test_a_folder_is_read_in_signed_creation_order(tmp_path):
     assert ordered == [tie, earlier, later, junk]
     assert in_created_order(reversed(ordered)) == ordered
     assert peek_receipt(earlier).created == same_second[1]
+
+
+# ------------------------------------------------ RECEIPTS.md §3.7: which files the issuer holds
+
+
+def digest(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def test_files_held_and_needed_round_trip_sorted():
+    data = encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[entry(1)],
+                          created=WHEN, files_held=[digest(3), digest(1), digest(3)],
+                          files_needed=[digest(2)])
+    receipt = decode(data)
+    assert receipt.files_held == (digest(1), digest(3))
+    assert receipt.files_needed == (digest(2),)
+    assert _body_of(data)["files"] == {"held": [digest(1), digest(3)], "needed": [digest(2)]}
+
+
+def test_a_receipt_without_files_has_no_files_key_and_reads_as_before():
+    """Backward compatible: a version-2 receipt written before §3.7 (no ``files``)
+    is read, and says nothing of files; one with nothing to say is written alike."""
+    data = small_receipt()
+    assert "files" not in _body_of(data)
+    receipt = decode(data)
+    assert receipt.files_held == () and receipt.files_needed == ()
+
+
+def test_ten_thousand_files_of_one_bundle_fit_and_more_are_split():
+    """A bundle may reference 10,000 files: one receipt; 45,001 need three."""
+    held = [digest(n) for n in range(10_000)]
+    data = encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[entry(1)],
+                          files_held=held)
+    assert len(data) < 400_000 and len(decode(data).files_held) == 10_000
+    groups = split_files([digest(n) for n in range(45_000)], [digest(7), digest(50_000)])
+    assert [len(h) + len(n) for h, n in groups] == [20_000, 20_000, 5_001]
+    assert groups[0][1] == (digest(7), digest(50_000))  # the needed ones go first, never held
+    assert all(digest(7) not in h for h, _ in groups)
+    for have, need in groups:
+        got = decode(encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[],
+                                    files_held=have, files_needed=need))
+        assert (got.files_held, got.files_needed) == (have, need)
+    with pytest.raises(ValueError, match="split_files"):
+        encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[],
+                       files_held=[digest(n) for n in range(20_001)])
+    with pytest.raises(ValueError, match="both"):
+        encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[],
+                       files_held=[digest(1)], files_needed=[digest(1)])
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"held": [digest(2), digest(1)], "needed": []},  # not sorted
+        {"held": [digest(1), digest(1)], "needed": []},  # twice
+        {"held": [digest(1)], "needed": [digest(1)]},  # held and needed
+        {"held": [], "needed": []},  # nothing: the key is left out instead
+        {"held": [b"short"], "needed": []},
+        {"held": [digest(1)]},
+        {"held": [digest(1)], "needed": [], "extra": []},
+        {"held": "x", "needed": []},
+        [digest(1)],
+        {"held": [digest(n) for n in range(20_001)], "needed": []},  # over MAX_FILES
+    ],
+)
+def test_strict_files_checks(files):
+    body = _body()
+    body["files"] = files
+    with pytest.raises(ReceiptCorrupt):
+        decode(_resign(body))
+
+
+def test_a_hostile_receipt_claiming_files_is_refused_like_any_other():
+    """Only a trusted issuer's receipt may say that a file is held (a site prunes
+    its copy on that word): the same files signed by another key are refused."""
+    data = encode_receipt(issuer=SITE_B, subject=SITE_A.public, entries=[],
+                          files_held=[digest(1)])
+    with pytest.raises(ReceiptUntrusted):
+        decode(data)
+    tampered = encode_receipt(issuer=SERVER, subject=SITE_A.public, entries=[],
+                              files_held=[digest(1)])
+    flipped = tampered.replace(digest(1), digest(2))
+    with pytest.raises(ReceiptBadSignature):
+        decode(flipped)

@@ -42,7 +42,7 @@ RECEIPT_CLASSES = frozenset({
 KEYS = frozenset({
     "file", "expect", "comment", "identity", "trusted", "revoked", "digest", "seq", "prev",
     "records", "schema", "trusted-issuer", "me", "receipt-id", "entries", "contiguous",
-    "outcomes", "files",
+    "outcomes", "files", "files-held", "files-needed",
 })
 REPEATABLE = frozenset({"comment", "trusted", "revoked", "trusted-issuer", "files"})
 
@@ -198,6 +198,8 @@ def check_receipt(v: Vector, path: Path) -> None:
         "outcomes": "; ".join(
             f"{e.seq}:{r.first}+{r.count} {r.outcome}" for e in receipt.entries for r in e.outcomes
         ),
+        "files-held": " ".join(d.hex() for d in receipt.files_held) or "none",
+        "files-needed": " ".join(d.hex() for d in receipt.files_needed) or "none",
     }
     for key, got in checks.items():
         want = v.get(key)

@@ -22,10 +22,12 @@ from django_adapter import attachments
 from django_adapter.apply import retry_failed
 from django_adapter.codec import packb
 from django_adapter.models import (
+    Decision,
     IncomingTransaction,
     OutgoingFile,
     ServerFile,
     SiteFile,
+    SiteFileServer,
     TxStatus,
 )
 from django_adapter.receipts import apply_receipt
@@ -170,25 +172,30 @@ def test_a_file_that_does_not_match_its_digest_is_refused_and_the_good_copy_appl
     assert server_bytes(m.Document.objects.using("server").get(code="D-9"), "photo") == PHOTO
 
 
-def test_a_missing_file_fails_the_record_with_a_reason_and_retry_applies_it(
+def test_a_missing_file_fails_the_record_with_a_reason_and_applies_once_it_arrives(
         site, server, keys, media, tmp_path):
     media("central")
     record = _document_record(PHOTO)
     first = _signed(keys.ids["site-a"], server, tmp_path, [record], name="first")
-    run = import_paths([first.path], config=server)
+    import_paths([first.path], config=server)
     row = IncomingTransaction.objects.using("server").get(tx_id=record["id"])
     assert row.status == TxStatus.FAILED and "has not arrived" in row.reason
     assert not m.Document.objects.using("server").exists()  # never a row pointing at nothing
+    assert retry_failed(using="server").failed == 1  # a retry before it came changes nothing
 
     digest = hashlib.sha256(PHOTO).digest()
     chunks = list(blobs.chunks(io.BytesIO(PHOTO), digest, len(PHOTO)))
     second = _signed(keys.ids["site-a"], server, tmp_path, chunks, seq=2,
                      prev=first.digest, name="second")
-    assert [f.status for f in import_paths([second.path], config=server).files] == ["applied"]
-    result = retry_failed(using="server")
-    assert result.applied == 1
+    (report,) = import_paths([second.path], config=server).files
+    # The bundle that completed the file retried the transaction waiting for it.
+    assert report.status == "applied" and report.files_arrived == [digest.hex()]
+    assert report.retried["applied"] == 1
+    row.refresh_from_db()
+    assert row.status == TxStatus.APPLIED
+    decision = Decision.objects.using("server").get(tx_id=record["id"])
+    assert (decision.who, decision.choice) == ("bundlekit", "retry")
     assert server_bytes(m.Document.objects.using("server").get(code="D-9"), "photo") == PHOTO
-    assert run is not None
 
 
 def test_a_stored_copy_damaged_at_the_server_fails_the_record_not_the_row(
@@ -325,3 +332,139 @@ def test_a_bundle_with_more_file_bytes_than_the_server_takes_is_refused(
     run = import_paths([sealed.path], config=server)
     assert not run.ok and "MAX_FILE_BYTES_PER_BUNDLE" in run.files[0].reason
     assert not IncomingTransaction.objects.using("server").exists()
+
+
+# ----------------------------------------------- receipts say which files arrived (issue 16)
+
+
+def receipts_back(site, server):
+    """Every receipt the server wrote so far, applied at the laptop in signed order."""
+    from bundlekit.receipt import in_created_order
+
+    return [apply_receipt(r, config=site) for r in in_created_order(server.receipts_out.iterdir())]
+
+
+def test_a_receipt_says_which_files_the_server_holds_and_exports_leave_them_out(
+        site, server, usb, media):
+    m.Document.objects.create(code="D-1", photo=ContentFile(PHOTO, name="label.jpg"))
+    travel(site, server, usb, media)
+    reports = receipts_back(site, server)
+    assert sum(r.files_held for r in reports) == 1
+    (state,) = SiteFileServer.objects.all()
+    assert (state.server, state.state) == (server.identity.fingerprint, "held")
+    # After a restore from backup the laptop's database forgets that it sent the
+    # photo; the receipt still says the server holds it, so its bytes stay home.
+    SiteFile.objects.update(last_bundle=None, first_bundle=None)
+    m.Document.objects.create(code="D-2", photo=ContentFile(PHOTO, name="label.jpg"))
+    for old in usb.iterdir():
+        old.unlink()
+    report, run = travel(site, server, usb, media)
+    (bundle,) = report.sealed
+    assert os.path.getsize(usb / bundle["file"]) < len(PHOTO) // 2  # the record, not the photo
+    assert [f.status for f in run.files] == ["applied"]
+    assert run.files[0].failed == 0
+    media("central")
+    got = m.Document.objects.using("server").get(code="D-2")
+    assert server_bytes(got, "photo") == PHOTO
+    assert ServerFile.objects.using("server").count() == 1  # never stored twice
+
+
+def test_a_receipt_older_than_the_last_word_changes_nothing(site, server, usb, media):
+    """Receipts are read in any order: what a server said last of a file stands."""
+    import datetime as dt
+
+    m.Document.objects.create(code="D-1", photo=ContentFile(PHOTO, name="label.jpg"))
+    travel(site, server, usb, media)
+    receipts_back(site, server)
+    digest = bytes.fromhex(sha(PHOTO))
+    state = SiteFileServer.objects.get()
+    before = state.as_of - dt.timedelta(seconds=1)
+    assert attachments.note_server_files(state.server, [], [digest], before, "default") == (0, 0)
+    assert SiteFileServer.objects.get().state == "held"
+
+
+def test_a_file_damaged_at_the_server_is_asked_for_sent_again_and_the_record_applies(
+        site, server, usb, media):
+    """The stored photo rots on the server's disk after the laptop pruned its copy.
+    The next change naming it fails there with a reason; the receipt says the
+    server needs the file; the laptop sends it again from its own storage; the
+    bundle that brings it retries the change, which applies, and the damaged file
+    is repaired under its own name (the first row points at good bytes again)."""
+    doc = m.Document.objects.create(code="D-1", photo=ContentFile(PHOTO, name="label.jpg"))
+    travel(site, server, usb, media)
+    receipts_back(site, server)
+    assert prune(config=site).attachments  # confirmed held: the copy aside goes
+    # The received copy goes once the stored one is committed (an on-commit hook,
+    # which the test's wrapping transaction never runs).
+    attachments.incoming_store("").remove(sha(PHOTO))
+    media("central")
+    first = m.Document.objects.using("server").get(code="D-1")
+    with open(first.photo.path, "r+b") as f:  # the server's disk damages it
+        f.seek(1000)
+        f.write(b"rot")
+
+    media("site-a")
+    doc.scan = ContentFile(SCAN, name="consent.pdf")  # the photo is unchanged
+    doc.save()
+    for old in usb.iterdir():
+        old.unlink()
+    report, run = travel(site, server, usb, media)
+    (failed,) = IncomingTransaction.objects.using("server").filter(status=TxStatus.FAILED)
+    assert "stored copy of photos/label.jpg" in failed.reason and "is damaged" in failed.reason
+    assert run.files[0].details and "is damaged" in run.files[0].details[0]
+    assert m.Document.objects.using("server").get(code="D-1").scan.name == ""  # not applied
+
+    reports = receipts_back(site, server)
+    assert reports[-1].files_needed == 1
+    assert SiteFileServer.objects.get(file__sha256=sha(PHOTO)).state == "needed"
+    # The scan's copy goes (held); the photo has none left: it is read from storage.
+    assert [os.path.basename(p) for p in prune(config=site).attachments] == [sha(SCAN)]
+    for old in usb.iterdir():
+        old.unlink()
+    report, run = travel(site, server, usb, media)
+    (resent,) = report.sealed
+    assert resent["records"] == 0  # only the photo's chunks: no change was pending
+    assert report.files_unavailable == []
+    (imported,) = [f for f in run.files if f.seq == resent["seq"]]
+    assert imported.files_arrived == [sha(PHOTO)] and imported.retried["applied"] == 1
+    failed.refresh_from_db()
+    assert failed.status == TxStatus.APPLIED
+    media("central")
+    got = m.Document.objects.using("server").get(code="D-1")
+    assert server_bytes(got, "scan") == SCAN and server_bytes(got, "photo") == PHOTO
+    assert got.photo.name == first.photo.name  # repaired in place
+    assert ServerFile.objects.using("server").filter(sha256=sha(PHOTO)).count() == 1
+
+    receipts_back(site, server)
+    assert SiteFileServer.objects.get(file__sha256=sha(PHOTO)).state == "held"
+    assert prune(config=site).attachments  # confirmed again: the copy taken again goes
+
+
+def test_a_file_the_site_no_longer_has_is_named_at_export(site, server, usb, media):
+    m.Document.objects.create(code="D-1", photo=ContentFile(PHOTO, name="label.jpg"))
+    travel(site, server, usb, media)
+    receipts_back(site, server)
+    prune(config=site)
+    row = SiteFile.objects.get()
+    os.unlink(m.Document.objects.get(code="D-1").photo.path)  # gone from its storage too
+    SiteFileServer.objects.update(state="needed")
+    report = export_to(usb, config=site)
+    assert report.files_unavailable == [{"name": row.name, "sha256": row.sha256}]
+    assert report.sealed == []
+
+
+def test_only_a_receipt_issuer_can_say_a_file_is_held(site, server, usb, media, keys, tmp_path):
+    """A peer laptop may send us bundles (TRUSTED) but never acknowledge ours: its
+    receipt claiming the server holds our photo is refused and prunes nothing."""
+    from bundlekit.errors import ReceiptUntrusted
+    from bundlekit.receipt import write_receipt
+
+    m.Document.objects.create(code="D-1", photo=ContentFile(PHOTO, name="label.jpg"))
+    export_to(usb, config=site)
+    forged = write_receipt(tmp_path, issuer=keys.ids["site-b"], subject=keys.ids["site-a"].public,
+                           entries=[], files_held=[bytes.fromhex(sha(PHOTO))])
+    with pytest.raises(ReceiptUntrusted):
+        apply_receipt(forged, config=site)
+    assert not SiteFileServer.objects.exists()
+    assert prune(config=site).attachments == []
+    assert os.path.exists(SiteFile.objects.get().copy)
