@@ -276,17 +276,17 @@ class _Tee:
         end; with ``keep``, return the record's bytes."""
         a, b = start - self.base, end - self.base
         raw = None
-        if keep:
-            raw = bytes(self.kept[a:b])
-            limits.check_record(raw)
-        elif b - a <= limits.MAX_RECORD_VALUES:
-            limits.check_record(self.kept[a:b])  # a small copy
-        else:
-            with memoryview(self.kept) as whole, whole[a:b] as view:
-                limits.check_record(view)
+        with memoryview(self.kept) as whole, whole[a:b] as view:
+            if b - a <= limits.MAX_RECORD_VALUES:
+                raw = bytes(view)  # a small copy, what the quick check reads
+                limits.check_record(raw)
+            else:
+                limits.check_record(view)  # checked in place: a bomb is never copied
+                if keep:
+                    raw = bytes(view)
         del self.kept[:b]
         self.base = end
-        return raw
+        return raw if keep else None
 
 
 def iter_records(
