@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db.models import signals
 from django.utils import timezone
 
-from django_adapter import attachments, clock
+from django_adapter import attachments, clock, m2m_links
 from django_adapter.codec import RECORD_FORMAT, packb
 from django_adapter.exceptions import NaturalKeyError, SyncError
 from django_adapter.models import OutgoingTransaction
@@ -302,6 +302,8 @@ def register(model) -> None:
             through = f.remote_field.through
             if through._meta.auto_created:
                 signals.m2m_changed.connect(_m2m_changed, sender=through, dispatch_uid=f"{uid}-{f.name}")
+                # With a receiver, each add() reads the links it must skip: prepared.
+                m2m_links.speed_up(f)
     _registered.add(model)
 
 
