@@ -404,7 +404,8 @@ def _seal_json_lines(recs, sender, server, d, key, nonce, chunk, out):
     """Sealing from JSON lines (what ``bundle seal`` reads on stdin), three ways:
     ``bundle seal`` as a user runs it (a whole process), the library's ``seal()``
     over the same parsing in this process, and the limit: parse the lines
-    (``json.loads`` and the typed values), pack, compress, encrypt, nothing else."""
+    (``json.loads`` and the typed values, by the same fastest path the command takes,
+    records.packable_from_jsonable), pack, compress, encrypt, nothing else."""
     import subprocess
 
     import zstandard
@@ -448,7 +449,7 @@ def _seal_json_lines(recs, sender, server, d, key, nonce, chunk, out):
     parts = []
     with open(lines) as f:
         for line in f:
-            parts.append(packer.pack(rec.from_jsonable(json.loads(line))))
+            parts.append(packer.pack(rec.packable_from_jsonable(json.loads(line))))
     comp = zstandard.ZstdCompressor(level=3).compress(b"".join(parts))
     aead = ChaCha20Poly1305(key)
     mv = memoryview(comp)

@@ -194,18 +194,20 @@ def check_record(data) -> None:
 
     The fast path costs one pass of ``bytes.translate``: a record no longer than
     the value budget with fewer container headers than the depth limit is within
-    every bound, so only large or container-heavy records are walked.
+    every bound, so only large or container-heavy records are walked.  Writers
+    and readers run it on every record, so it tests exact types, not isinstance.
     """
-    if len(data) > MAX_RECORD_SIZE:
+    n = len(data)
+    if n <= MAX_RECORD_VALUES:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = bytes(data)  # a memoryview: translate is a method of bytes
+        if len(data.translate(None, _NOT_CONTAINER_BYTES)) < MAX_RECORD_DEPTH:
+            return
+    elif n > MAX_RECORD_SIZE:
         raise CorruptBundle(
-            f"a record inside is {len(data):,} bytes, more than the {MAX_RECORD_SIZE:,} the "
+            f"a record inside is {n:,} bytes, more than the {MAX_RECORD_SIZE:,} the "
             "format allows"
         )
-    if len(data) <= MAX_RECORD_VALUES and (
-        len((data if isinstance(data, bytes | bytearray) else bytes(data))
-            .translate(None, _NOT_CONTAINER_BYTES)) < MAX_RECORD_DEPTH
-    ):
-        return
     try:
         scan(data, RECORD)
     except LimitExceeded as e:

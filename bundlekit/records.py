@@ -152,7 +152,11 @@ def _offset_is_canonical(value: dt.datetime | dt.time, text: str, base_len: int)
 
 
 def _dec_datetime(data: bytes) -> dt.datetime:
-    text = data.decode("ascii")
+    return _datetime_text(data.decode("ascii"))
+
+
+def _datetime_text(text: str) -> dt.datetime:
+    """The datetime of ``text`` if it is exactly as the encoder writes it, else ValueError."""
     if _match_datetime(text) is None:
         raise ValueError("not a datetime as FORMAT.md §5.2 writes it")
     value = _fromisoformat_datetime(text)
@@ -162,7 +166,10 @@ def _dec_datetime(data: bytes) -> dt.datetime:
 
 
 def _dec_date(data: bytes) -> dt.date:
-    text = data.decode("ascii")
+    return _date_text(data.decode("ascii"))
+
+
+def _date_text(text: str) -> dt.date:
     value = _fromisoformat_date(text)
     if value.isoformat() != text:  # "20240501", "2024-W18-3"
         raise ValueError("not a date as FORMAT.md §5.2 writes it")
@@ -170,7 +177,10 @@ def _dec_date(data: bytes) -> dt.date:
 
 
 def _dec_time(data: bytes) -> dt.time:
-    text = data.decode("ascii")
+    return _time_text(data.decode("ascii"))
+
+
+def _time_text(text: str) -> dt.time:
     if _match_time(text) is None:
         raise ValueError("not a time as FORMAT.md §5.2 writes it")
     value = _fromisoformat_time(text)
@@ -409,26 +419,38 @@ def to_jsonable(obj: Any) -> Any:
     raise TypeError(f"no JSON form for a value of type {t.__name__}")
 
 
+def _duration(v: Any) -> dt.timedelta:
+    return dt.timedelta(days=v["days"], seconds=v["seconds"], microseconds=v["microseconds"])
+
+
+def _bytes(v: Any) -> bytes:
+    return base64.b64decode(v, validate=True)
+
+
+def _map(v: Any) -> dict:
+    return {_hashable(from_jsonable(k)): from_jsonable(x) for k, x in v}
+
+
+_FROM_TAG = {
+    TAG_DECIMAL: Decimal,
+    TAG_UUID: uuid.UUID,
+    TAG_DATETIME: dt.datetime.fromisoformat,
+    TAG_DATE: dt.date.fromisoformat,
+    TAG_TIME: dt.time.fromisoformat,
+    TAG_DURATION: _duration,
+    TAG_BYTES: _bytes,
+    TAG_FLOAT: float,
+    TAG_MAP: _map,
+}
+# What a malformed tag value raises in the constructors above ({"$uuid": 5}: AttributeError).
+_MALFORMED = (TypeError, KeyError, ValueError, ArithmeticError, AttributeError)
+
+
 def _from_tag(tag: str, v: Any) -> Any:
-    if tag == TAG_DECIMAL:
-        return Decimal(v)
-    if tag == TAG_UUID:
-        return uuid.UUID(v)
-    if tag == TAG_DATETIME:
-        return dt.datetime.fromisoformat(v)
-    if tag == TAG_DATE:
-        return dt.date.fromisoformat(v)
-    if tag == TAG_TIME:
-        return dt.time.fromisoformat(v)
-    if tag == TAG_DURATION:
-        return dt.timedelta(days=v["days"], seconds=v["seconds"], microseconds=v["microseconds"])
-    if tag == TAG_BYTES:
-        return base64.b64decode(v, validate=True)
-    if tag == TAG_FLOAT:
-        return float(v)
-    if tag == TAG_MAP:
-        return {_hashable(from_jsonable(k)): from_jsonable(x) for k, x in v}
-    raise ValueError(f"unknown JSON tag {tag!r}")
+    convert = _FROM_TAG.get(tag)
+    if convert is None:
+        raise ValueError(f"unknown JSON tag {tag!r}")
+    return convert(v)
 
 
 def _hashable(k: Any) -> Any:
@@ -437,16 +459,101 @@ def _hashable(k: Any) -> Any:
 
 def from_jsonable(obj: Any) -> Any:
     """Inverse of :func:`to_jsonable`; ValueError for an unknown or malformed tag."""
+    return _from_jsonable(obj, _from_tag)
+
+
+def _from_jsonable(obj: Any, from_tag: Any) -> Any:
+    # Leaves are kept without a call each (most values of a record are leaves).
     t = type(obj)
     if t is dict:
         if len(obj) == 1:
             (k, v), = obj.items()
             if isinstance(k, str) and k.startswith("$"):
                 try:
-                    return _from_tag(k, v)
-                except (TypeError, KeyError, ValueError, ArithmeticError) as e:
+                    return from_tag(k, v)
+                except _MALFORMED as e:
                     raise ValueError(f"malformed {k} value: {v!r}") from e
-        return {k: from_jsonable(v) for k, v in obj.items()}
+        return {k: _from_jsonable(v, from_tag) if type(v) is dict or type(v) is list else v
+                for k, v in obj.items()}
     if t is list:
-        return [from_jsonable(v) for v in obj]
+        return [_from_jsonable(v, from_tag) if type(v) is dict or type(v) is list else v
+                for v in obj]
     return obj
+
+
+# ---------------------------------------------------------------------------
+# JSON form straight to packable values: ``bundle seal`` from JSON lines
+
+def packable_from_jsonable(obj: Any) -> Any:
+    """:func:`from_jsonable` for a record about to be packed, and nothing else.
+
+    The same walk, but a typed value comes out as its ext data (a msgpack
+    ``ExtType``, FORMAT.md §5.2) instead of a Python value: packing it gives the
+    same bytes as packing ``from_jsonable(obj)`` (tests/bundlekit/test_records.py
+    checks it), without building a UUID or a datetime only to write it out
+    again.  Text already in the form the ext data holds (a UUID with hyphens,
+    the encoder's datetimes) is checked as a reader checks it and taken as it
+    is; anything else goes through the Python value.  The errors are
+    from_jsonable's.
+    """
+    return _from_jsonable(obj, _packable_tag)
+
+
+def _packable_tag(tag: str, v: Any) -> Any:
+    convert = _PACKABLE_TAG.get(tag)
+    return convert(v) if convert is not None else _from_tag(tag, v)
+
+
+
+def _uuid_ext(v: Any) -> msgpack.ExtType:
+    if type(v) is str:
+        digits = v.replace("-", "")  # uuid.UUID drops every hyphen too
+        if len(digits) == 32:
+            try:
+                data = bytes.fromhex(digits)
+            except ValueError:
+                pass
+            else:
+                if len(data) == 16:  # 32 hex digits (no spaces): uuid.UUID(v).bytes
+                    return _ext(_ExtType, (EXT_UUID, data))
+    return _enc_uuid(uuid.UUID(v))
+
+
+# Every ASCII digit as 0: the shape of a text, to tell the encoder's forms at a glance.
+_SHAPE = str.maketrans("123456789", "000000000")
+_OFFSET_SHAPES = ("", "+00:00", "-00:00")
+_DATETIME_SHAPES = frozenset("0000-00-00T00:00:00.000000" + o for o in _OFFSET_SHAPES)
+_TIME_SHAPES = frozenset("00:00:00.000000" + o for o in _OFFSET_SHAPES)
+_DATE_SHAPES = frozenset({"0000-00-00"})
+_NEGATIVE_ZERO = "-00:00"  # isoformat writes a zero offset as +00:00
+
+
+def _text_ext(code: int, shapes: frozenset[str], parse: Any, encode: Any) -> Any:
+    """Text of one of ``shapes`` that parses is what ``encode(parse(text))`` would
+    write (fixed-width digits, an offset of hours and minutes): it is the ext data.
+    Any other spelling goes through the value."""
+    def convert(v: Any) -> msgpack.ExtType:
+        if type(v) is str and v.translate(_SHAPE) in shapes and not v.endswith(_NEGATIVE_ZERO):
+            parse(v)  # the ranges: ValueError for a 13th month
+            return _ext(_ExtType, (code, v.encode("ascii")))
+        return encode(parse(v))
+    return convert
+
+
+def _decimal_ext(v: Any) -> msgpack.ExtType:
+    return _ext(_ExtType, (EXT_DECIMAL, str(Decimal(v)).encode("ascii")))
+
+
+def _duration_ext(v: Any) -> msgpack.ExtType:
+    return _enc_timedelta(_duration(v))
+
+
+_PACKABLE_TAG = {
+    TAG_DECIMAL: _decimal_ext,
+    TAG_UUID: _uuid_ext,
+    TAG_DATETIME: _text_ext(EXT_DATETIME, _DATETIME_SHAPES, dt.datetime.fromisoformat,
+                            _enc_datetime),
+    TAG_DATE: _text_ext(EXT_DATE, _DATE_SHAPES, dt.date.fromisoformat, _enc_date),
+    TAG_TIME: _text_ext(EXT_TIME, _TIME_SHAPES, dt.time.fromisoformat, _enc_time),
+    TAG_DURATION: _duration_ext,
+}

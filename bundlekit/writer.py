@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import zstandard
 
 from bundlekit import age, container, limits, records
@@ -108,6 +109,12 @@ class _Sink(io.RawIOBase):
 
 
 def _key_value(value: Any) -> Any:
+    """A record's key as the manifest states it (FORMAT.md §4.1): a scalar, or None."""
+    if type(value) is msgpack.ExtType:  # records.packable_from_jsonable's typed values
+        try:
+            value = records.ext_hook(value.code, value.data)
+        except (ValueError, TypeError, ArithmeticError):
+            return None
     return value if isinstance(value, _SCALAR_KEYS) or type(value) in records._ENCODERS else None
 
 
@@ -128,7 +135,8 @@ class _Bundle:
             self.out.abort()
             raise
         self.batch = bytearray()
-        self.pending = 0  # bytes given to zstd (or batched) since the last block flush
+        self.flushed = 0  # zstd output when the last block flush ended: all input before it
+        self.pending = 0  # bytes given to zstd (or batched) since then
         self.count = 0
         self.size = 0
         self.kinds: dict[str, int] = {}
@@ -136,44 +144,88 @@ class _Bundle:
         self.first_key: Any = None
         self.first_key_size = 0
         self.last_key: Any = None
+        # The quick test of seal(): a record of n bytes with pending + n = P fits if
+        # P + (P >> 6) + 3n <= room.  -1 until the first record (it sets the first key).
+        self.room = -1
 
     def bound(self, extra: int, manifest_extra: int) -> int:
         """Largest size the file could have if closed after ``extra`` more record bytes
-        that grow the manifest by ``manifest_extra``."""
+        that grow the manifest by ``manifest_extra``.
+
+        Everything given to zstd before the last block flush is in ``flushed``; what
+        came after compresses to at most its own size plus 1/128 and a few bytes
+        (zstd stores a block raw when it does not compress)."""
         pending = self.pending + extra
-        c = self.compressed.count + pending + (pending >> 7) + _ZSTD_SLACK
+        c = self.flushed + pending + (pending >> 7) + _ZSTD_SLACK
         p = self.job.age_header_size + c + (c // _AGE_CHUNK + 1) * _AGE_TAG
         m = self.job.manifest_base + self.kinds_reserve + self.first_key_size + manifest_extra
         return container.FIXED_OVERHEAD + p + m
 
+    def _refresh(self) -> None:
+        """Recompute ``room``, the quick test's budget, after what it depends on changed.
+
+        With X = P + (P >> 7) (P: pending bytes with the record), ``bound(n, 3n + 9)``
+        is at most ``fixed + X + X / 4096 + 3n``, where ``fixed`` (below) rounds the
+        age tags of X up by one, and X (1 + 1/4096) < P + (P >> 6) + 1.  So
+        ``P + (P >> 6) + 3n <= max_bytes - fixed - 1`` implies ``bound(n, 3n + 9) <=
+        max_bytes``: a few integer operations per record instead of the bound."""
+        job = self.job
+        c = self.flushed + _ZSTD_SLACK
+        fixed = (container.FIXED_OVERHEAD + job.age_header_size + c
+                 + (c // _AGE_CHUNK + 2) * _AGE_TAG
+                 + job.manifest_base + self.kinds_reserve + self.first_key_size + 9)
+        self.room = job.max_bytes - fixed - 1
+
+    def fits(self, n: int, key: Any, kind: Any) -> bool:
+        """The exact test, for a record of ``n`` bytes the quick test did not let in."""
+        # Key and kind are inside the record, so each packs to at most n bytes
+        # (first key, last key, a new kinds entry).
+        if self.bound(n, 3 * n + 9) <= self.job.max_bytes:
+            return True
+        self.flush_block()  # makes the compressed size exact
+        key_size = len(packb_canonical(_key_value(key)))
+        extra = key_size
+        if self.count == 0:
+            extra += key_size  # it will be the first key too
+        if type(kind) is str and kind not in self.kinds:
+            extra += len(packb_canonical(kind)) + 9
+        return self.bound(n, extra) <= self.job.max_bytes
+
     def flush_block(self) -> None:
         self._feed()
         self.zstd.flush(zstandard.FLUSH_BLOCK)
+        self.flushed = self.compressed.count
         self.pending = 0
+        if self.count:
+            self._refresh()
 
     def _feed(self) -> None:
         if self.batch:
             self.zstd.write(self.batch)
             self.batch.clear()
 
-    def add(self, packed: bytes, key: Any, kind: Any) -> None:
-        self.batch += packed
-        n = len(packed)
+    def add(self, packed: bytes, n: int, key: Any, kind: Any) -> None:
+        batch = self.batch
+        batch += packed
         self.pending += n
         self.size += n
         self.count += 1
+        self.last_key = key
         if type(kind) is str:
-            if kind in self.kinds:
-                self.kinds[kind] += 1
+            kinds = self.kinds
+            if kind in kinds:
+                kinds[kind] += 1
             else:
-                self.kinds[kind] = 1
+                kinds[kind] = 1
                 self.kinds_reserve += len(packb_canonical(kind)) + 9
+                self._refresh()
         if self.count == 1:
             self.first_key = _key_value(key)
             self.first_key_size = len(packb_canonical(self.first_key))
-        self.last_key = key
-        if len(self.batch) >= _BATCH:
-            self._feed()
+            self._refresh()
+        if len(batch) >= _BATCH:
+            self.zstd.write(batch)
+            batch.clear()
 
     def finish(self) -> SealedBundle:
         job = self.job
@@ -286,7 +338,9 @@ def seal(
         raise TypeError("after must be a ChainLink")
     job = _Job(identity, recipients, out_dir, max_bytes, key_field, kind_field,
                created, level, opener, schema)
-    packer = records.new_packer()
+    pack = records.new_packer().pack
+    key_field, kind_field = job.key_field, job.kind_field
+    key_sets: set[tuple] = set()  # the key sets already checked (records of a model share one)
     sealed: list[SealedBundle] = []
     current: _Bundle | None = None
 
@@ -305,42 +359,50 @@ def seal(
         with _writing(job):
             return _Bundle(job, link.seq + 1, link.digest)
 
-    check_keys = _KeyCheck()
-    records_iter = iter(records_in)
+    # One pass per record, so everything here is paid 100,000 times a bundle: the
+    # checks FORMAT.md asks of writers stay, each in its cheapest form (the key set
+    # once per distinct set, the bounds by check_record's one C pass, the size by
+    # the quick test of _Bundle.room), and the exact work runs only when they fail.
     try:
-        while True:
-            # The caller's iterator runs outside the OSError translation below:
-            # its errors (a database hiccup, say) are not ours to rename.
-            try:
-                record = next(records_iter)
-            except StopIteration:
-                break
-            if type(record) is PackedRecord:
+        # The caller's iterator runs outside the OSError translation below:
+        # its errors (a database hiccup, say) are not ours to rename.
+        for record in records_in:
+            if type(record) is dict:
+                keys = tuple(record)
+                if keys not in key_sets:
+                    _check_keys(keys, key_sets)
+                packed = pack(record)
+                key, kind = record.get(key_field), record.get(kind_field)
+            elif type(record) is PackedRecord:
                 packed, key, kind = _check_packed(record), record.key, record.kind
             else:
-                packed = _pack(packer, record, check_keys)
-                key, kind = record.get(job.key_field), record.get(job.kind_field)
+                raise TypeError(f"a record must be a dict, not {type(record).__name__}")
+            try:
+                limits.check_record(packed)
+            except CorruptBundle as e:
+                # Writers MUST NOT write what readers refuse (FORMAT.md §5.3).
+                raise ValueError(e.reason.replace("a record inside", "the record", 1)) from None
+            n = len(packed)
             if current is None:
                 current = start_next()
             try:
-                fits = _fits(current, packed, key, kind, job)
+                p = current.pending + n
+                if p + (p >> 6) + 3 * n <= current.room or current.fits(n, key, kind):
+                    current.add(packed, n, key, kind)
+                    continue
             except OSError as e:
                 raise write_failed(e, job.out_dir) from e
-            if not fits:
-                if current.count:
-                    close_current()
-                    current = start_next()
-                    with _writing(job):
-                        fits = _fits(current, packed, key, kind, job)
-                if not fits:
-                    raise ValueError(
-                        f"a record of {len(packed)} bytes cannot fit in a bundle of at most "
-                        f"{job.max_bytes} bytes; raise max_bytes"
-                    )
-            try:
-                current.add(packed, key, kind)
-            except OSError as e:
-                raise write_failed(e, job.out_dir) from e
+            if current.count:
+                close_current()
+                current = start_next()
+                with _writing(job):
+                    if current.fits(n, key, kind):
+                        current.add(packed, n, key, kind)
+                        continue
+            raise ValueError(
+                f"a record of {n} bytes cannot fit in a bundle of at most "
+                f"{job.max_bytes} bytes; raise max_bytes"
+            )
         if current is not None:
             close_current()
     finally:
@@ -349,22 +411,16 @@ def seal(
     return sealed
 
 
-class _KeyCheck:
-    """Records of one model share a key set; check each distinct set once."""
+#: Distinct key sets remembered as checked; beyond, records are checked one by one.
+_KEY_SETS = 256
 
-    def __init__(self) -> None:
-        self._seen: list[frozenset[str]] = []
 
-    def __call__(self, record: dict) -> None:
-        keys = record.keys()
-        for ok in self._seen:
-            if keys == ok:
-                return
-        for k in keys:
-            if type(k) is not str:
-                raise TypeError(f"record keys must be str, not {type(k).__name__}")
-        if len(self._seen) < 64:
-            self._seen.append(frozenset(keys))
+def _check_keys(keys: tuple, checked: set[tuple]) -> None:
+    for k in keys:
+        if type(k) is not str:
+            raise TypeError(f"record keys must be str, not {type(k).__name__}")
+    if len(checked) < _KEY_SETS:
+        checked.add(keys)
 
 
 @contextmanager
@@ -382,38 +438,4 @@ def _check_packed(record: PackedRecord) -> bytes:
     # A msgpack map (fixmap, map16, map32): what records.packb produces.
     if not (0x80 <= data[0] <= 0x8F or data[0] in (0xDE, 0xDF)):
         raise ValueError("PackedRecord.data is not a packed record (a msgpack map)")
-    _within_bounds(data)
     return data
-
-
-def _within_bounds(packed: bytes) -> None:
-    """Writers MUST NOT write what readers refuse (FORMAT.md §5.3): size, values, depth."""
-    try:
-        limits.check_record(packed)
-    except CorruptBundle as e:
-        raise ValueError(e.reason.replace("a record inside", "the record", 1)) from None
-
-
-def _pack(packer: Any, record: Any, check_keys: _KeyCheck) -> bytes:
-    if type(record) is not dict:
-        raise TypeError(f"a record must be a dict, not {type(record).__name__}")
-    check_keys(record)
-    packed = packer.pack(record)
-    _within_bounds(packed)
-    return packed
-
-
-def _fits(bundle: _Bundle, packed: bytes, key: Any, kind: Any, job: _Job) -> bool:
-    n = len(packed)
-    # Fast path: key and kind are inside the record, so each packs to at most n bytes
-    # (first key, last key, a new kinds entry).
-    if bundle.bound(n, 3 * n + 9) <= job.max_bytes:
-        return True
-    bundle.flush_block()  # makes the compressed size exact
-    key_size = len(packb_canonical(_key_value(key)))
-    extra = key_size
-    if bundle.count == 0:
-        extra += key_size  # it will be the first key too
-    if type(kind) is str and kind not in bundle.kinds:
-        extra += len(packb_canonical(kind)) + 9
-    return bundle.bound(n, extra) <= job.max_bytes

@@ -59,15 +59,16 @@ def keygen(
 
 
 def read_json_lines(stream) -> Iterator[dict]:
-    """Records from JSON lines, typed values in the documented JSON form."""
-    from bundlekit.records import from_jsonable
+    """Records from JSON lines, typed values in the documented JSON form, for seal():
+    typed values come already in their packed form (records.packable_from_jsonable)."""
+    from bundlekit.records import packable_from_jsonable
 
     for number, line in enumerate(stream, start=1):
         line = line.strip()
         if not line:
             continue
         try:
-            record = from_jsonable(json.loads(line))
+            record = packable_from_jsonable(json.loads(line))
         except (ValueError, TypeError) as exc:
             raise CommandFailed(f"stdin line {number}: not a JSON record ({exc})") from None
         if not isinstance(record, dict):

@@ -219,3 +219,57 @@ def test_generated_records_round_trip_both_ways(record):
     (back,) = records.iter_records(io.BytesIO(records.packb(record)))
     assert _same(back, record)
     assert _same(records.from_jsonable(json.loads(json.dumps(records.to_jsonable(record)))), record)
+
+
+# ----------------------------------------------------------------- JSON straight to packing
+
+
+@pytest.mark.parametrize("name", sorted(VALUES))
+def test_packable_json_packs_to_the_same_bytes(name):
+    jsonable = json.loads(json.dumps(records.to_jsonable({"v": VALUES[name]}), allow_nan=False))
+    assert records.packb(records.packable_from_jsonable(jsonable)) == records.packb(
+        records.from_jsonable(jsonable))
+
+
+@pytest.mark.parametrize("tagged", [
+    {"$uuid": "12345678-1234-5678-1234-56781234567A"},  # upper case
+    {"$uuid": "{12345678-1234-5678-1234-567812345678}"},
+    {"$uuid": "urn:uuid:12345678-1234-5678-1234-567812345678"},
+    {"$uuid": "12345678123456781234567812345678"},
+    {"$uuid": "1234567-81234-5678-1234-567812345678"},  # hyphens elsewhere
+    {"$datetime": "2024-05-01T12:00:00"},  # no fraction
+    {"$datetime": "2024-05-01T12:00:00.5Z"},
+    {"$datetime": "2024-05-01T12:00:00.000000-00:00"},
+    {"$datetime": "2024-05-01T12:00:00.000000+05:45:00"},
+    {"$date": "20240501"},
+    {"$time": "08:30"},
+    {"$time": "08:30:00.000000-00:00"},
+    {"$decimal": "1.5e3"},
+    {"$decimal": 7},
+    {"$duration": {"days": 1.5, "seconds": 0, "microseconds": 0}},
+    {"$map": [[{"$decimal": "1.0"}, 1], [{"$decimal": "1.00"}, 2]]},
+])
+def test_packable_json_takes_every_spelling_from_jsonable_takes(tagged):
+    record = {"v": tagged, "in": [tagged], "deep": {"x": tagged}}
+    assert records.packb(records.packable_from_jsonable(record)) == records.packb(
+        records.from_jsonable(record))
+
+
+@pytest.mark.parametrize("tagged", [
+    {"$uuid": 5}, {"$uuid": "not-a-uuid"}, {"$datetime": "2024-13-01T00:00:00.000000"},
+    {"$date": None}, {"$time": "25:00"}, {"$decimal": "one"}, {"$duration": {"days": 1}},
+    {"$bytes": "!"}, {"$nope": 1},
+])
+def test_packable_json_refuses_what_from_jsonable_refuses(tagged):
+    with pytest.raises(ValueError) as expected:
+        records.from_jsonable({"v": tagged})
+    with pytest.raises(ValueError) as got:
+        records.packable_from_jsonable({"v": tagged})
+    assert str(got.value) == str(expected.value)
+
+
+@given(st.dictionaries(st.text(max_size=8), values, max_size=6))
+def test_generated_json_packs_to_the_same_bytes(record):
+    jsonable = json.loads(json.dumps(records.to_jsonable(record)))
+    assert records.packb(records.packable_from_jsonable(jsonable)) == records.packb(
+        records.from_jsonable(jsonable))

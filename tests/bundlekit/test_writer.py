@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
+from bundlekit import records
 from bundlekit.errors import WriteFailed
 from bundlekit.naming import is_bundle_name
 from bundlekit.reader import open_bundle, verify
@@ -145,3 +147,17 @@ def test_read_only_target_is_write_failed(tmp_path, site, community):
     with pytest.raises(WriteFailed):
         seal(make_records(1), identity=site, recipients=[community.public], out_dir=missing,
              after=ChainLink(0, None))
+
+
+def test_records_straight_from_json_seal_as_their_values_do(tmp_path, site, community):
+    """``bundle seal`` hands seal() records whose typed values are already ext data
+    (records.packable_from_jsonable): the bundle says and holds the same."""
+    recs = make_records(20)
+    jsonable = [json.loads(json.dumps(records.to_jsonable(r))) for r in recs]
+    (sealed,) = seal([records.packable_from_jsonable(j) for j in jsonable], identity=site,
+                     recipients=[community.public], out_dir=tmp_path, after=ChainLink(0, None))
+    m = sealed.manifest
+    assert (m.first_key, m.last_key) == (recs[0]["id"], recs[-1]["id"])
+    assert m.uncompressed_size == sum(len(records.packb(r)) for r in recs)
+    with open_bundle(sealed.path, [community]) as bundle:
+        assert list(bundle) == recs
