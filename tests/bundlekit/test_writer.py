@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 
 import pytest
 
@@ -65,6 +66,25 @@ def test_roll_over_with_incompressible_records(tmp_path, site, community):
     # Conservative but not wasteful: files are filled to more than half.
     assert all(os.path.getsize(s.path) > 4096 for s in sealed[:-1])
     assert sum(s.manifest.record_count for s in sealed) == 60
+
+
+def test_roll_over_with_records_of_every_size_stays_under_the_limit(tmp_path, site, community):
+    """The quick size test lets most records in with a few integer operations; it
+    must never let a file pass the limit, whatever mix of sizes comes."""
+    rng = random.Random(5)
+    recs = [{"id": i, "model": f"m{i % 7}",
+             "blob": rng.randbytes(rng.choice((10, 300, 3000, 9000))),
+             "text": "abc " * rng.randrange(500)} for i in range(400)]
+    sealed = seal(recs, identity=site, recipients=[community.public], out_dir=tmp_path,
+                  after=ChainLink(0, None), max_bytes=40_000)
+    assert len(sealed) > 5
+    assert all(os.path.getsize(s.path) <= 40_000 for s in sealed)
+    assert all(os.path.getsize(s.path) > 20_000 for s in sealed[:-1])
+    got = []
+    for s in sealed:
+        with open_bundle(s.path, [community]) as bundle:
+            got.extend(bundle)
+    assert got == recs
 
 
 def test_empty_input_seals_nothing(tmp_path, site, community):
