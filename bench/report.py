@@ -311,8 +311,8 @@ class Report:
                 "objects (each correction, panel set and delete is a record of its own, with "
                 "the whole object, applied in order on the server), each with an envelope the "
                 "JSON has not (transaction id, capture time, producer, natural key, action). "
-                f"The last records with their envelope take {v[_LAST] / g:.2f}×, all the "
-                f"records {v[_Z3] / g:.2f}× (section 3's breakdown).")
+                f"Each object's last record with its envelope takes {v[_LAST] / g:.2f}×, all "
+                f"{n:,} records {v[_Z3] / g:.2f}× (section 3's breakdown).")
         if _Z7 in v and _Z3 in cpu and _Z7 in cpu:
             text += (f" A slower zstd does not close the gap within the export target: -7 "
                      f"gives {v[_Z7] / g:.2f}× for {cpu[_Z7]:.2f} s of compression instead of "
