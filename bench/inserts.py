@@ -79,6 +79,9 @@ def main() -> None:
     out["ledger_bulk_create"] = best(
         lambda rows: IncomingTransaction.objects.bulk_create(rows), ledger_rows)
     out["ledger_write_new"] = best(lambda rows: ledger.write_new(rows, "default"), ledger_rows)
+    if connection.vendor == "postgresql":  # the INSERT it would use without COPY
+        out["ledger_insert_unnest"] = best(
+            lambda rows: ledger.write_new(rows, "default", use_copy=False), ledger_rows)
     print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in out.items()}))
 
 

@@ -32,6 +32,7 @@ from django_adapter.codec import RECORD_FORMAT, content_digest, load, object_key
 from django_adapter.models import ConflictingTransaction, IncomingTransaction, TxStatus
 from django_adapter.outcomes import ApplyResult
 
+from . import pgcopy
 from .prep import preparer
 
 #: Records looked up, deduplicated and handed on together (a window) ...
@@ -386,10 +387,12 @@ def write(rows: list, using: str) -> None:
                 status=status, reason=reason, is_consumed=when is not None, consumed_datetime=when)
 
 
-def write_new(rows: list, using: str) -> None:
+def write_new(rows: list, using: str, *, use_copy: bool = True) -> None:
     """``bulk_create(rows)`` without its per-value machinery, on backends that return
     the new ids: the values are the ones :func:`ledger_row` built (text, ints,
-    bytes), and only ids and datetimes go through their fields' conversion."""
+    bytes), and only ids and datetimes go through their fields' conversion.  On
+    PostgreSQL with psycopg 3 the rows go in by COPY (``pgcopy``), which costs a
+    tenth of an INSERT there; ``use_copy=False`` keeps the INSERT (for comparing)."""
     if not rows:
         return
     connection = connections[using]
@@ -407,6 +410,7 @@ def write_new(rows: list, using: str) -> None:
     opts = IncomingTransaction._meta
     fields = [f for f in opts.local_concrete_fields if not f.primary_key]
     attnames = [f.attname for f in fields]
+    columns = [f.column for f in fields]
     convert = [preparer(f, connection) for f in fields]
     qn = connection.ops.quote_name
     head = f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
@@ -422,6 +426,7 @@ def write_new(rows: list, using: str) -> None:
         sql = (head.replace(" VALUES ", " SELECT * FROM UNNEST(")
                + ", ".join(f"%s::{t}[]" for t in types) + ")" + tail)
     size = len(rows) if unnest else batch_size(connection, len(fields), rows)
+    copy = use_copy and pgcopy.available(connection)
     with connection.cursor() as cursor:
         for batch in chunks(rows, size):
             params = []
@@ -440,12 +445,20 @@ def write_new(rows: list, using: str) -> None:
                         else:
                             value = conv(value)
                     params.append(value)
-            if unnest:
-                width = len(fields)
+            width = len(fields)
+            if copy:
+                pks = pgcopy.next_ids(connection, opts.db_table, opts.pk.column, len(batch))
+                pgcopy.copy_rows(connection, opts.db_table, [opts.pk.column] + columns,
+                                 ([pk, *params[i * width:(i + 1) * width]]
+                                  for i, pk in enumerate(pks)))
+                got = [(pk,) for pk in pks]
+            elif unnest:
                 cursor.execute(sql, [params[i::width] for i in range(width)])
+                got = cursor.fetchall()
             else:
                 cursor.execute(head + ", ".join([one] * len(batch)) + tail, params)
-            for row, (pk,) in zip(batch, cursor.fetchall(), strict=True):
+                got = cursor.fetchall()
+            for row, (pk,) in zip(batch, got, strict=True):
                 row.pk = pk
                 row._state.adding = False
                 row._state.db = using
