@@ -68,23 +68,62 @@ def applied_changes(rows: list, using: str) -> dict:
     for row in rows:
         by_name.setdefault(row.tx_name, set()).add(row.object_key)
     changes: dict = {}
-    # One model name per query, no ORDER BY, the status checked here rather than in
-    # SQL, and short key lists on PostgreSQL: so that every database searches the
-    # (tx_name, object_key) index for exactly these objects, even on a ledger that
-    # grows inside this transaction (no statistics yet).
-    size = 20 if connections[using].vendor == "postgresql" else 500
+    query = _Query(connections[using])
     for name, keys in sorted(by_name.items()):
         keys = sorted(keys)
-        for i in range(0, len(keys), size):
-            qs = (IncomingTransaction.objects.using(using)
-                  .filter(tx_name=name, object_key__in=keys[i : i + size]).order_by())
-            for pk, key, ts, sender, bundle_id, status, action in qs.values_list(
-                "pk", "object_key", "timestamp", "sender", "bundle_id", "status", "action"
-            ):
+        for i in range(0, len(keys), query.size):
+            for pk, key, ts, sender, bundle_id, status, action in query(name, keys[i:i + query.size]):
                 if status in COUNTED and pk not in own:
                     changes.setdefault((name, key), []).append(
                         (ts, sender, bundle_id is not None, action))
     return changes
+
+
+class _Query:
+    """The ledger rows of one model name and a list of object keys.
+
+    One model name per query, no ORDER BY, the status checked by the caller rather
+    than in SQL, and short key lists on PostgreSQL: so that every database searches
+    the (tx_name, object_key) index for exactly these objects, even on a ledger
+    that grows inside this transaction (no statistics yet).  The SQL is Django's
+    own, compiled once per connection for a full list (a shorter list repeats its
+    last key, which changes nothing in an IN list), and its results go through
+    Django's converters: a window asks it hundreds of times, and compiling the
+    query each time cost more than running it."""
+
+    COLUMNS = ("pk", "object_key", "timestamp", "sender", "bundle_id", "status", "action")
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.size = 20 if connection.vendor == "postgresql" else 500
+        cache = connection.__dict__.setdefault("_bk_stale_query", {})
+        self.compiled = cache.get(self.size)
+        if self.compiled is None:
+            self.compiled = cache[self.size] = self._compile()
+
+    def _queryset(self, name, keys):
+        return (IncomingTransaction.objects.using(self.connection.alias)
+                .filter(tx_name=name, object_key__in=keys).order_by()
+                .values_list(*self.COLUMNS))
+
+    def _compile(self):
+        probe = [f"k{i}" for i in range(self.size)]
+        compiler = self._queryset("n", probe).query.get_compiler(self.connection.alias)
+        sql, params = compiler.as_sql()
+        if list(params) != ["n", *probe]:  # not the shape expected: the ORM each time
+            return False
+        converters = compiler.get_converters([s[0] for s in compiler.select])
+        return sql, compiler, converters
+
+    def __call__(self, name: str, keys: list):
+        if not self.compiled:
+            return list(self._queryset(name, keys))
+        sql, compiler, converters = self.compiled
+        params = [name, *keys, *[keys[-1]] * (self.size - len(keys))]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return list(compiler.apply_converters(rows, converters)) if converters else rows
 
 
 def newer_applied(row, using: str) -> bool:
