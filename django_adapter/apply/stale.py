@@ -110,16 +110,21 @@ class _Query:
         probe = [f"k{i}" for i in range(self.size)]
         compiler = self._queryset("n", probe).query.get_compiler(self.connection.alias)
         sql, params = compiler.as_sql()
-        if list(params) != ["n", *probe]:  # not the shape expected: the ORM each time
+        if list(params) == ["n", *probe]:
+            name_first = True
+        elif list(params) == [*probe, "n"]:
+            name_first = False
+        else:  # not a shape this knows: the ORM each time
             return False
         converters = compiler.get_converters([s[0] for s in compiler.select])
-        return sql, compiler, converters
+        return sql, name_first, compiler, converters
 
     def __call__(self, name: str, keys: list):
         if not self.compiled:
             return list(self._queryset(name, keys))
-        sql, compiler, converters = self.compiled
-        params = [name, *keys, *[keys[-1]] * (self.size - len(keys))]
+        sql, name_first, compiler, converters = self.compiled
+        params = [*keys, *[keys[-1]] * (self.size - len(keys))]
+        params = [name, *params] if name_first else [*params, name]
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()

@@ -45,7 +45,7 @@ def test_the_compiled_query_returns_what_the_orm_returns(wanted):
     got = []
     for i in range(0, len(keys), query.size):
         got += query("test_app.crf", keys[i:i + query.size])
-    assert sorted(got) == orm("test_app.crf", keys)
+    assert sorted(map(tuple, got)) == orm("test_app.crf", keys)
     assert len(got) == 2 * count
     assert all(type(ts) is dt.datetime and ts.utcoffset() == dt.timedelta(0) for _, _, ts, *_ in got)
 
