@@ -68,14 +68,18 @@ def best(insert, make) -> float:
 def main() -> None:
     plan = ModelPlan("clinic.subjectconsent")
     out = {"vendor": connection.vendor, "unit": "µs of CPU per row"}
-    saved = writes._PLAIN_VALUES
+    saved = writes._PLAIN_VALUES, writes.USE_COPY
     try:
+        writes.USE_COPY = False
         writes._PLAIN_VALUES = ()
         out["objects_django_compiler"] = best(lambda o: writes.insert(plan, o, "default"), consents)
         writes._PLAIN_VALUES = (connection.vendor,)
         out["objects_values_prep"] = best(lambda o: writes.insert(plan, o, "default"), consents)
+        if connection.vendor == "postgresql":
+            writes.USE_COPY = True
+            out["objects_copy"] = best(lambda o: writes.insert(plan, o, "default"), consents)
     finally:
-        writes._PLAIN_VALUES = saved
+        writes._PLAIN_VALUES, writes.USE_COPY = saved
     out["ledger_bulk_create"] = best(
         lambda rows: IncomingTransaction.objects.bulk_create(rows), ledger_rows)
     out["ledger_write_new"] = best(lambda rows: ledger.write_new(rows, "default"), ledger_rows)

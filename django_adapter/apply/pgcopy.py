@@ -3,9 +3,10 @@
 Django's PostgreSQL backend binds parameters on the client (psycopg's
 ``ClientCursor``): every value of a multi-row INSERT is quoted into the SQL text
 in Python, and for the ledger's thousands of rows a window that quoting cost
-more than everything else the import does on PostgreSQL (bench/inserts.py, the
-``ledger`` lines: about 35 us of client CPU a row through Django's UNNEST
-insert, about 3 us through COPY, and less server time as well).
+more than everything else the import does on PostgreSQL.  bench/inserts.py
+measures it (client CPU a row, 2,000 rows): ledger rows about 30 us through the
+UNNEST insert against 7 us by COPY; consents about 20-35 us through Django's
+insert against 5 us by COPY; the server's own work is less as well.
 
 COPY returns no ids, so they are taken from the table's sequence first, one
 query for the whole batch, in ascending order: rows keep the order they were
@@ -14,14 +15,21 @@ given in, as an INSERT ... RETURNING would have numbered them.
 Only psycopg 3 has ``cursor.copy()``; with psycopg2 :func:`available` is false
 and callers keep their INSERT.  Values must already be in the database's form
 (``prep.preparer``): each column is sent with the binary format of its own
-column type, read from the catalog, so a value of the wrong Python type is an
-error from psycopg rather than a silent cast.  Errors come out as Django's
+column type, read from the catalog.  Model objects go this way only when every
+column is of a plain built-in type and every value of the Python type that
+type's binary form takes (:func:`python_types`); a field that converts values
+its own way leaves its batch to Django's insert.  Errors come out as Django's
 database exceptions, like those of any query.
 """
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import uuid
+
 _TYPES: dict = {}  # (alias, table) -> {column: type oid}
+_SEQUENCES: dict = {}  # (alias, table, column) -> bool
 
 
 def available(connection) -> bool:
@@ -42,6 +50,36 @@ def _column_types(connection, table: str) -> dict:
                 "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
                 [connection.ops.quote_name(table)])
             found = _TYPES[key] = dict(cursor.fetchall())
+    return found
+
+
+#: Built-in column types (by oid) COPY sends in binary, and the Python types of
+#: prepared values their binary form takes: anything else goes by INSERT.
+_PLAIN = {
+    16: (bool,), 20: (int,), 21: (int,), 23: (int,), 25: (str,), 1042: (str,), 1043: (str,),
+    700: (float, int), 701: (float, int), 1700: (decimal.Decimal, int),
+    17: (bytes, bytearray, memoryview), 2950: (uuid.UUID,), 1082: (datetime.date,),
+    1184: (datetime.datetime,),
+}
+
+
+def python_types(connection, table: str, columns: list[str]) -> list | None:
+    """For each column, the Python types its prepared values may have to go by COPY;
+    None when one of the columns is of another type."""
+    types = _column_types(connection, table)
+    kinds = [_PLAIN.get(types.get(c)) for c in columns]
+    return None if any(k is None for k in kinds) else kinds
+
+
+def has_sequence(connection, table: str, column: str) -> bool:
+    """Whether ``table.column`` takes its values from a sequence (serial or identity)."""
+    key = (connection.alias, table, column)
+    found = _SEQUENCES.get(key)
+    if found is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)",
+                           [connection.ops.quote_name(table), column])
+            found = _SEQUENCES[key] = cursor.fetchone()[0] is not None
     return found
 
 
@@ -69,5 +107,6 @@ def copy_rows(connection, table: str, columns: list[str], rows) -> None:
 
 
 def forget() -> None:
-    """Drop the column types read from the catalog (after a migration in tests)."""
+    """Drop what was read from the catalog (after a migration in tests)."""
     _TYPES.clear()
+    _SEQUENCES.clear()

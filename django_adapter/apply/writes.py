@@ -15,6 +15,7 @@ from django.db import connections
 from django.db.models import signals
 from django.db.models.constants import OnConflict
 
+from . import pgcopy
 from .ledger import batch_size, chunks
 from .naturalkeys import _NoBatch
 from .prep import preparer
@@ -42,7 +43,10 @@ def insert(plan, objs: list, using: str) -> None:
     size = max(connection.ops.bulk_batch_size(fields, objs), 1)
     if auto_pk and not connection.features.can_return_rows_from_bulk_insert:
         size = 1
-    if (connection.vendor in _PLAIN_VALUES
+    if (USE_COPY and pgcopy.available(connection)
+            and _copy_values(model, fields, objs, auto_pk, returning, connection)):
+        pass
+    elif (connection.vendor in _PLAIN_VALUES
             and not any(hasattr(f, "get_placeholder") for f in fields)
             and (returning is None or (list(returning) == [opts.pk]
                                        and connection.features.can_return_rows_from_bulk_insert))):
@@ -66,6 +70,9 @@ def insert(plan, objs: list, using: str) -> None:
 #: compiler (measured by bench/inserts.py: MariaDB about a third, SQLite the same;
 #: on PostgreSQL Django's own UNNEST form is faster, so it keeps it).
 _PLAIN_VALUES = ("sqlite", "mysql")
+#: On PostgreSQL (psycopg 3), new objects of plain column types go by COPY
+#: (``pgcopy.py``); bench/inserts.py turns it off to compare.
+USE_COPY = True
 
 
 def _insert_values(model, fields: list, objs: list, size: int, auto_pk: bool, connection) -> None:
@@ -92,6 +99,43 @@ def _insert_values(model, fields: list, objs: list, size: int, auto_pk: bool, co
             if auto_pk:
                 for obj, (pk,) in zip(batch, cursor.fetchall(), strict=True):
                     setattr(obj, opts.pk.attname, pk)
+
+
+def _copy_values(model, fields: list, objs: list, auto_pk: bool, returning,
+                 connection) -> bool:
+    """The objects by COPY on PostgreSQL (``pgcopy.py``), when every column is of a
+    plain built-in type and every prepared value is of the Python type its binary
+    form takes; else False, and nothing was written (the caller inserts)."""
+    opts = model._meta
+    kinds = pgcopy.python_types(connection, opts.db_table, [f.column for f in fields])
+    if (kinds is None or any(hasattr(f, "get_placeholder") for f in fields)
+            or (returning is not None and list(returning) != [opts.pk])
+            or (auto_pk and not pgcopy.has_sequence(connection, opts.db_table, opts.pk.column))):
+        return False
+    columns = [(f.attname, preparer(f, connection), kind)
+               for f, kind in zip(fields, kinds, strict=True)]
+    rows = []
+    for obj in objs:
+        row = []
+        for attname, prepare, kind in columns:
+            value = getattr(obj, attname)
+            if hasattr(value, "resolve_expression"):
+                raise _NoBatch("an expression as a field value")
+            value = prepare(value)
+            if value is not None and type(value) not in kind:
+                return False  # a field converting values its own way: Django's insert
+            row.append(value)
+        rows.append(row)
+    names = [f.column for f in fields]
+    if auto_pk:
+        pks = pgcopy.next_ids(connection, opts.db_table, opts.pk.column, len(objs))
+        names = [opts.pk.column, *names]
+        rows = [[pk, *row] for pk, row in zip(pks, rows, strict=True)]
+    pgcopy.copy_rows(connection, opts.db_table, names, rows)
+    if auto_pk:
+        for obj, pk in zip(objs, pks, strict=True):
+            setattr(obj, opts.pk.attname, pk)
+    return True
 
 
 def update(plan, objs: list, using: str) -> None:

@@ -1,7 +1,8 @@
-"""On PostgreSQL the ledger's new rows go in by COPY (``apply/pgcopy.py``).
+"""On PostgreSQL the ledger's new rows, and new objects of plain column types, go
+in by COPY (``apply/pgcopy.py``).
 
 They must be stored exactly as the INSERT would have stored them, numbered in the
-order given, and a violated constraint must surface as Django's IntegrityError
+order given (from the table's own sequence), and a violated constraint must surface as Django's IntegrityError
 (the importer's retry and error paths catch Django's exceptions, not psycopg's).
 On other databases COPY is not available and nothing changes.
 """
@@ -14,8 +15,10 @@ import uuid
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from django_adapter.apply import ledger, pgcopy
+from django_adapter.apply import ledger, pgcopy, writes
+from django_adapter.apply.plan import ModelPlan
 from django_adapter.models import IncomingTransaction, TxStatus
+from tests.test_app import models as m
 
 pytestmark = pytest.mark.django_db
 
@@ -80,3 +83,54 @@ def test_a_violated_constraint_is_djangos_integrity_error():
     with pytest.raises(IntegrityError), transaction.atomic():
         ledger.write_new(rows(3), "default")  # the same (sender, tx_id) again
     assert IncomingTransaction.objects.count() == 3
+
+
+# ------------------------------------------------------------------ model objects
+
+
+def households(prefix: str, n: int):
+    return [m.Household(code=f"{prefix}{i}", village="Mochudi ünï" if i % 2 else "", note="")
+            for i in range(n)]
+
+
+def test_objects_with_autoincrement_keys_are_numbered_and_stored_as_the_insert_stores_them(
+        monkeypatch):
+    plan = ModelPlan("test_app.household")
+    by_copy = households("c", 5)
+    writes.insert(plan, by_copy, "default")
+    monkeypatch.setattr(writes, "USE_COPY", False)
+    by_insert = households("i", 5)
+    writes.insert(plan, by_insert, "default")
+    pks = [h.pk for h in by_copy]
+    assert all(pk is not None for pk in pks) and pks == sorted(pks)
+    assert all(not h._state.adding and h._state.db == "default" for h in by_copy)
+    got = {h.code: (h.pk, h.village, h.note) for h in m.Household.objects.all()}
+    for made in (by_copy, by_insert):
+        assert all(got[h.code] == (h.pk, h.village, h.note) for h in made)
+    # The sequence moved past the copied ids: the next insert takes a new one.
+    assert m.Household.objects.create(code="later").pk > max(pks)
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_a_value_of_another_type_than_its_column_takes_goes_by_insert(monkeypatch):
+    """A field that converts values its own way (here: to an int for a text
+    column) makes the batch go by Django's insert, and nothing is copied."""
+    plan = ModelPlan("test_app.household")
+    real = writes.preparer
+    monkeypatch.setattr(writes, "preparer", lambda f, c: (lambda v: 42) if f.name == "village"
+                        else real(f, c))
+    copied = []
+    monkeypatch.setattr(pgcopy, "copy_rows", lambda *a: copied.append(a))
+    made = households("x", 3)
+    writes.insert(plan, made, "default")
+    assert copied == []
+    assert sorted(m.Household.objects.values_list("code", "village")) == [
+        ("x0", ""), ("x1", "Mochudi ünï"), ("x2", "")]
+
+
+def test_objects_whose_pk_travels_keep_it():
+    plan = ModelPlan("test_app.panel")
+    made = [m.Panel(id=uuid.UUID(int=77 + i), code=f"p{i}") for i in range(3)]
+    writes.insert(plan, made, "default")
+    assert sorted(m.Panel.objects.values_list("id", "code")) == [
+        (uuid.UUID(int=77 + i), f"p{i}") for i in range(3)]
