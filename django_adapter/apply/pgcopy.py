@@ -53,12 +53,22 @@ def _column_types(connection, table: str) -> dict:
     return found
 
 
+try:  # Django's backend wraps integers in psycopg's sized types (Int4 for an IntegerField)
+    from psycopg.dbapi20 import Binary
+    from psycopg.types.numeric import Float4, Float8, Int2, Int4, Int8
+
+    _INTS: tuple = (int, Int2, Int4, Int8)
+    _FLOATS: tuple = (Float4, Float8)
+    _BYTES: tuple = (bytes, bytearray, memoryview, Binary)  # Binary: a BinaryField's value
+except ImportError:  # psycopg2: COPY is not used at all
+    _INTS, _FLOATS, _BYTES = (int,), (), (bytes,)
+
 #: Built-in column types (by oid) COPY sends in binary, and the Python types of
 #: prepared values their binary form takes: anything else goes by INSERT.
 _PLAIN = {
-    16: (bool,), 20: (int,), 21: (int,), 23: (int,), 25: (str,), 1042: (str,), 1043: (str,),
-    700: (float, int), 701: (float, int), 1700: (decimal.Decimal, int),
-    17: (bytes, bytearray, memoryview), 2950: (uuid.UUID,), 1082: (datetime.date,),
+    16: (bool,), 20: _INTS, 21: _INTS, 23: _INTS, 25: (str,), 1042: (str,), 1043: (str,),
+    700: (float, *_FLOATS, *_INTS), 701: (float, *_FLOATS, *_INTS), 1700: (decimal.Decimal, *_INTS),
+    17: _BYTES, 2950: (uuid.UUID,), 1082: (datetime.date,),
     1184: (datetime.datetime,),
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -134,3 +135,50 @@ def test_objects_whose_pk_travels_keep_it():
     writes.insert(plan, made, "default")
     assert sorted(m.Panel.objects.values_list("id", "code")) == [
         (uuid.UUID(int=77 + i), f"p{i}") for i in range(3)]
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_integers_decimals_dates_and_references_go_by_copy(monkeypatch):
+    """The values Django's backend prepares (psycopg's Int4 for an IntegerField, a
+    Decimal, an aware datetime, a reference's key) are ones COPY takes."""
+    copied = []
+    real = pgcopy.copy_rows
+    monkeypatch.setattr(pgcopy, "copy_rows", lambda c, table, *a: (copied.append(table),
+                                                                    real(c, table, *a)))
+    subject = m.Subject.objects.create(code="S1")
+    visits = [m.Visit(subject=subject, visit_code=f"{i}000", report_datetime=NOW)
+              for i in range(3)]
+    writes.insert(ModelPlan("test_app.visit"), visits, "default")
+    crfs = [m.Crf(id=uuid.UUID(int=500 + i), visit=v, weight=Decimal("61.25") + i)
+            for i, v in enumerate(visits)]
+    writes.insert(ModelPlan("test_app.crf"), crfs, "default")
+    assert copied == ["test_app_visit", "test_app_crf"]
+    assert sorted(m.Crf.objects.values_list("visit__visit_code", "weight", "visit__report_datetime")) \
+        == [(f"{i}000", Decimal("61.25") + i, NOW) for i in range(3)]
+
+
+TYPICAL = {"BigIntegerField": 2**40, "SmallIntegerField": -3, "IntegerField": 7,
+           "PositiveIntegerField": 7, "PositiveSmallIntegerField": 7, "PositiveBigIntegerField": 7,
+           "BooleanField": True, "CharField": "x", "TextField": "x", "SlugField": "x",
+           "DateField": dt.date(2026, 1, 2), "DateTimeField": NOW, "DecimalField": Decimal("1.5"),
+           "FloatField": 1.5, "UUIDField": uuid.UUID(int=3), "BinaryField": b"\x00\x01",
+           "AutoField": 1, "BigAutoField": 1, "FileField": "files/a.txt", "FilePathField": "a.txt",
+           "GenericIPAddressField": "10.0.0.1", "EmailField": "a@b.c",
+           "URLField": "https://example.org", "ForeignKey": 1, "OneToOneField": 1}
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_every_plain_column_takes_what_django_prepares_for_it():
+    """For each field of every built-in type whose column COPY sends (AllFields has
+    one of each), the value Django's backend prepares is of a type COPY takes."""
+    opts = m.AllFields._meta
+    checked = []
+    for field in opts.concrete_fields:
+        kinds = pgcopy.python_types(connection, opts.db_table, [field.column])
+        if kinds is None:
+            continue  # time, interval, jsonb: by INSERT
+        value = field.get_db_prep_save(TYPICAL[field.get_internal_type()], connection)
+        assert isinstance(value, kinds[0]) and type(value) in kinds[0], (field.name, type(value))
+        checked.append(field.get_internal_type())
+    assert {"IntegerField", "BigIntegerField", "DecimalField", "FloatField", "DateField",
+            "DateTimeField", "UUIDField", "BooleanField", "BinaryField"} <= set(checked)
