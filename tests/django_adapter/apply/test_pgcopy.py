@@ -182,3 +182,20 @@ def test_every_plain_column_takes_what_django_prepares_for_it():
         checked.append(field.get_internal_type())
     assert {"IntegerField", "BigIntegerField", "DecimalField", "FloatField", "DateField",
             "DateTimeField", "UUIDField", "BooleanField", "BinaryField"} <= set(checked)
+
+
+def test_m2m_links_are_set_exactly(monkeypatch):
+    """Through rows (by COPY on PostgreSQL): a set difference, each link once."""
+    copied = []
+    real = pgcopy.copy_rows
+    monkeypatch.setattr(pgcopy, "copy_rows", lambda c, table, *a: (copied.append(table),
+                                                                    real(c, table, *a)))
+    tags = [m.Tag.objects.create(code=f"t{i}") for i in range(4)]
+    subjects = [m.Subject.objects.create(code=f"s{i}") for i in range(3)]
+    subjects[0].tags.set(tags[:2])
+    field = m.Subject._meta.get_field("tags")
+    writes.set_m2m(field, {subjects[0].pk: {tags[1].pk, tags[2].pk},
+                           subjects[1].pk: {tags[3].pk}, subjects[2].pk: set()}, "default")
+    assert {s.code: sorted(t.code for t in s.tags.all()) for s in subjects} == {
+        "s0": ["t1", "t2"], "s1": ["t3"], "s2": []}
+    assert copied == (["test_app_subject_tags"] if connection.vendor == "postgresql" else [])
