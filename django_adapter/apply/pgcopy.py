@@ -53,31 +53,36 @@ def _column_types(connection, table: str) -> dict:
     return found
 
 
-try:  # Django's backend wraps integers in psycopg's sized types (Int4 for an IntegerField)
-    from psycopg.dbapi20 import Binary
-    from psycopg.types.numeric import Float4, Float8, Int2, Int4, Int8
+_PLAIN: dict = {}
 
-    _INTS: tuple = (int, Int2, Int4, Int8)
-    _FLOATS: tuple = (Float4, Float8)
-    _BYTES: tuple = (bytes, bytearray, memoryview, Binary)  # Binary: a BinaryField's value
-except ImportError:  # psycopg2: COPY is not used at all
-    _INTS, _FLOATS, _BYTES = (int,), (), (bytes,)
 
-#: Built-in column types (by oid) COPY sends in binary, and the Python types of
-#: prepared values their binary form takes: anything else goes by INSERT.
-_PLAIN = {
-    16: (bool,), 20: _INTS, 21: _INTS, 23: _INTS, 25: (str,), 1042: (str,), 1043: (str,),
-    700: (float, *_FLOATS, *_INTS), 701: (float, *_FLOATS, *_INTS), 1700: (decimal.Decimal, *_INTS),
-    17: _BYTES, 2950: (uuid.UUID,), 1082: (datetime.date,),
-    1184: (datetime.datetime,),
-}
+def _plain() -> dict:
+    """Built-in column types (by oid) COPY sends in binary, and the Python types of
+    prepared values their binary form takes: anything else goes by INSERT.  Built
+    on first use (only a PostgreSQL import needs psycopg loaded)."""
+    if not _PLAIN:
+        # Django's backend wraps integers in psycopg's sized types (Int4 for an
+        # IntegerField) and a BinaryField's bytes in Binary.
+        from psycopg.dbapi20 import Binary
+        from psycopg.types.numeric import Float4, Float8, Int2, Int4, Int8
+
+        ints = (int, Int2, Int4, Int8)
+        floats = (float, Float4, Float8, *ints)
+        _PLAIN.update({
+            16: (bool,), 20: ints, 21: ints, 23: ints, 25: (str,), 1042: (str,), 1043: (str,),
+            700: floats, 701: floats, 1700: (decimal.Decimal, *ints),
+            17: (bytes, bytearray, memoryview, Binary), 2950: (uuid.UUID,),
+            1082: (datetime.date,), 1184: (datetime.datetime,),
+        })
+    return _PLAIN
 
 
 def python_types(connection, table: str, columns: list[str]) -> list | None:
     """For each column, the Python types its prepared values may have to go by COPY;
     None when one of the columns is of another type."""
     types = _column_types(connection, table)
-    kinds = [_PLAIN.get(types.get(c)) for c in columns]
+    plain = _plain()
+    kinds = [plain.get(types.get(c)) for c in columns]
     return None if any(k is None for k in kinds) else kinds
 
 
