@@ -15,9 +15,11 @@ own way (an encrypted field, say) and every other value go through
 from __future__ import annotations
 
 import datetime
+import sys
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db.models import fields as F
 from django.db.models.fields.related import ForeignKey
 
@@ -97,6 +99,14 @@ def _short_cut(field, connection):
     if isinstance(field, F.DateTimeField):
         if _same(cls, F.DateTimeField, "get_db_prep_value", "get_prep_value", "to_python"):
             slow = field.get_db_prep_save
+            if _stock_text_datetimes(ops):
+                # SQLite and MySQL store text: Django's adapter, minus its checks.
+                def aware_as_text(value):
+                    if value.utcoffset() is None or not settings.USE_TZ:
+                        return slow(value, connection)
+                    return str(value.astimezone(connection.timezone).replace(tzinfo=None))
+
+                return datetime.datetime, aware_as_text
 
             def aware(value):
                 if value.utcoffset() is None:  # naive: Django warns and makes it aware
@@ -110,6 +120,17 @@ def _short_cut(field, connection):
             return datetime.date, ops.adapt_datefield_value
         return None
     return None
+
+
+def _stock_text_datetimes(ops) -> bool:
+    """Whether ``ops`` adapts datetimes exactly as Django's SQLite or MySQL backend
+    does (aware: to the connection's zone, naive, then ``str``), not overridden."""
+    method = type(ops).adapt_datetimefield_value
+    for module in ("django.db.backends.sqlite3.operations", "django.db.backends.mysql.operations"):
+        stock = getattr(sys.modules.get(module), "DatabaseOperations", None)
+        if stock is not None and method is stock.adapt_datetimefield_value:
+            return True
+    return False
 
 
 def _hex(value) -> str:

@@ -26,6 +26,7 @@ lazy_text = lazy(lambda: "lazy", str)()
 AWARE = dt.datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=dt.UTC)
 VALUES = [None, "", "text", lazy_text, 0, 7, -3, 2**40, True, False, 1.5, Decimal("12.50"),
           uuid.UUID(int=42), AWARE, AWARE.replace(tzinfo=None), dt.date(2026, 3, 4),
+          AWARE.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30))),
           dt.time(5, 6, 7), dt.timedelta(days=1, seconds=3), "2026-03-04",
           "00000000-0000-0000-0000-00000000002a", "12"]
 
@@ -66,3 +67,17 @@ def test_a_field_with_its_own_conversion_is_left_to_it():
     field = Shouting(max_length=10)
     field.set_attributes_from_name("loud")
     assert preparer(field, connection)("quiet") == "QUIET"
+
+
+def test_datetimes_on_text_databases_take_the_short_cut_and_agree_without_use_tz(settings):
+    """SQLite and MySQL store datetimes as text: the short cut is taken there, and
+    with USE_TZ off an aware value fails as Django's own conversion fails."""
+    from django_adapter.apply import prep
+
+    field = m.AllFields._meta.get_field("datetime")
+    assert prep._stock_text_datetimes(connection.ops) is (connection.vendor in ("sqlite", "mysql"))
+    settings.USE_TZ = False
+    fast = preparer(field, connection)
+    for value in (AWARE, AWARE.replace(tzinfo=None)):
+        assert outcome(fast, value) == outcome(
+            lambda v: field.get_db_prep_save(v, connection), value), value
