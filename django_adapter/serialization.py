@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import datetime
 import decimal
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -233,34 +234,147 @@ def _m2m_query(field, target, connection):
     return sql, [f.attname for f in fields], cols, source
 
 
+# ------------------------------------------------------------------ capture plans
+#
+# ``to_record`` runs on every captured save: what it works out from a model's
+# fields (which fields travel, how each one's value is read and normalized) is
+# worked out once per model.  Each normalizer returns what ``normalize`` returns,
+# taking a shortcut only for a value of the exact type the field's own
+# ``to_python`` hands back unchanged (checked: the field's class must use Django's
+# ``to_python`` for its kind); anything else goes through ``normalize``.
+
+
+def _normalizer(field):
+    """A function of one value giving ``normalize(field, value)``."""
+    if field.is_relation and not isinstance(field, models.FileField | models.BinaryField
+                                            | models.JSONField):
+        root = _root_field(field)
+        fast = _normalizer(root)
+        return fast
+    if isinstance(field, models.FileField | models.BinaryField | models.JSONField):
+        return lambda value: normalize(field, value)
+    to_python = type(field).to_python
+    if isinstance(field, models.DateTimeField):
+        if to_python is not models.DateTimeField.to_python:
+            return lambda value: normalize(field, value)
+        datetime_type = datetime.datetime
+
+        def norm_datetime(value):
+            # An aware datetime: to_python keeps it, make_aware is not needed.
+            if type(value) is datetime_type and value.utcoffset() is not None:
+                return value
+            return normalize(field, value)
+        return norm_datetime
+    if isinstance(field, models.DecimalField):
+        if to_python is not models.DecimalField.to_python:
+            return lambda value: normalize(field, value)
+        context = decimal.Context(prec=max(field.max_digits or 0, 28))
+        exponent = Decimal(1).scaleb(-field.decimal_places)
+
+        def norm_decimal(value):
+            # Decimal(value) of a Decimal is the same number: quantize it as normalize does.
+            if type(value) is Decimal and value.is_finite():
+                return value.quantize(exponent, context=context)
+            return normalize(field, value)
+        return norm_decimal
+    exact = None
+    if isinstance(field, models.DateField):
+        if to_python is models.DateField.to_python:
+            exact = datetime.date
+    elif to_python in (models.CharField.to_python, models.TextField.to_python):
+        exact = str
+    elif to_python is models.IntegerField.to_python:
+        exact = int
+    elif to_python is models.BooleanField.to_python:
+        exact = bool
+    elif to_python is models.UUIDField.to_python:
+        exact = uuid.UUID
+    if exact is None:
+        return lambda value: normalize(field, value)
+
+    def norm_exact(value):
+        if type(value) is exact or value is None:
+            return value
+        return normalize(field, value)
+    return norm_exact
+
+
+def _field_reader(field):
+    """``obj -> normalize(field, field.value_from_object(obj))``."""
+    norm = _normalizer(field)
+    if type(field).value_from_object is not models.Field.value_from_object:
+        return lambda obj: norm(field.value_from_object(obj))
+    attname = field.attname
+    return lambda obj: norm(getattr(obj, attname))
+
+
+def _reference_reader(field):
+    """``obj -> _reference(field, obj, using)`` (which does not use ``using``)."""
+    attname, name = field.attname, field.name
+    if travels_by_natural_key(field.target_field):
+        def by_natural_key(obj):
+            if getattr(obj, attname) is None:
+                return None
+            return natural_key_of(getattr(obj, name))
+        return by_natural_key
+    norm = _normalizer(field)
+
+    def by_value(obj):
+        value = getattr(obj, attname)
+        if value is None:
+            return None
+        return norm(value)
+    return by_value
+
+
+class _Plan:
+    __slots__ = ("fields", "m2m", "label", "pk")
+
+    def __init__(self, model):
+        self.fields = [(f.name, _reference_reader(f) if f.many_to_one or f.one_to_one
+                        else _field_reader(f)) for f in synced_fields(model)]
+        self.m2m = [(f, travels_by_natural_key(f.target_field), _normalizer(f.target_field))
+                    for f in synced_m2m(model)]
+        self.label = model._meta.label_lower
+        self.pk = _normalizer(model._meta.pk)
+
+
+_PLANS: dict = {}
+
+
+def _plan(model) -> _Plan:
+    plan = _PLANS.get(model)
+    if plan is None:
+        plan = _PLANS[model] = _Plan(model)
+    return plan
+
+
 def to_record(obj, action: str, *, tx_id, ts, producer: str, using: str, nk=None,
               nk_before=None, new: bool = False) -> dict:
     """The record of one change of ``obj``.  ``new``: the row was inserted just now,
     so no M2M row can point at it yet (they reference it): its M2M lists are empty,
     without a query each."""
     model = obj._meta.concrete_model
+    plan = _PLANS.get(model) or _plan(model)
     fields = {}
     m2m = {}
     if action != "D":
-        for f in synced_fields(model):
-            if f.many_to_one or f.one_to_one:
-                fields[f.name] = _reference(f, obj, using)
-            else:
-                fields[f.name] = normalize(f, f.value_from_object(obj))
-        for f in synced_m2m(model):
+        for name, read in plan.fields:
+            fields[name] = read(obj)
+        for f, by_key, norm in plan.m2m:
             if new:
                 m2m[f.name] = []
                 continue
             related = m2m_targets(obj, f, using)
-            if travels_by_natural_key(f.target_field):
+            if by_key:
                 m2m[f.name] = [natural_key_of(t) for t in related]
             else:
-                m2m[f.name] = [normalize(f.target_field, t.pk) for t in related]
+                m2m[f.name] = [norm(t.pk) for t in related]
     record = {
         "id": tx_id,
-        "model": model._meta.label_lower,
+        "model": plan.label,
         "action": action,
-        "pk": normalize(model._meta.pk, obj.pk),
+        "pk": plan.pk(obj.pk),
         "natural_key": nk if nk is not None else natural_key_of(obj),
         "ts": ts,
         "producer": producer,

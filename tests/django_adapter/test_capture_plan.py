@@ -1,0 +1,91 @@
+"""Capture's per-model plan (serialization.to_record): the shortcuts it takes for
+values of the exact type a field holds give what ``normalize`` gives, value and
+type, for every built-in field and for the values a field may be handed instead
+(strings, floats, naive datetimes ...), so the packed record is byte for byte the
+one the generic path packs."""
+
+import datetime as dt
+import uuid
+import warnings
+from decimal import Decimal
+
+import pytest
+
+from django_adapter import serialization as ser
+from django_adapter.codec import packb
+from tests.test_app import models as m
+
+UTC = dt.UTC
+
+#: For each field of AllFields, values of other types than the one it holds.
+ODD = {
+    "big": ["12", 3.0, True],
+    "small": ["-7"],
+    "integer": [False, "2000000000"],
+    "positive": ["4"],
+    "boolean": [1, 0, "t"],
+    "null_boolean": [None, "f"],
+    "char": [12, Decimal("1.5"), None],
+    "text": [uuid.UUID(int=5)],
+    "slug": [7],
+    "date": [dt.datetime(2024, 5, 1, 23, 30, tzinfo=UTC), "2024-05-01",
+             dt.datetime(2024, 5, 1, 23, 30)],
+    "datetime": [dt.datetime(2024, 5, 1, 8, 30), "2024-05-01T08:30:00+02:00",
+                 dt.date(2024, 5, 1), dt.datetime(2024, 5, 1, 8, 30, tzinfo=dt.timezone(
+                     dt.timedelta(hours=2)))],
+    "decimal": [1.1, "3.14159", 7, Decimal("1E+3"), Decimal("-0"),
+                Decimal("12.12345678901234567890")],
+    "uuid": ["12345678-1234-5678-1234-567812345678", 5],
+}
+
+
+def _generic(field, obj):
+    """What to_record did per field before the plan (kept here as the reference)."""
+    if field.many_to_one or field.one_to_one:
+        return ser._reference(field, obj, "default")
+    return ser.normalize(field, field.value_from_object(obj))
+
+
+def _check(obj):
+    plan = ser._plan(type(obj)._meta.concrete_model)
+    fields = {f.name: f for f in ser.synced_fields(type(obj))}
+    assert [name for name, _ in plan.fields] == list(fields)
+    for name, read in plan.fields:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # naive datetimes
+            want = _generic(fields[name], obj)
+            got = read(obj)
+        assert type(got) is type(want), name
+        assert got == want, name
+        assert packb({"v": got}) == packb({"v": want}), name
+
+
+def test_the_plan_gives_what_normalize_gives_for_every_field(field_data):
+    _check(m.AllFields(**field_data))
+    nones = {k: None for k in field_data if k not in ("code", "boolean", "char", "text", "slug",
+                                                       "email", "url", "file_path")}
+    _check(m.AllFields(code="x", **nones))
+
+
+@pytest.mark.parametrize("name", sorted(ODD))
+def test_the_plan_gives_what_normalize_gives_for_odd_values(field_data, name):
+    for value in ODD[name]:
+        _check(m.AllFields(**{**field_data, name: value}))
+
+
+def test_a_non_finite_decimal_is_refused_as_normalize_refuses_it(field_data):
+    from django.core.exceptions import ValidationError
+
+    plan = ser._plan(m.AllFields)
+    read = dict(plan.fields)["decimal"]
+    with pytest.raises(ValidationError):
+        read(m.AllFields(**{**field_data, "decimal": Decimal("NaN")}))
+
+
+@pytest.mark.django_db(databases=["default", "server"])
+def test_references_read_by_the_plan_are_those_of_the_generic_path(subject_tree):
+    for obj in subject_tree.values():
+        for one in obj if isinstance(obj, list) else [obj]:
+            _check(one)
+    _check(m.Clinic.objects.create(name="c-1", beds=3, household=subject_tree["household"]))
+    _check(m.Clinic(name="c-2"))
