@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime as dt
 import socket
+import uuid
 
 from django.apps import apps
 from django.conf import settings
-from django.db.models import signals
+from django.core.signals import setting_changed
+from django.db import connections
+from django.db.models import BinaryField, DateTimeField, Field, UUIDField, signals
+from django.dispatch import receiver
 from django.utils import timezone
 
 from django_adapter import attachments, clock, m2m_links
@@ -74,8 +79,21 @@ def site_name() -> str:
     return getattr(settings, "BUNDLEKIT_SITE", "") or ""
 
 
+#: site_name(), kept until a setting it reads changes (capture needs it per save,
+#: and reading settings that are not set costs an AttributeError each).
+_site: list[str] = []
+
+
+@receiver(setting_changed)
+def _forget_site(setting, **kwargs):
+    if setting in ("BUNDLEKIT", "BUNDLEKIT_SITE"):
+        _site.clear()
+
+
 def producer() -> str:
-    return f"{site_name()}/{socket.gethostname()}"
+    if not _site:
+        _site.append(site_name())
+    return f"{_site[0]}/{socket.gethostname()}"
 
 
 def check_model(model) -> None:
@@ -89,6 +107,16 @@ def check_model(model) -> None:
         )
 
 
+#: Models check_model() passed, so capture checks each once, not at every save.
+_checked: set = set()
+
+
+def _check_once(model) -> None:
+    if model not in _checked:
+        check_model(model)
+        _checked.add(model)
+
+
 def record_change(instance, action: str, using: str, nk=None, nk_before=None, *,
                   new: bool | None = None):
     """Write the OutgoingTransaction for one change of ``instance`` on ``using``.
@@ -98,7 +126,7 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None, *,
     ``new`` (default: an insert) says the row was inserted just now, so its M2M
     lists are empty without a query; an existing row enqueued as an insert
     (``bundle enqueue-existing``) passes ``new=False`` to carry them."""
-    check_model(type(instance))
+    _check_once(type(instance))
     tx_id = new_tx_id()
     ts = clock.now(using)  # the wall clock, never behind the server's last receipt
     who = producer()
@@ -114,20 +142,41 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None, *,
         record["files"] = files
     if action != "D":
         remember_saved(instance)
-    row = OutgoingTransaction(
-        tx_id=tx_id,
-        tx_name=record["model"],
-        tx_pk=str(record["pk"]),
-        producer=who,
-        action=action,
-        timestamp=ts,
-        tx=packb(record),
-        format=RECORD_FORMAT,
-    )
+    row = _new_row(tx_id=tx_id, tx_name=record["model"], tx_pk=str(record["pk"]), producer=who,
+                   action=action, timestamp=ts, tx=packb(record), format=RECORD_FORMAT)
     _insert(row, using)
     if file_rows:
         attachments.link(row, file_rows, using)
     return row
+
+
+def _new_row(**values) -> OutgoingTransaction:
+    """``OutgoingTransaction(**values)``, built with positional values (Django's
+    cheaper path), the other fields at their defaults."""
+    order = _ROW.get("order")
+    if order is None:
+        order = _row_order(OutgoingTransaction, values)
+    if not order:
+        return OutgoingTransaction(**values)
+    return OutgoingTransaction(*[values[name] if given else default
+                                 for name, given, default in order])
+
+
+_ROW: dict = {}
+
+
+def _row_order(model, values) -> list:
+    """(attname, given, default) per concrete field; [] when a field that is not
+    given has a default that must be called each time (then keywords are used)."""
+    order = []
+    for f in model._meta.concrete_fields:
+        given = f.attname in values
+        if not given and f.has_default() and callable(f.default):
+            order = []
+            break
+        order.append((f.attname, given, None if given else f.get_default()))
+    _ROW["order"] = order
+    return order
 
 
 def _insert(row, using: str) -> None:
@@ -136,18 +185,18 @@ def _insert(row, using: str) -> None:
     Capture runs on every save of every synced model, and Django's generic insert
     path costs more than the save it accompanies: here the values are the ones
     built above (text, ints, bytes, None), and only the transaction id and the
-    datetimes go through their fields' conversion.  The same signals are sent.
+    datetimes go through their fields' conversion (a shortcut for the types
+    capture gives them, the same as ``get_db_prep_save``).  The same signals are sent.
     """
-    from django.db import connections
-
     model = type(row)
     connection = connections[using]
-    sql, fields, convert, returning = _insert_sql(model, connection)
+    sql, fields, prepare, returning = _insert_sql(model, connection)
     row.created = timezone.now()  # auto_now_add
     if signals.pre_save.has_listeners(model):
         signals.pre_save.send(sender=model, instance=row, raw=False, using=using, update_fields=None)
-    params = [f.get_db_prep_save(getattr(row, f.attname), connection) if conv
-              else getattr(row, f.attname) for f, conv in zip(fields, convert, strict=True)]
+    values = row.__dict__
+    params = [values[f.attname] if prep is None else prep(f, values[f.attname], connection)
+              for f, prep in zip(fields, prepare, strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if returning:
@@ -170,16 +219,62 @@ def _insert_sql(model, connection):
     if found is None:
         opts = model._meta
         fields = [f for f in opts.local_concrete_fields if not f.primary_key]
-        convert = [f.get_internal_type() in ("UUIDField", "DateTimeField", "BinaryField")
-                   for f in fields]
+        prepare = [_preparer(f) for f in fields]
         qn = connection.ops.quote_name
         returning = connection.features.can_return_columns_from_insert
         sql = (f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
                f"VALUES ({', '.join(['%s'] * len(fields))})")
         if returning:
             sql += f" RETURNING {qn(opts.pk.column)}"
-        found = _SQL[key] = (sql, fields, convert, returning)
+        found = _SQL[key] = (sql, fields, prepare, returning)
     return found
+
+
+def _slow(f, value, connection):
+    return f.get_db_prep_save(value, connection)
+
+
+def _prep_uuid(f, value, connection):
+    # UUIDField.get_db_prep_value of a UUID.
+    if type(value) is uuid.UUID:
+        return value if connection.features.has_native_uuid_field else value.hex
+    return f.get_db_prep_save(value, connection)
+
+
+def _prep_datetime(f, value, connection):
+    # DateTimeField.get_prep_value keeps None and an aware datetime as they are.
+    if value is None or (type(value) is dt.datetime and value.utcoffset() is not None):
+        return connection.ops.adapt_datetimefield_value(value)
+    return f.get_db_prep_save(value, connection)
+
+
+def _prep_binary(f, value, connection):
+    # BinaryField.get_db_prep_value of bytes.
+    if type(value) is bytes:
+        return connection.Database.Binary(value)
+    return f.get_db_prep_save(value, connection)
+
+
+def _preparer(f):
+    """None (the value goes as it is: text, ints, bools, None) or a function
+    ``(field, value, connection)`` giving ``field.get_db_prep_save(value, connection)``."""
+    kind = f.get_internal_type()
+    if kind not in ("UUIDField", "DateTimeField", "BinaryField"):
+        return None
+    cls = type(f)
+    if cls.get_db_prep_save is not Field.get_db_prep_save:
+        return _slow
+    if (kind == "UUIDField" and cls.get_db_prep_value is UUIDField.get_db_prep_value
+            and cls.to_python is UUIDField.to_python):
+        return _prep_uuid
+    if (kind == "DateTimeField" and cls.get_db_prep_value is DateTimeField.get_db_prep_value
+            and cls.get_prep_value is DateTimeField.get_prep_value
+            and cls.to_python is DateTimeField.to_python):
+        return _prep_datetime
+    if (kind == "BinaryField" and cls.get_db_prep_value is BinaryField.get_db_prep_value
+            and cls.get_prep_value is Field.get_prep_value):
+        return _prep_binary
+    return _slow
 
 
 # ------------------------------------------------------------------ handlers
@@ -195,7 +290,7 @@ def _pre_delete(sender, instance, using, **kwargs):
     # The natural key may follow foreign keys whose rows the same delete removes:
     # take it while they are still there.
     if is_enabled():
-        check_model(type(instance))
+        _check_once(type(instance))
         nk = instance._bk_natural_key = natural_key_of(instance)
         instance._bk_natural_key_before = natural_key_before(instance, nk)
 
