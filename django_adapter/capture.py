@@ -190,13 +190,15 @@ def _insert(row, using: str) -> None:
     """
     model = type(row)
     connection = connections[using]
-    sql, fields, prepare, returning = _insert_sql(model, connection)
+    sql, fields, prepare, returning, names = _insert_sql(model, connection)
     row.created = timezone.now()  # auto_now_add
     if signals.pre_save.has_listeners(model):
         signals.pre_save.send(sender=model, instance=row, raw=False, using=using, update_fields=None)
     values = row.__dict__
     params = [values[f.attname] if prep is None else prep(f, values[f.attname], connection)
               for f, prep in zip(fields, prepare, strict=True)]
+    if names is not None:
+        params = dict(zip(names, params, strict=True))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if returning:
@@ -222,11 +224,20 @@ def _insert_sql(model, connection):
         prepare = [_preparer(f) for f in fields]
         qn = connection.ops.quote_name
         returning = connection.features.can_return_columns_from_insert
+        names = None
+        if connection.vendor == "sqlite":
+            # Named parameters: Django's SQLite cursor turns "%s" into "?" with a
+            # regular expression on every execute (7us for this statement), and
+            # "%(name)s" into ":name" with one string formatting (2.6us).
+            names = [f"p{i}" for i in range(len(fields))]
+            marks = [f"%({n})s" for n in names]
+        else:
+            marks = ["%s"] * len(fields)
         sql = (f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-               f"VALUES ({', '.join(['%s'] * len(fields))})")
+               f"VALUES ({', '.join(marks)})")
         if returning:
             sql += f" RETURNING {qn(opts.pk.column)}"
-        found = _SQL[key] = (sql, fields, prepare, returning)
+        found = _SQL[key] = (sql, fields, prepare, returning, names)
     return found
 
 

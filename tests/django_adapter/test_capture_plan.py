@@ -89,3 +89,39 @@ def test_references_read_by_the_plan_are_those_of_the_generic_path(subject_tree)
             _check(one)
     _check(m.Clinic.objects.create(name="c-1", beds=3, household=subject_tree["household"]))
     _check(m.Clinic(name="c-2"))
+
+
+def _raw_rows(using):
+    from django.db import connections
+
+    from django_adapter.models import OutgoingTransaction
+
+    opts = OutgoingTransaction._meta
+    cols = ", ".join(f.column for f in opts.concrete_fields if f.name not in ("id", "created"))
+    with connections[using].cursor() as cursor:
+        cursor.execute(f"SELECT {cols} FROM {opts.db_table} ORDER BY id")
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                for row in cursor.fetchall()]
+
+
+@pytest.mark.django_db(databases=["default", "server"])
+def test_the_prepared_insert_writes_the_row_djangos_save_writes(subject_tree):
+    """Capture's own INSERT (named parameters on SQLite, per-field shortcuts) stores
+    exactly the column values ``OutgoingTransaction.save()`` stores for the same row."""
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    from django_adapter.models import OutgoingTransaction
+
+    with CaptureQueriesContext(connections["default"]) as queries:
+        subject_tree["visit"].save()  # logged queries format the named parameters too
+    assert any("INSERT INTO" in q["sql"] and OutgoingTransaction._meta.db_table in q["sql"]
+               for q in queries.captured_queries)
+    captured = list(OutgoingTransaction.objects.using("default").order_by("id"))
+    for row in captured:
+        copy = OutgoingTransaction(**{f.attname: getattr(row, f.attname)
+                                      for f in OutgoingTransaction._meta.concrete_fields
+                                      if f.name not in ("id", "created")})
+        copy.save(using="server")
+    assert _raw_rows("default") == _raw_rows("server")
+    assert [r.created for r in captured] == sorted(r.created for r in captured)
