@@ -125,3 +125,30 @@ def test_the_prepared_insert_writes_the_row_djangos_save_writes(subject_tree):
         copy.save(using="server")
     assert _raw_rows("default") == _raw_rows("server")
     assert [r.created for r in captured] == sorted(r.created for r in captured)
+
+
+@pytest.mark.django_db(databases=["default", "server"])
+def test_the_captured_row_has_the_id_and_values_the_database_gave_it(subject_tree):
+    from django.db.models import signals
+
+    from django_adapter import capture
+    from django_adapter.models import OutgoingTransaction
+
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance)
+
+    rows = [capture.record_change(subject_tree["visit"], "U", "default")]
+    signals.post_init.connect(receiver, sender=OutgoingTransaction)
+    try:
+        rows.append(capture.record_change(subject_tree["visit"], "U", "default"))
+    finally:
+        signals.post_init.disconnect(receiver, sender=OutgoingTransaction)
+    assert seen == [rows[1]]  # with a receiver, the row is built by __init__
+    fields = [f.attname for f in OutgoingTransaction._meta.concrete_fields]
+    for row in rows:
+        assert not row._state.adding and row._state.db == "default"
+        stored = OutgoingTransaction.objects.get(pk=row.pk)
+        assert [getattr(row, f) for f in fields] == [getattr(stored, f) for f in fields]
+        assert bytes(stored.tx) == row.tx
