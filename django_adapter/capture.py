@@ -251,7 +251,8 @@ def _insert_sql(model, connection):
         returning = (connection.features.can_return_columns_from_insert
                      and connection.vendor != "sqlite")
         names = None
-        if connection.vendor == "sqlite":
+        if connection.vendor == "sqlite" and not any("%" in n for n in (
+                opts.db_table, *(f.column for f in fields))):
             # Named parameters: Django's SQLite cursor turns "%s" into "?" with a
             # regular expression on every execute (7us for this statement), and
             # "%(name)s" into ":name" with one string formatting (2.6us).

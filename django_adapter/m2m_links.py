@@ -76,10 +76,17 @@ def existing_links(through, source_field_name, target_field_name, using, source,
     query = _QUERIES.get(key)
     if query is None:
         query = _QUERIES[key] = _query(through, source_field_name, target_field_name, connection)
-    head, source_field, target_field, col, converters = query
+    head, source_field, target_field, col, converters, named = query
     params = [source_field.get_db_prep_value(source, connection)]
     params += [target_field.get_db_prep_value(t, connection) for t in target_ids]
-    sql = head + ", ".join(["%s"] * len(target_ids)) + ")"
+    if named:
+        marks = _MARKS[: len(target_ids)] if len(target_ids) <= len(_MARKS) else [
+            f"%(t{i})s" for i in range(len(target_ids))]
+        sql = head + ", ".join(marks) + ")"
+        params = dict(zip(_NAMES, params, strict=False)) if len(params) <= len(_NAMES) else \
+            dict(zip(["s", *(f"t{i}" for i in range(len(target_ids)))], params, strict=True))
+    else:
+        sql = head + ", ".join(["%s"] * len(target_ids)) + ")"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -96,8 +103,20 @@ def _query(through, source_field_name, target_field_name, connection):
     source_field = opts.get_field(source_field_name)
     target_field = opts.get_field(target_field_name)
     qn = connection.ops.quote_name
-    head = (f"SELECT {qn(target_field.column)} FROM {qn(opts.db_table)} "
-            f"WHERE {qn(source_field.column)} = %s AND {qn(target_field.column)} IN (")
+
+    def statement(mark):
+        return (f"SELECT {qn(target_field.column)} FROM {qn(opts.db_table)} "
+                f"WHERE {qn(source_field.column)} = {mark} AND {qn(target_field.column)} IN (")
+
+    # Named parameters on SQLite: Django's cursor turns them into ":name" with one
+    # string formatting, where "%s" costs a regular expression over the statement.
+    named = connection.vendor == "sqlite" and "%" not in statement("")
+    head = statement("%(s)s" if named else "%s")
     col = target_field.get_col(opts.db_table)
     converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-    return head, source_field, target_field, col, converters
+    return head, source_field, target_field, col, converters, named
+
+
+#: Parameter names of the named form: the source, then the targets.
+_NAMES = ["s", *(f"t{i}" for i in range(16))]
+_MARKS = [f"%({n})s" for n in _NAMES[1:]]

@@ -79,8 +79,16 @@ def natural_key_of(obj) -> list:
 
 def remember_saved(obj) -> None:
     """Remember ``obj``'s concrete values as the ones the database now holds."""
-    names = tuple(f.attname for f in obj._meta.concrete_fields)
-    obj._bk_loaded = (names, tuple(obj.__dict__.get(n, _DEFERRED) for n in names))
+    cls = type(obj)
+    names = _ATTNAMES.get(cls)
+    if names is None:
+        names = _ATTNAMES[cls] = tuple(f.attname for f in obj._meta.concrete_fields)
+    values = obj.__dict__
+    obj._bk_loaded = (names, tuple([values.get(n, _DEFERRED) for n in names]))
+
+
+#: Model class -> the attnames of its concrete fields (remember_saved, per save).
+_ATTNAMES: dict = {}
 
 
 _DEFERRED = object()
@@ -198,10 +206,10 @@ def m2m_targets(obj, field, using: str) -> list:
     query = _M2M_QUERIES.get(key)
     if query is None:
         query = _M2M_QUERIES[key] = _m2m_query(field, target, connection)
-    sql, names, cols, source = query
+    sql, names, cols, source, named = query
     value = source.get_db_prep_value(getattr(obj, source.target_field.attname), connection)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [value])
+        cursor.execute(sql, {"source": value} if named else [value])
         rows = cursor.fetchall()
     out = []
     for row in rows:
@@ -222,16 +230,23 @@ def _m2m_query(field, target, connection):
     qn = connection.ops.quote_name
     fields = target._meta.concrete_fields
     t, m = qn(target._meta.db_table), qn(through._meta.db_table)
-    sql = (f"SELECT {', '.join(f'{t}.{qn(f.column)}' for f in fields)} FROM {t} "
-           f"INNER JOIN {m} ON {m}.{qn(dest.column)} = {t}.{qn(dest.target_field.column)} "
-           f"WHERE {m}.{qn(source.column)} = %s ORDER BY {t}.{qn(target._meta.pk.column)}")
+    # A named parameter on SQLite: Django's cursor turns it into ":source" with one
+    # string formatting, where "%s" costs a regular expression over the statement.
+    def statement(mark):
+        return (f"SELECT {', '.join(f'{t}.{qn(f.column)}' for f in fields)} FROM {t} "
+                f"INNER JOIN {m} ON {m}.{qn(dest.column)} = {t}.{qn(dest.target_field.column)} "
+                f"WHERE {m}.{qn(source.column)} = {mark} "
+                f"ORDER BY {t}.{qn(target._meta.pk.column)}")
+
+    named = connection.vendor == "sqlite" and "%" not in statement("")
+    sql = statement("%(source)s" if named else "%s")
     cols = []
     for i, f in enumerate(fields):
         col = f.get_col(target._meta.db_table)
         converters = connection.ops.get_db_converters(col) + f.get_db_converters(connection)
         if converters:
             cols.append((i, col, converters))
-    return sql, [f.attname for f in fields], cols, source
+    return sql, [f.attname for f in fields], cols, source, named
 
 
 # ------------------------------------------------------------------ capture plans

@@ -75,3 +75,16 @@ def test_many_targets_go_through_djangos_own_query(subject_tree, monkeypatch):
     subject.tags.add(flu)
     assert len(used) == 1
     assert sorted(t.code for t in subject.tags.all()) == ["flu", "hiv", "tb"]
+
+
+def test_more_targets_than_named_parameters_are_read_the_same(subject_tree):
+    """Past the 16 parameter names made ahead (SQLite), the names are made per query."""
+    subject = subject_tree["subject"]
+    tags = [m.Tag.objects.create(code=f"t-{i}") for i in range(20)]
+    subject.tags.add(*tags[::3])
+    manager = subject.tags
+    django_own = super(type(manager), manager)._get_missing_target_ids
+    args = (manager.source_field_name, manager.target_field_name, "default")
+    for n in (15, 16, 17, 20):
+        ids = {t.pk for t in tags[:n]}
+        assert manager._get_missing_target_ids(*args, set(ids)) == django_own(*args, set(ids))
