@@ -52,7 +52,15 @@ CHUNK = 500
 
 
 def is_enabled() -> bool:
-    return getattr(settings, "ALLOW_MODEL_SERIALIZATION", True) and not _suspended.get()
+    allowed = _allowed.get("value", _allowed)
+    if allowed is _allowed:  # read once, again when the setting changes
+        allowed = _allowed["value"] = getattr(settings, "ALLOW_MODEL_SERIALIZATION", True)
+    return allowed and not _suspended.get()
+
+
+#: settings.ALLOW_MODEL_SERIALIZATION as is_enabled() last read it (a setting that
+#: is not set costs an AttributeError inside Django's settings at every read).
+_allowed: dict = {}
 
 
 @contextlib.contextmanager
@@ -87,9 +95,11 @@ _site: list[str] = []
 
 
 @receiver(setting_changed)
-def _forget_site(setting, **kwargs):
+def _forget_settings(setting, **kwargs):
     if setting in ("BUNDLEKIT", "BUNDLEKIT_SITE"):
         _site.clear()
+    elif setting == "ALLOW_MODEL_SERIALIZATION":
+        _allowed.clear()
 
 
 def producer() -> str:

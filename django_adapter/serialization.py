@@ -53,9 +53,12 @@ def pk_travels(model) -> bool:
     return not travels_by_natural_key(model._meta.pk)
 
 
+_SEQUENCES = (list, tuple)
+
+
 def listify(value: Any) -> Any:
-    if isinstance(value, list | tuple):
-        return [listify(v) for v in value]
+    if isinstance(value, _SEQUENCES):
+        return [listify(v) if isinstance(v, _SEQUENCES) else v for v in value]
     return value
 
 

@@ -152,3 +152,25 @@ def test_the_captured_row_has_the_id_and_values_the_database_gave_it(subject_tre
         stored = OutgoingTransaction.objects.get(pk=row.pk)
         assert [getattr(row, f) for f in fields] == [getattr(stored, f) for f in fields]
         assert bytes(stored.tx) == row.tx
+
+
+@pytest.mark.django_db(databases=["default", "server"])
+def test_settings_capture_keeps_are_read_again_when_they_change(settings):
+    """is_enabled() and the producer keep what they read from settings until
+    Django says the setting changed (override_settings, the settings fixture)."""
+    from django_adapter import capture
+    from django_adapter.models import OutgoingTransaction
+
+    settings.BUNDLEKIT_SITE = "site-1"
+    m.Household.objects.create(code="H-1")
+    settings.BUNDLEKIT_SITE = "site-2"
+    m.Household.objects.create(code="H-2")
+    settings.ALLOW_MODEL_SERIALIZATION = False
+    assert not capture.is_enabled()
+    m.Household.objects.create(code="H-3")
+    settings.ALLOW_MODEL_SERIALIZATION = True
+    m.Household.objects.create(code="H-4")
+    del settings.ALLOW_MODEL_SERIALIZATION
+    assert capture.is_enabled()
+    rows = OutgoingTransaction.objects.order_by("id")
+    assert [r.tx_pk and r.producer.split("/")[0] for r in rows] == ["site-1", "site-2", "site-2"]
