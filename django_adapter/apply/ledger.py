@@ -32,7 +32,7 @@ from django_adapter.codec import RECORD_FORMAT, content_digest, load, object_key
 from django_adapter.models import ConflictingTransaction, IncomingTransaction, TxStatus
 from django_adapter.outcomes import ApplyResult
 
-from . import pgcopy
+from . import direct, pgcopy
 from .prep import preparer
 
 #: Records looked up, deduplicated and handed on together (a window) ...
@@ -435,7 +435,7 @@ def write_new(rows: list, using: str, *, use_copy: bool = True) -> None:
     convert = [preparer(f, connection) for f in fields]
     qn = connection.ops.quote_name
     head = f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    one = "(" + ", ".join([direct.placeholder(connection)] * len(fields)) + ")"
     tail = f" RETURNING {qn(opts.pk.column)}"
     now = timezone.now()
     memo: dict = {}  # received and consumed_datetime: one value for the whole window
@@ -477,7 +477,8 @@ def write_new(rows: list, using: str, *, use_copy: bool = True) -> None:
                 cursor.execute(sql, [params[i::width] for i in range(width)])
                 got = cursor.fetchall()
             else:
-                cursor.execute(head + ", ".join([one] * len(batch)) + tail, params)
+                direct.execute(connection, cursor, head + ", ".join([one] * len(batch)) + tail,
+                               params)
                 got = cursor.fetchall()
             for row, (pk,) in zip(batch, got, strict=True):
                 row.pk = pk

@@ -15,7 +15,7 @@ from django.db import connections
 from django.db.models import signals
 from django.db.models.constants import OnConflict
 
-from . import pgcopy
+from . import direct, pgcopy
 from .ledger import batch_size, chunks
 from .naturalkeys import _NoBatch
 from .prep import preparer
@@ -83,7 +83,7 @@ def _insert_values(model, fields: list, objs: list, size: int, auto_pk: bool, co
     opts = model._meta
     qn = connection.ops.quote_name
     head = f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    one = "(" + ", ".join([direct.placeholder(connection)] * len(fields)) + ")"
     tail = f" RETURNING {qn(opts.pk.column)}" if auto_pk else ""
     columns = [(f.attname, preparer(f, connection)) for f in fields]
     with connection.cursor() as cursor:
@@ -95,7 +95,7 @@ def _insert_values(model, fields: list, objs: list, size: int, auto_pk: bool, co
                     if hasattr(value, "resolve_expression"):
                         raise _NoBatch("an expression as a field value")
                     params.append(prepare(value))
-            cursor.execute(head + ", ".join([one] * len(batch)) + tail, params)
+            direct.execute(connection, cursor, head + ", ".join([one] * len(batch)) + tail, params)
             if auto_pk:
                 for obj, (pk,) in zip(batch, cursor.fetchall(), strict=True):
                     setattr(obj, opts.pk.attname, pk)
@@ -236,13 +236,14 @@ def set_m2m(field, wanted: dict, using: str) -> None:
         if USE_COPY and pgcopy.available(connection) and _copy_links(
                 through._meta.db_table, fields, add, owner_value, target_value, connection):
             return
+        pair = "({0}, {0})".format(direct.placeholder(connection))
         with connection.cursor() as cursor:
             for batch in chunks(add, size):
                 params = []
                 for owner, target in batch:
                     params.append(owner_value(owner))
                     params.append(target_value(target))
-                cursor.execute(sql + ", ".join(["(%s, %s)"] * len(batch)), params)
+                direct.execute(connection, cursor, sql + ", ".join([pair] * len(batch)), params)
 
 
 def _copy_links(table: str, fields: list, add: list, owner_value, target_value,
