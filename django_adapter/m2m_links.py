@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 
 from django.db import connections
+from django.db.models import IntegerField, Manager, UUIDField
 from django.db.models.fields.related_descriptors import ManyToManyDescriptor
 
 #: More targets than this in one add() go through Django's own query.
@@ -52,6 +53,10 @@ def _known(base) -> bool:
 
 def _prepared(base):
     def _get_missing_target_ids(self, source_field_name, target_field_name, db, target_ids):
+        if self.__dict__.get("_bk_set_read") and _set_knows(self, source_field_name):
+            # set() read every link of the source just now, in this transaction, and
+            # adds only targets that were not among them: none is linked.
+            return set(target_ids)
         if not target_ids or len(target_ids) > MAX_TARGETS:
             return base._get_missing_target_ids(self, source_field_name, target_field_name, db,
                                                 target_ids)
@@ -59,12 +64,78 @@ def _prepared(base):
                                 self.related_val[0], target_ids)
         return target_ids.difference(linked)
 
-    return type(base.__name__, (base,), {
+    attrs = {
         "__module__": base.__module__,
         "__qualname__": base.__qualname__,
         "_get_missing_target_ids": _get_missing_target_ids,
         "_bk_prepared_links": True,
-    })
+    }
+    if _known_set(base):
+        def set_(self, objs, *, clear=False, through_defaults=None):
+            objs = tuple(objs)
+            # Not after a clear or a remove: their signals' receivers may link
+            # anything before the add.  (add() drops a prefetched list before it
+            # asks for the missing ids, so that is looked at here.)
+            self._bk_set_read = not clear and _distinct(self, objs) and not _prefetched(self)
+            try:
+                return base.set(self, objs, clear=clear, through_defaults=through_defaults)
+            finally:
+                self._bk_set_read = False
+
+        def remove(self, *objs):
+            if objs:
+                self._bk_set_read = False
+            return base.remove(self, *objs)
+
+        set_.__name__ = "set"
+        set_.alters_data = remove.alters_data = True
+        attrs["set"], attrs["remove"] = set_, remove
+    return type(base.__name__, (base,), attrs)
+
+
+def _known_set(base) -> bool:
+    """set() and remove() have the signatures the shortcut was written for."""
+    for name, params in (("set", ["self", "objs", "clear", "through_defaults"]),
+                         ("remove", ["self", "objs"])):
+        method = getattr(base, name, None)
+        if method is None or inspect.iscoroutinefunction(method):
+            return False
+        if list(inspect.signature(method).parameters) != params:
+            return False
+    return True
+
+
+def _distinct(manager, objs) -> bool:
+    """Whether ``objs`` name distinct targets, keyed as set() keys them (a target
+    named twice is added again by set() although it is linked)."""
+    field, model = manager.target_field, manager.model
+    try:
+        keys = {field.get_foreign_related_value(o)[0] if isinstance(o, model)
+                else field.get_prep_value(o) for o in objs}
+    except Exception:  # set() raises its own error for it
+        return False
+    return len(keys) == len(objs)
+
+
+def _set_knows(manager, source_field_name) -> bool:
+    """Whether the add() inside ``manager.set()`` may take every target it adds as
+    not linked yet.  Django's set() reads the source's links through the related
+    manager (``old_ids``) and adds only the targets not among them (set_ above
+    leaves out the sets that remove or clear links first).  That read saw every link when the target's default
+    manager does not filter its rows and no prefetched list stands in for it; and
+    the add is the one for this side (a symmetrical relation's mirror add reads).
+    Keys are integers or UUIDs, so set() compared them as the database does."""
+    if source_field_name != manager.source_field_name or manager.symmetrical:
+        return False
+    # Keys Python compares as the database does (no collation, no text forms).
+    if not isinstance(manager.target_field.target_field, IntegerField | UUIDField):
+        return False
+    return type(manager.model._default_manager).get_queryset is Manager.get_queryset
+
+
+def _prefetched(manager) -> bool:
+    cache = getattr(manager.instance, "_prefetched_objects_cache", None)
+    return bool(cache) and manager.prefetch_cache_name in cache
 
 
 def existing_links(through, source_field_name, target_field_name, using, source, target_ids):
