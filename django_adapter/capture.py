@@ -32,7 +32,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from django_adapter import attachments, clock, m2m_links
-from django_adapter.codec import RECORD_FORMAT, packb
+from django_adapter.codec import RECORD_FORMAT, pack_captured
 from django_adapter.exceptions import NaturalKeyError, SyncError
 from django_adapter.models import OutgoingTransaction
 from django_adapter.serialization import (
@@ -154,7 +154,7 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None, *,
         record["files"] = files
     if action != "D":
         remember_saved(instance)
-    row = _new_row(tx_id, record["model"], str(record["pk"]), who, action, ts, packb(record),
+    row = _new_row(tx_id, record["model"], str(record["pk"]), who, action, ts, pack_captured(record),
                    RECORD_FORMAT)
     _insert(row, using)
     if file_rows:
@@ -175,8 +175,7 @@ def _new_row(*given) -> OutgoingTransaction:
     plan = _ROW.get(model, _ROW)
     if plan is _ROW:
         plan = _ROW[model] = _row_plan(model)
-    if plan is None or signals.pre_init.has_listeners(model) or \
-            signals.post_init.has_listeners(model):
+    if plan is None or _listened(signals.pre_init, model) or _listened(signals.post_init, model):
         return model(**dict(zip(_GIVEN, given, strict=True)))
     names, template, where = plan
     values = template.copy()
@@ -189,6 +188,12 @@ def _new_row(*given) -> OutgoingTransaction:
 
 
 _ROW: dict = {}
+
+
+def _listened(signal, sender) -> bool:
+    """``signal.has_listeners(sender)``, without its per-sender lookup when the
+    signal has no receiver at all (as ``Signal.send`` does)."""
+    return bool(signal.receivers) and signal.has_listeners(sender)
 
 
 def _row_plan(model):
@@ -225,7 +230,7 @@ def _insert(row, using: str) -> None:
     connection = connections[using]
     sql, fields, prepare, returning, names = _insert_sql(model, connection)
     row.created = timezone.now()  # auto_now_add
-    if signals.pre_save.has_listeners(model):
+    if _listened(signals.pre_save, model):
         signals.pre_save.send(sender=model, instance=row, raw=False, using=using, update_fields=None)
     values = row.__dict__
     params = [values[f.attname] if prep is None else prep(f, values[f.attname], connection)
@@ -240,7 +245,7 @@ def _insert(row, using: str) -> None:
             row.pk = connection.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
     row._state.adding = False
     row._state.db = using
-    if signals.post_save.has_listeners(model):
+    if _listened(signals.post_save, model):
         signals.post_save.send(sender=model, instance=row, created=True, update_fields=None,
                                raw=False, using=using)
 
@@ -254,7 +259,7 @@ def _insert_sql(model, connection):
     if found is None:
         opts = model._meta
         fields = [f for f in opts.local_concrete_fields if not f.primary_key]
-        prepare = [_preparer(f) for f in fields]
+        prepare = [_preparer(f, connection.vendor) for f in fields]
         qn = connection.ops.quote_name
         # SQLite gives the new id as the cursor's lastrowid: a RETURNING clause
         # makes it produce a result row besides (5us a row).
@@ -303,10 +308,18 @@ def _prep_binary(f, value, connection):
     return f.get_db_prep_save(value, connection)
 
 
-def _preparer(f):
+def _prep_bool_sqlite(f, value, connection):
+    # Python's sqlite3 binds a bool as the int it is, after looking for an adapter
+    # (a bool is not exactly an int): give it the int.
+    return int(value) if type(value) is bool else value
+
+
+def _preparer(f, vendor):
     """None (the value goes as it is: text, ints, bools, None) or a function
     ``(field, value, connection)`` giving ``field.get_db_prep_save(value, connection)``."""
     kind = f.get_internal_type()
+    if kind == "BooleanField" and vendor == "sqlite":
+        return _prep_bool_sqlite
     if kind not in ("UUIDField", "DateTimeField", "BinaryField"):
         return None
     cls = type(f)

@@ -7,6 +7,7 @@ Records are packed by ``bundlekit.records`` so the bytes stored in
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Any
 
 from bundlekit import records as _records
@@ -18,6 +19,18 @@ RECORD_FORMAT = 1
 
 def packb(record: dict[str, Any]) -> bytes:
     return _records.packb(record)
+
+
+_local = threading.local()
+
+
+def pack_captured(record: dict[str, Any]) -> bytes:
+    """``packb(record)`` for a record capture built itself (a dict with str keys,
+    so packb's checks of them are skipped): the same packer settings, the same bytes."""
+    packer = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = _records.new_packer()
+    return packer.pack(record)
 
 
 def unpackb(data: bytes) -> dict[str, Any]:

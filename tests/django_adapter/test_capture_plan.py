@@ -174,3 +174,14 @@ def test_settings_capture_keeps_are_read_again_when_they_change(settings):
     assert capture.is_enabled()
     rows = OutgoingTransaction.objects.order_by("id")
     assert [r.tx_pk and r.producer.split("/")[0] for r in rows] == ["site-1", "site-2", "site-2"]
+
+
+def test_pack_captured_gives_packbs_bytes(field_data):
+    from django_adapter.codec import pack_captured
+
+    record = ser.to_record(m.AllFields(**field_data), "I", tx_id=uuid.UUID(int=7),
+                           ts=dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC), producer="s/h",
+                           using="default", nk=["all-1"], new=True)
+    assert pack_captured(record) == packb(record)
+    assert pack_captured({"big": 2**70, "k": [Decimal("1.5"), None]}) == packb(
+        {"big": 2**70, "k": [Decimal("1.5"), None]})
