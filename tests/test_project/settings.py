@@ -62,7 +62,9 @@ def _database(alias: str) -> dict:
     if BACKEND == "sqlite":
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": f"bk_{alias}.sqlite3",
+            # Never opened by the suite (tests use TEST's), but Django may connect to
+            # it while it sets up: in the temporary folder, not the working copy.
+            "NAME": os.path.join(tempfile.gettempdir(), f"bk_{alias}_{RUN_ID}.sqlite3"),
             # A file, not memory: the crash test imports from a second process.
             "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"test_bk_{alias}_{RUN_ID}.sqlite3")},
         }
