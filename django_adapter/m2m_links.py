@@ -94,7 +94,12 @@ def _prepared(base):
 
 
 def _known_set(base) -> bool:
-    """set() and remove() have the signatures the shortcut was written for."""
+    """set() and remove() are the ones the shortcut was written for (Django 4.2 and
+    5.2): set() reads the links, then calls remove() and add().  Django 6's set()
+    goes through ``set_base``/``_remove_base``/``_add_base`` instead, past the
+    remove() that must turn the shortcut off: there it is not used."""
+    if hasattr(base, "set_base"):
+        return False
     for name, params in (("set", ["self", "objs", "clear", "through_defaults"]),
                          ("remove", ["self", "objs"])):
         method = getattr(base, name, None)

@@ -156,7 +156,8 @@ def test_set_skips_the_links_read_and_signals_what_django_signals(subject_tree, 
     assert links == (["hiv", "tb"], ["S-1", "S-9"], [])
     # With the shortcut, only the sets that remove or clear links first, or name a
     # target twice, read the links.
-    assert len(reads) == (5 if shortcut else 7)
+    active = shortcut and m2m_links._known_set(type(subject_tree["subject"].tags).__mro__[1])
+    assert len(reads) == (5 if active else 7)
 
 
 def test_set_reads_the_links_when_its_own_read_may_have_missed_some(subject_tree, monkeypatch):
@@ -170,5 +171,7 @@ def test_set_reads_the_links_when_its_own_read_may_have_missed_some(subject_tree
     subject = m.Subject.objects.prefetch_related(
         Prefetch("tags", queryset=m.Tag.objects.filter(code="hiv"))).get(pk=subject_tree["subject"].pk)
     subject.tags.set([t1, t2])
-    assert reads  # t2 looked new to set() but is linked: the read finds it
+    if not hasattr(type(subject.tags), "set_base"):
+        assert reads  # t2 looked new to set() but is linked: the read finds it
+    # (Django 6's set() drops the prefetched list and reads the links itself.)
     assert sorted(t.code for t in subject.tags.all()) == ["hiv", "tb"]
