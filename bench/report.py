@@ -64,6 +64,22 @@ class Report:
     def w(self, *lines):
         self.lines.extend(lines)
 
+    @staticmethod
+    def sharing(cpu: dict | None) -> str:
+        """What the run's CPU accounting says about other work on the machine."""
+        if not cpu:
+            return ("Whether other work ran on the machine during the run was not measured "
+                    "(no /proc here).")
+        seen = (f"Of the {cpu['busy_s']:.0f} CPU-seconds the machine was busy during the run, "
+                f"this run's own processes used {cpu['run_s']:.0f}, the database servers "
+                f"{cpu['servers_s']:.0f} and everything else {cpu['other_s']:.0f} "
+                f"({cpu['other_share']:.0%}).")
+        if cpu["other_share"] < 0.05:
+            return seen + " The machine was otherwise idle."
+        return (seen + " Other work shared the cores, so absolute times are slower than on an "
+                "idle machine; both sides of every ratio ran in the same run, one after the "
+                "other.")
+
     def table(self, head, rows):
         self.w("| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|")
         for row in rows:
@@ -106,10 +122,7 @@ class Report:
             f"cryptography {m['cryptography']}",
             f"- Load average (1/5/15 min) before the run: {lb[0]:.2f} / {lb[1]:.2f} / {lb[2]:.2f}; "
             f"after: {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}; highest 1-minute load seen between "
-            f"sections: {r.get('load_max_1min', la[0]):.2f}. The machine was shared: other work "
-            "(test runs of other engineers) ran on the same cores during this run, so absolute "
-            "times are slower than on an idle machine; both sides of every ratio ran in the same "
-            "run, one after the other, under that load.",
+            f"sections: {r.get('load_max_1min', la[0]):.2f}. {self.sharing(r.get('cpu_share'))}",
             "- Figures are medians of the repetitions listed beside them; ratios are ratios of "
             "medians.",
             "",

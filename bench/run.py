@@ -732,6 +732,59 @@ def connect(o) -> dict:
     return servers
 
 
+class CpuShare:
+    """Whose CPU time a run used: this run's processes (the bench and every command
+    it ran, all waited for), the database servers, and everything else on the
+    machine, from /proc (Linux; elsewhere nothing is claimed).
+
+    The load average cannot tell a shared machine from a busy run (a command and
+    its database server keep both cores of a 2-core machine busy): this can."""
+
+    SERVERS = ("postgres", "mariadbd", "mysqld")
+
+    def __init__(self):
+        self.start = self.sample()
+
+    @staticmethod
+    def _own() -> float:
+        import resource
+
+        return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                     resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+    def sample(self):
+        try:
+            tick = os.sysconf("SC_CLK_TCK")
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:9]]
+            busy = (sum(fields[:3]) + sum(fields[5:8])) / tick  # user nice system irq softirq steal
+            servers = 0.0
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        text = f.read()
+                except OSError:
+                    continue
+                name = text[text.index("(") + 1:text.rindex(")")]
+                if name in self.SERVERS:
+                    rest = text[text.rindex(")") + 2:].split()
+                    servers += sum(int(x) for x in rest[11:15]) / tick  # utime stime cutime cstime
+            return busy, self._own(), servers
+        except (OSError, ValueError):
+            return None
+
+    def result(self) -> dict | None:
+        end = self.sample()
+        if self.start is None or end is None:
+            return None
+        busy, own, servers = (e - s for e, s in zip(end, self.start, strict=True))
+        other = max(busy - own - servers, 0.0)
+        return {"busy_s": busy, "run_s": own, "servers_s": servers, "other_s": other,
+                "other_share": other / busy if busy > 0 else 0.0}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     o = parse(argv)
@@ -742,6 +795,7 @@ def main(argv=None) -> int:
     started = dt.datetime.now(dt.UTC)
     load_before = os.getloadavg()
     say(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+    cpu = CpuShare()
     tmp = Path(tempfile.mkdtemp(prefix="bk-bench-", dir=os.environ.get("BK_BENCH_TMP")))
     loads = [load_before]
     try:
@@ -766,6 +820,7 @@ def main(argv=None) -> int:
     results["load_before"] = load_before
     results["load_after"] = os.getloadavg()
     results["load_max_1min"] = max(x[0] for x in loads + [results["load_after"]])
+    results["cpu_share"] = cpu.result()
     results["command"] = command_line(argv)
     results["options"] = {k: getattr(o, k) for k in (
         "entry_n", "grouped_n", "big_n", "budget", "reps", "import_reps", "baseline_reps",

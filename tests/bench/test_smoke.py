@@ -35,7 +35,7 @@ def run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_report_is_well_formed(run):
-    text, _, tmp = run
+    text, r, tmp = run
     assert text.startswith("# Benchmarks\n")
     for heading in ("## Targets", "## 1. Import of entry-order data", "## 2. Import of model-grouped",
                     "## 3. Export and bundle size", "## 4. Capture overhead", "## 6. Raw format",
@@ -44,6 +44,10 @@ def test_report_is_well_formed(run):
     assert "| 4 | capture overhead (SQLite) |" in text
     assert "| 1 | import vs loaddata, entry order (SQLite, 600 tx) |" in text
     assert str(tmp) not in text  # no path of this machine
+    # Whether other work shared the machine is measured, not assumed.
+    share = r["cpu_share"]
+    assert share is None or (share["busy_s"] > 0 and share["run_s"] > 0
+                             and f"this run's own processes used {share['run_s']:.0f}" in text)
 
 
 @pytest.mark.slow
