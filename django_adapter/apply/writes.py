@@ -45,7 +45,7 @@ def insert(plan, objs: list, using: str) -> None:
         size = 1
     if (USE_COPY and pgcopy.available(connection)
             and _copy_values(model, fields, objs, auto_pk, returning, connection)):
-        pass
+        pass  # written by COPY (PostgreSQL, plain column types)
     elif (connection.vendor in _PLAIN_VALUES
             and not any(hasattr(f, "get_placeholder") for f in fields)
             and (returning is None or (list(returning) == [opts.pk]
