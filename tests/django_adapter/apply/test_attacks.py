@@ -12,6 +12,7 @@ import datetime as dt
 import uuid
 
 import pytest
+from django.db import connections
 
 from bundlekit import Identity
 from bundlekit.writer import ChainLink, seal
@@ -160,3 +161,23 @@ def test_with_the_ownership_policy_a_site_changes_only_its_own_rows(world, setti
     mine = dict(gone, id=uuid.uuid4(), producer="laptop-b/x", ts=T0 + dt.timedelta(minutes=2))
     assert world("laptop-b", [mine]).applied == 1
     assert not m.Household.objects.using("server").exists()
+
+
+def test_a_value_a_database_refuses_fails_its_record_alone(world):
+    """A signed record whose text holds a NUL byte (PostgreSQL refuses it, whether the
+    window goes by COPY or INSERT): that record ends failed with its reason, the
+    records around it in the same window are applied, nothing is left pending."""
+    records = [household(f"H{i}", "ok" if i != 3 else "bad\x00village", ts=T0,
+                         producer="laptop-a/pc") for i in range(6)]
+    world("laptop-a", records)
+    rows = {r.tx_id: r for r in IncomingTransaction.objects.using("server")}
+    assert len(rows) == 6
+    assert all(r.status in (TxStatus.APPLIED, TxStatus.FAILED) for r in rows.values())
+    bad = rows[records[3]["id"]]
+    assert bad.status == TxStatus.APPLIED or bad.reason  # SQLite and MariaDB keep NUL bytes
+    if connections["server"].vendor == "postgresql":
+        assert bad.status == TxStatus.FAILED
+    clean = [rows[r["id"]] for i, r in enumerate(records) if i != 3]
+    assert all(r.status == TxStatus.APPLIED for r in clean)
+    assert sorted(m.Household.objects.using("server").values_list("code", flat=True)) == \
+        sorted(f"H{i}" for i in range(6) if i != 3 or bad.status == TxStatus.APPLIED)
