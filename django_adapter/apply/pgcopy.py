@@ -37,7 +37,9 @@ def available(connection) -> bool:
     if connection.vendor != "postgresql":
         return False
     connection.ensure_connection()
-    return callable(getattr(connection.connection.cursor(), "copy", None))
+    # psycopg 3's connection classes live in the ``psycopg`` package (psycopg2's in
+    # ``psycopg2``): asked of the class, no cursor is opened for it.
+    return type(connection.connection).__module__.partition(".")[0] == "psycopg"
 
 
 def _column_types(connection, table: str) -> dict:
