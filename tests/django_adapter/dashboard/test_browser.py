@@ -90,14 +90,18 @@ class Pages:
 
     def submit(self, button) -> None:
         """Click a form's button and wait for the next page to replace this one."""
-        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.wait import WebDriverWait
 
-        old = self.driver.find_element(self.By.TAG_NAME, "html")
+        # A mark on this page's window, gone once another page has loaded. Not
+        # ``staleness_of`` on an element: while the old document is being torn
+        # down, Chromium may answer a question about its element with an
+        # "inspector error" rather than "stale element", and the wait fails.
+        self.driver.execute_script("window.__bundlekitOldPage = true;")
         button.click()
-        wait = WebDriverWait(self.driver, 10)
-        wait.until(ec.staleness_of(old))
-        wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+        WebDriverWait(self.driver, 10, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: d.execute_script(
+                "return !window.__bundlekitOldPage && document.readyState === 'complete'"))
 
     def text(self, selector: str) -> str:
         return self.css(selector).text
