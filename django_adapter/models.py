@@ -247,7 +247,8 @@ class IncomingTransaction(models.Model):
         max_length=128, blank=True, default="",
         help_text="fingerprint of the key that signed the bundle ('' when copied without one)",
     )
-    tx_name = models.CharField(max_length=255, db_index=True)
+    # No index of its own: ``bk_incoming_object`` starts with it.
+    tx_name = models.CharField(max_length=255)
     tx_pk = models.CharField(max_length=255)
     producer = models.CharField(max_length=255, db_index=True)
     action = models.CharField(max_length=1, choices=Action.choices)
