@@ -83,23 +83,29 @@ class _Query:
     """The ledger rows of one model name and a list of object keys.
 
     One model name per query, no ORDER BY, the status checked by the caller rather
-    than in SQL, and short key lists on PostgreSQL: so that every database searches
-    the (tx_name, object_key) index for exactly these objects, even on a ledger
-    that grows inside this transaction (no statistics yet).  The SQL is Django's
-    own, compiled once per connection for a full list (a shorter list repeats its
-    last key, which changes nothing in an IN list), and its results go through
-    Django's converters: a window asks it hundreds of times, and compiling the
-    query each time cost more than running it."""
+    than in SQL: so that every database searches the (tx_name, object_key) index
+    for exactly these objects, even on a ledger that grows inside this
+    transaction (no statistics yet).  The SQL is Django's own, compiled once per
+    connection for a full list (a shorter list repeats its last key, which
+    changes nothing in an IN list), and its results go through Django's
+    converters: a window asks it hundreds of times, and compiling the query each
+    time cost more than running it.
+
+    PostgreSQL plans a long IN list on that young ledger as a scan of every row of
+    the model; there the keys go as one array, each looked up on its own
+    (``unnest`` and ``LATERAL ... OFFSET 0``, as ``ledger._stored_by_id`` does):
+    one query for 500 keys instead of 25 queries of 20."""
 
     COLUMNS = ("pk", "object_key", "timestamp", "sender", "bundle_id", "status", "action")
 
     def __init__(self, connection):
         self.connection = connection
-        self.size = 20 if connection.vendor == "postgresql" else 500
+        self.size = 500
+        self.probes = connection.vendor == "postgresql"
         cache = connection.__dict__.setdefault("_bk_stale_query", {})
-        self.compiled = cache.get(self.size)
+        self.compiled = cache.get(self.probes)
         if self.compiled is None:
-            self.compiled = cache[self.size] = self._compile()
+            self.compiled = cache[self.probes] = self._compile()
 
     def _queryset(self, name, keys):
         return (IncomingTransaction.objects.using(self.connection.alias)
@@ -107,6 +113,8 @@ class _Query:
                 .values_list(*self.COLUMNS))
 
     def _compile(self):
+        if self.probes:
+            return self._compile_probes()
         probe = [f"k{i}" for i in range(self.size)]
         compiler = self._queryset("n", probe).query.get_compiler(self.connection.alias)
         sql, params = compiler.as_sql()
@@ -119,12 +127,30 @@ class _Query:
         converters = compiler.get_converters([s[0] for s in compiler.select])
         return sql, name_first, compiler, converters
 
+    def _compile_probes(self):
+        """The PostgreSQL form: the same columns, converted the same way."""
+        compiler = self._queryset("n", ["k"]).query.get_compiler(self.connection.alias)
+        compiler.as_sql()  # sets up compiler.select for the converters
+        converters = compiler.get_converters([s[0] for s in compiler.select])
+        qn = self.connection.ops.quote_name
+        opts = IncomingTransaction._meta
+        fields = [opts.pk if c == "pk" else opts.get_field(c) for c in self.COLUMNS]
+        columns = ", ".join(f"i.{qn(f.column)}" for f in fields)
+        inner = ", ".join(f"t.{qn(f.column)}" for f in fields)
+        sql = (f"SELECT {inner} FROM unnest(%s::text[]) AS k(key) CROSS JOIN LATERAL "
+               f"(SELECT {columns} FROM {qn(IncomingTransaction._meta.db_table)} i "
+               f"WHERE i.{qn('tx_name')} = %s AND i.{qn('object_key')} = k.key OFFSET 0) t")
+        return sql, None, compiler, converters
+
     def __call__(self, name: str, keys: list):
         if not self.compiled:
             return list(self._queryset(name, keys))
         sql, name_first, compiler, converters = self.compiled
-        params = [*keys, *[keys[-1]] * (self.size - len(keys))]
-        params = [name, *params] if name_first else [*params, name]
+        if name_first is None:  # PostgreSQL: one array of keys
+            params = [list(keys), name]
+        else:
+            params = [*keys, *[keys[-1]] * (self.size - len(keys))]
+            params = [name, *params] if name_first else [*params, name]
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
