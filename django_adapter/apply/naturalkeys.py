@@ -138,20 +138,25 @@ def natural_lookup(model, keys: list, using: str, attname: str) -> dict:
         best = max(range(len(names)), key=lambda i: len(distinct[i]))
         filters = {f"{names[best]}__in": sorted(distinct[best], key=repr)}
         found: dict = {}
-        loosely: set = set()
         for row in manager.filter(**filters).order_by().values_list(attname, *names):
             t = tuple(f.get_prep_value(v) for f, v in zip(fields, row[1:], strict=True))
             found.setdefault(t, set()).add(row[0])
-            if loose_db:
-                loosely.add(tuple(loose(v) for v in t))
+        missed = []
         for hk, t in chunk:
             hits = found.get(t)
             if hits:
                 if len(hits) > 1:
                     raise _NoBatch("a natural key matches several objects")
                 out[hk] = next(iter(hits))
-            elif loose_db and tuple(loose(v) for v in t) in loosely:
-                slow[hk] = keys_of[hk]
+            elif loose_db:
+                missed.append((hk, t))
+        if missed:
+            # Only a key without an exact match can have a loose one: the loose forms
+            # (Unicode normalisation of every value) are built for those chunks only.
+            loosely = {tuple(loose(v) for v in t) for t in found}
+            for hk, t in missed:
+                if tuple(loose(v) for v in t) in loosely:
+                    slow[hk] = keys_of[hk]
     for hk, key in slow.items():
         try:
             obj = manager.get_by_natural_key(*key)
