@@ -26,6 +26,7 @@ import uuid
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import connections
+from django.db.models import CharField, TextField
 
 from django_adapter.apply.ledger import IN
 
@@ -96,6 +97,20 @@ def _lookup_field(model, path: str):
     return None
 
 
+def _prep(field):
+    """``field.get_prep_value``, skipped for text of Django's own text fields (it
+    gives the same text back): it ran for every value of every candidate row."""
+    if field is None:
+        return None
+    prep = field.get_prep_value
+    cls = type(field)
+    for base in (CharField, TextField):
+        if (isinstance(field, base) and cls.get_prep_value is base.get_prep_value
+                and cls.to_python is base.to_python):
+            return lambda value: value if type(value) is str else prep(value)
+    return prep
+
+
 def loose(value):
     """A form of ``value`` equal for any two values a usual text collation may
     judge equal (case, accents, trailing spaces); tuples element by element."""
@@ -113,22 +128,24 @@ def natural_lookup(model, keys: list, using: str, attname: str) -> dict:
     names = fields = None
     wanted: dict = {}
     slow: dict = {}
+    keys_of: dict = {}
     for key in keys:
         hk = hashable(key)
-        if hk in wanted or hk in slow:
+        if hk in keys_of:
             continue
+        keys_of[hk] = key
         lookups = _lookups_of(manager, key)
         if lookups and names is None:
             names = sorted(lookups)
             fields = [_lookup_field(model, n) for n in names]
+            preps = [_prep(f) for f in fields]
         if (not lookups or sorted(lookups) != names or any(f is None for f in fields)
                 or any(not isinstance(lookups[n], _PLAIN_VALUES) for n in names)):
             slow[hk] = key
             continue
-        wanted[hk] = tuple(f.get_prep_value(lookups[n]) for f, n in zip(fields, names, strict=True))
+        wanted[hk] = tuple(p(lookups[n]) for p, n in zip(preps, names, strict=True))
     out: dict = {}
     loose_db = connections[using].vendor == "mysql"
-    keys_of = {hashable(k): k for k in keys}
     items = list(wanted.items())
     for chunk in (items[i : i + IN] for i in range(0, len(items), IN)):
         # Filter on the one field with the most distinct values in this chunk (the
@@ -139,7 +156,7 @@ def natural_lookup(model, keys: list, using: str, attname: str) -> dict:
         filters = {f"{names[best]}__in": sorted(distinct[best], key=repr)}
         found: dict = {}
         for row in manager.filter(**filters).order_by().values_list(attname, *names):
-            t = tuple(f.get_prep_value(v) for f, v in zip(fields, row[1:], strict=True))
+            t = tuple([p(v) for p, v in zip(preps, row[1:], strict=True)])
             found.setdefault(t, set()).add(row[0])
         missed = []
         for hk, t in chunk:
