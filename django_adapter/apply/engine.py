@@ -30,6 +30,7 @@ progress; what still cannot resolve is ``failed`` with the reason.
 from __future__ import annotations
 
 import gc
+import uuid
 from collections.abc import Iterable
 from contextlib import contextmanager
 
@@ -49,6 +50,8 @@ from .policy import ApplyPolicy, from_settings
 from .rows import _Refused, apply_record
 
 _DEFER = "defer"
+#: Reference values that are their own dict key (``hashable`` gives them back).
+_SCALARS = frozenset((str, int, uuid.UUID))
 _MISSING = object()
 _LATER = "an earlier change of this object is unresolved"
 
@@ -453,7 +456,8 @@ class _Execution:
                 continue
             value = fields[f.name]
             if (f.many_to_one or f.one_to_one) and value is not None:
-                local = refs[f.name].get(hashable(value), _MISSING)
+                local = refs[f.name].get(
+                    value if type(value) in _SCALARS else hashable(value), _MISSING)
                 if local is _MISSING or self._created_after(f, local, it.pos):
                     return None, None, unresolved_message(f, value)
                 value = local
@@ -466,7 +470,8 @@ class _Execution:
             to_python = f.target_field.to_python
             keys = set()
             for value in given[f.name]:
-                local = m2m_refs[f.name].get(hashable(value), _MISSING)
+                local = m2m_refs[f.name].get(
+                    value if type(value) in _SCALARS else hashable(value), _MISSING)
                 if local is _MISSING or self._created_after(f, local, it.pos):
                     return None, None, unresolved_message(f, value)
                 keys.add(to_python(local))
