@@ -101,10 +101,16 @@ def _short_cut(field, connection):
             slow = field.get_db_prep_save
             if _stock_text_datetimes(ops):
                 # SQLite and MySQL store text: Django's adapter, minus its checks.
+                if not settings.USE_TZ:  # read once: a preparer lives for one window
+                    return datetime.datetime, lambda value: slow(value, connection)
+                zone = connection.timezone
+
                 def aware_as_text(value):
-                    if value.utcoffset() is None or not settings.USE_TZ:
+                    if value.tzinfo is zone:  # already in the connection's zone (UTC)
+                        return str(value.replace(tzinfo=None))
+                    if value.utcoffset() is None:
                         return slow(value, connection)
-                    return str(value.astimezone(connection.timezone).replace(tzinfo=None))
+                    return str(value.astimezone(zone).replace(tzinfo=None))
 
                 return datetime.datetime, aware_as_text
 
