@@ -506,8 +506,9 @@ class Report:
                f"{x['per_bundle']:,} records ({total:,} in all), imported into one PostgreSQL "
                "database by 1, 2 and 4 importer processes started together; each process takes "
                "whole senders (their chains apply in order). Wall time from the first start to "
-               "the last finish. PostgreSQL runs on the same 2 cores and shares them with the "
-               "importers (and with the other work on the machine).", "")
+               f"the last finish. PostgreSQL runs on the same {self.r['machine']['cores']} "
+               "cores and shares them with the importers (the header says how much other "
+               "work the machine did during the run).", "")
         rows = []
         base = med(x["runs"].get(1) or x["runs"].get("1"))
         for k, walls in sorted(x["runs"].items(), key=lambda kv: int(kv[0])):
