@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import uuid
 
+from .prep import uuid_text
+
 
 def placeholder(connection) -> str:
     """The parameter marker for statements run by :func:`execute` on ``connection``."""
@@ -75,7 +77,7 @@ def _pymysql_literals(raw):
         bool: lambda v: "1" if v else "0",
         type(None): lambda v: "NULL",
         bytes: lambda v: f"X'{v.hex()}'",
-        uuid.UUID: lambda v: f"'{v}'",  # PyMySQL's fallback: the text, quoted
+        uuid.UUID: _uuid_text,  # PyMySQL's fallback: the text, quoted
     }
 
     def literals(params):
@@ -97,3 +99,8 @@ def _pymysql_literals(raw):
 #: against PyMySQL's own on every character below 256 before it is used.
 _TEXT = {0: "\\0", 10: "\\n", 13: "\\r", 26: "\\Z", 34: '\\"', 39: "\\'", 92: "\\\\"}
 _PROBE = "".join(map(chr, range(256))) + "\u00e9\u2028\U0001f600"
+
+
+
+def _uuid_text(value: uuid.UUID) -> str:
+    return f"'{uuid_text(value)}'"

@@ -33,7 +33,7 @@ from django_adapter.models import ConflictingTransaction, IncomingTransaction, T
 from django_adapter.outcomes import ApplyResult
 
 from . import direct, pgcopy
-from .prep import preparer
+from .prep import preparer, uuid_text
 
 #: Records looked up, deduplicated and handed on together (a window) ...
 BATCH = 2000
@@ -111,6 +111,10 @@ def check_record(record, bundle=None) -> str:
     return ""
 
 
+def _text(value) -> str:
+    return uuid_text(value) if type(value) is uuid.UUID else str(value)
+
+
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -130,7 +134,7 @@ def record_object_key(record: dict) -> str:
             pk = model._meta.pk.to_python(record.get("pk"))
         except Exception:  # noqa: BLE001 - an unusable pk is judged when applied
             pk = record.get("pk")
-        return object_key(label, str(pk), None)
+        return object_key(label, _text(pk), None)
     return object_key(label, record.get("pk"), record.get("natural_key"))
 
 
@@ -176,7 +180,7 @@ def ledger_row(record, bundle, position: int, *, sender: str = "", digest: str =
         "tx_id": record["id"],
         "sender": sender,
         "tx_name": model[:255],
-        "tx_pk": str(record.get("pk"))[:255],
+        "tx_pk": _text(record.get("pk"))[:255],
         "producer": record.get("producer", "")[:255],
         "action": record["action"],
         "timestamp": bounded(record["ts"], bundle),

@@ -139,5 +139,12 @@ def _stock_text_datetimes(ops) -> bool:
     return False
 
 
+def uuid_text(value: uuid.UUID, _to_bytes=int.to_bytes) -> str:
+    """``str(value)`` at half the cost of ``UUID.__str__`` (it was a third of the
+    time MariaDB's literals took, and a percent of building ledger rows)."""
+    h = _to_bytes(value.int, 16, "big").hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _hex(value) -> str:
     return value.hex
