@@ -84,7 +84,7 @@ def test_datetimes_on_text_databases_take_the_short_cut_and_agree_without_use_tz
 
 
 @pytest.mark.parametrize("value", [uuid.UUID(int=0), uuid.UUID(int=1), uuid.UUID(int=2**128 - 1),
-                                   uuid.UUID(int=2**127), uuid.UUID(int=42), *[uuid.uuid4()] * 1,
+                                   uuid.UUID(int=2**127), uuid.UUID(int=42), uuid.uuid4(),
                                    uuid.UUID("01234567-89ab-7def-8123-456789abcdef")])
 def test_uuid_text_is_str_of_the_uuid(value):
     from django_adapter.apply.prep import uuid_text
