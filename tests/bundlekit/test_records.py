@@ -273,3 +273,20 @@ def test_generated_json_packs_to_the_same_bytes(record):
     jsonable = json.loads(json.dumps(records.to_jsonable(record)))
     assert records.packb(records.packable_from_jsonable(jsonable)) == records.packb(
         records.from_jsonable(jsonable))
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_a_decoded_uuid_is_the_uuid_of_its_bytes(data):
+    """The reader builds UUIDs without ``UUID.__init__`` (it is a quarter of the
+    cost): the object must be the one ``UUID(bytes=...)`` makes, in every respect."""
+    import pickle
+
+    (back,) = records.iter_records(io.BytesIO(msgpack.packb(
+        {"u": msgpack.ExtType(records.EXT_UUID, data)})))
+    made, expected = back["u"], uuid.UUID(bytes=data)
+    assert type(made) is uuid.UUID
+    assert made == expected and hash(made) == hash(expected) and made.int == expected.int
+    assert str(made) == str(expected) and made.bytes == data and made.version == expected.version
+    assert made.is_safe is expected.is_safe
+    assert pickle.loads(pickle.dumps(made)) == expected
+    assert {made: 1}[expected] == 1
