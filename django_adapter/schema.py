@@ -69,6 +69,9 @@ class Gate:
     def __init__(self, using: str):
         self.using = using
         self._server: dict | None = None
+        #: (id of a bundle's schema, app) -> (that schema, the answer): asked for every
+        #: record, it compared the app's whole migration list each time.
+        self._answers: dict = {}
 
     @property
     def server(self) -> dict:
@@ -83,6 +86,15 @@ class Gate:
         if not schema:
             return ""
         app = str(record.get("model", "")).partition(".")[0]
+        key = (id(schema), app)
+        known = self._answers.get(key)
+        if known is not None and known[0] is schema:
+            return known[1]
+        answer = self._reason(app, schema)
+        self._answers[key] = (schema, answer)  # the schema is kept: its id stays its own
+        return answer
+
+    def _reason(self, app: str, schema: dict) -> str:
         names = schema.get(app)
         if not names:
             return ""
