@@ -31,7 +31,7 @@ from django.db.models.query_utils import DeferredAttribute
 from django.dispatch import receiver
 from django.utils import timezone
 
-from django_adapter import attachments, clock, m2m_links
+from django_adapter import attachments, clock, cursors, m2m_links
 from django_adapter.codec import RECORD_FORMAT, pack_captured
 from django_adapter.exceptions import NaturalKeyError, SyncError
 from django_adapter.models import OutgoingTransaction
@@ -228,21 +228,30 @@ def _insert(row, using: str) -> None:
     """
     model = type(row)
     connection = connections[using]
-    sql, fields, prepare, returning, names = _insert_sql(model, connection)
+    sql, fields, prepare, returning, names, native = _insert_sql(model, connection)
     row.created = timezone.now()  # auto_now_add
     if _listened(signals.pre_save, model):
         signals.pre_save.send(sender=model, instance=row, raw=False, using=using, update_fields=None)
     values = row.__dict__
     params = [values[f.attname] if prep is None else prep(f, values[f.attname], connection)
               for f, prep in zip(fields, prepare, strict=True)]
+    raw = None
     if names is not None:
         params = dict(zip(names, params, strict=True))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        if returning:
-            row.pk = cursor.fetchone()[0]
-        else:
-            row.pk = connection.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
+        raw = None if returning else cursors.raw_cursor(connection)
+    if raw is not None:  # SQLite, nothing watching its statements: Django's own checks
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            raw.execute(native, params)
+        row.pk = raw.lastrowid
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if returning:
+                row.pk = cursor.fetchone()[0]
+            else:
+                row.pk = connection.ops.last_insert_id(cursor, model._meta.db_table,
+                                                       model._meta.pk.column)
     row._state.adding = False
     row._state.db = using
     if _listened(signals.post_save, model):
@@ -279,7 +288,8 @@ def _insert_sql(model, connection):
                f"VALUES ({', '.join(marks)})")
         if returning:
             sql += f" RETURNING {qn(opts.pk.column)}"
-        found = _SQL[key] = (sql, fields, prepare, returning, names)
+        native = None if names is None else cursors.native(sql, names)
+        found = _SQL[key] = (sql, fields, prepare, returning, names, native)
     return found
 
 

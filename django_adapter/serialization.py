@@ -27,6 +27,7 @@ from django.db import models
 from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
+from django_adapter import cursors
 from django_adapter.exceptions import NaturalKeyError, UnresolvedReference
 
 
@@ -211,9 +212,16 @@ def m2m_targets(obj, field, using: str) -> list:
         query = _M2M_QUERIES[key] = _m2m_query(field, target, connection)
     sql, names, cols, source, named = query
     value = source.get_db_prep_value(getattr(obj, source.target_field.attname), connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, {"source": value} if named else [value])
-        rows = cursor.fetchall()
+    raw = cursors.raw_cursor(connection) if named else None
+    if raw is not None:  # SQLite, nothing watching its statements (django_adapter/cursors.py)
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            raw.execute(named, {"source": value})
+            rows = raw.fetchall()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, {"source": value} if named else [value])
+            rows = cursor.fetchall()
     out = []
     for row in rows:
         row = list(row)
@@ -243,6 +251,8 @@ def _m2m_query(field, target, connection):
 
     named = connection.vendor == "sqlite" and "%" not in statement("")
     sql = statement("%(source)s" if named else "%s")
+    # ``named``: the statement as SQLite reads it (":source"), for cursors.raw_cursor.
+    named = statement(":source") if named else None
     cols = []
     for i, f in enumerate(fields):
         col = f.get_col(target._meta.db_table)
