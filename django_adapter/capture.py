@@ -268,7 +268,7 @@ def _insert_sql(model, connection):
     if found is None:
         opts = model._meta
         fields = [f for f in opts.local_concrete_fields if not f.primary_key]
-        prepare = [_preparer(f, connection.vendor) for f in fields]
+        prepare = [_preparer(f, connection) for f in fields]
         qn = connection.ops.quote_name
         # SQLite gives the new id as the cursor's lastrowid: a RETURNING clause
         # makes it produce a result row besides (5us a row).
@@ -311,6 +311,19 @@ def _prep_datetime(f, value, connection):
     return f.get_db_prep_save(value, connection)
 
 
+def _prep_datetime_sqlite(f, value, connection):
+    # DatabaseOperations.adapt_datetimefield_value of SQLite for an aware datetime
+    # (with USE_TZ, connection.timezone is not None): the text of
+    # timezone.make_naive(value, connection.timezone), which is str(), that is
+    # isoformat(" "), of the naive datetime.
+    tz = connection.timezone
+    if type(value) is dt.datetime and tz is not None and value.utcoffset() is not None:
+        if value.tzinfo is not tz:  # astimezone() of the same tzinfo is the value itself
+            value = value.astimezone(tz)
+        return value.replace(tzinfo=None).isoformat(" ")
+    return _prep_datetime(f, value, connection)
+
+
 def _prep_binary(f, value, connection):
     # BinaryField.get_db_prep_value of bytes.
     if type(value) is bytes:
@@ -324,9 +337,10 @@ def _prep_bool_sqlite(f, value, connection):
     return int(value) if type(value) is bool else value
 
 
-def _preparer(f, vendor):
+def _preparer(f, connection):
     """None (the value goes as it is: text, ints, bools, None) or a function
     ``(field, value, connection)`` giving ``field.get_db_prep_save(value, connection)``."""
+    vendor = connection.vendor
     kind = f.get_internal_type()
     if kind == "BooleanField" and vendor == "sqlite":
         return _prep_bool_sqlite
@@ -341,11 +355,21 @@ def _preparer(f, vendor):
     if (kind == "DateTimeField" and cls.get_db_prep_value is DateTimeField.get_db_prep_value
             and cls.get_prep_value is DateTimeField.get_prep_value
             and cls.to_python is DateTimeField.to_python):
+        if vendor == "sqlite" and _sqlite_datetimes(connection):
+            return _prep_datetime_sqlite
         return _prep_datetime
     if (kind == "BinaryField" and cls.get_db_prep_value is BinaryField.get_db_prep_value
             and cls.get_prep_value is Field.get_prep_value):
         return _prep_binary
     return _slow
+
+
+def _sqlite_datetimes(connection) -> bool:
+    """Whether the connection adapts datetimes as Django's SQLite backend does."""
+    from django.db.backends.sqlite3.operations import DatabaseOperations
+
+    return (type(connection.ops).adapt_datetimefield_value
+            is DatabaseOperations.adapt_datetimefield_value)
 
 
 # ------------------------------------------------------------------ handlers

@@ -185,3 +185,32 @@ def test_pack_captured_gives_packbs_bytes(field_data):
     assert pack_captured(record) == packb(record)
     assert pack_captured({"big": 2**70, "k": [Decimal("1.5"), None]}) == packb(
         {"big": 2**70, "k": [Decimal("1.5"), None]})
+
+
+@pytest.mark.django_db(databases=["default", "server"])
+def test_the_datetime_shortcut_gives_what_the_backend_gives():
+    """Capture's preparation of the outgoing row's datetimes is the backend's own
+    ``adapt_datetimefield_value`` (through the field) for every kind of value."""
+    import zoneinfo
+
+    from django.db import connections
+
+    from django_adapter import capture
+    from django_adapter.models import OutgoingTransaction
+
+    connection = connections["default"]
+    field = OutgoingTransaction._meta.get_field("timestamp")
+    prep = capture._preparer(field, connection)
+    zone = zoneinfo.ZoneInfo("Africa/Gaborone")
+    values = [
+        dt.datetime(2024, 5, 1, 8, 30, 0, 0, tzinfo=UTC),  # no fraction: no digits written
+        dt.datetime(2024, 5, 1, 8, 30, 0, 1, tzinfo=UTC),
+        dt.datetime(2024, 5, 1, 8, 30, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+        dt.datetime(2024, 10, 27, 1, 30, tzinfo=zone),
+        dt.datetime(1, 1, 1, 0, 0, tzinfo=UTC),
+        None,
+    ]
+    for value in values:
+        assert prep(field, value, connection) == field.get_db_prep_save(value, connection), value
+    if connection.vendor == "sqlite":
+        assert prep is capture._prep_datetime_sqlite
