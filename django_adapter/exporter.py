@@ -30,7 +30,12 @@ from bundlekit.writer import DEFAULT_MAX_BYTES, ChainLink, PackedRecord, seal
 from django_adapter import attachments, schema
 from django_adapter.codec import RECORD_FORMAT, load
 from django_adapter.exceptions import ChainError
-from django_adapter.models import ExportChainState, ExportedBundle, OutgoingTransaction
+from django_adapter.models import (
+    ExportChainState,
+    ExportedBundle,
+    OutgoingFile,
+    OutgoingTransaction,
+)
 from django_adapter.signals import bundles_exported
 
 CHUNK = 500
@@ -88,7 +93,8 @@ def export_pending(
                 )
                 if not chunk:
                     return
-                needs = files.before([row[0] for row in chunk])
+                needs = files.before([row[0] for row in chunk]) if _links_between(
+                    chunk[0][0], chunk[-1][0], using) else {}
                 for pk, tx, fmt, tx_id, tx_name in chunk:
                     # The files this transaction needs and no bundle carried yet go first.
                     for site_file in needs.get(pk, ()):
@@ -167,14 +173,42 @@ def _record(path, manifest, digest: bytes, ids, state, using: str, records=None)
         last_outgoing_id=ids[-1] if ids else 0,
         id_ranges=id_ranges(ids),
     )
-    for i in range(0, len(ids), CHUNK):
-        OutgoingTransaction.objects.using(using).filter(id__in=list(ids[i : i + CHUNK])).update(
-            exported=True, exported_bundle=bundle
-        )
+    _mark_exported(bundle.id_ranges, bundle, using)
     state.last_seq = manifest.seq
     state.last_digest = digest.hex()
     state.save(using=using)
     return bundle
+
+
+#: A run of at least this many consecutive ids is marked by one ranged UPDATE;
+#: shorter runs go by ``id IN (...)`` lists of up to CHUNK ids.
+RANGE_MIN = 32
+
+
+def _mark_exported(runs, bundle, using: str) -> None:
+    """Mark exactly the ids of ``runs`` (``id_ranges``) exported by ``bundle``: a run
+    is every id from its first on, so ``first <= id < first + count`` names its
+    rows and no other."""
+    rows = OutgoingTransaction.objects.using(using)
+    loose = array("q")
+    for first, count in runs:
+        if count >= RANGE_MIN:
+            rows.filter(id__gte=first, id__lt=first + count).update(
+                exported=True, exported_bundle=bundle)
+        else:
+            loose.extend(range(first, first + count))
+    for i in range(0, len(loose), CHUNK):
+        rows.filter(id__in=list(loose[i : i + CHUNK])).update(
+            exported=True, exported_bundle=bundle)
+
+
+def _links_between(lo: int, hi: int, using: str) -> bool:
+    """Whether a transaction with an id from ``lo`` to ``hi`` names a file no bundle
+    carried yet (a superset of what ``Outgoing.before`` looks for in a chunk of
+    those ids: without one, the chunk needs no file and its two queries are
+    skipped)."""
+    return OutgoingFile.objects.using(using).filter(
+        outgoing_id__gte=lo, outgoing_id__lte=hi, file__last_bundle__isnull=True).exists()
 
 
 def id_ranges(ids) -> list[list[int]]:
