@@ -183,7 +183,7 @@ class _Bundle:
         if self.bound(n, 3 * n + 9) <= self.job.max_bytes:
             return True
         self.flush_block()  # makes the compressed size exact
-        key_size = len(packb_canonical(_key_value(key)))
+        key_size = len(packb_canonical(self.job.key_value(key)))
         extra = key_size
         if self.count == 0:
             extra += key_size  # it will be the first key too
@@ -220,7 +220,7 @@ class _Bundle:
                 self.kinds_reserve += len(packb_canonical(kind)) + 9
                 self._refresh()
         if self.count == 1:
-            self.first_key = _key_value(key)
+            self.first_key = self.job.key_value(key)
             self.first_key_size = len(packb_canonical(self.first_key))
             self._refresh()
         if len(batch) >= _BATCH:
@@ -244,7 +244,7 @@ class _Bundle:
             key_field=job.key_field,
             kind_field=job.kind_field,
             first_key=self.first_key,
-            last_key=_key_value(self.last_key),
+            last_key=job.key_value(self.last_key),
             uncompressed_size=self.size,
             compressed_size=self.compressed.count,
             payload_size=self.payload.count,
@@ -263,7 +263,7 @@ class _Job:
     """What stays the same across the bundles of one seal() call."""
 
     def __init__(self, identity, recipients, out_dir, max_bytes, key_field, kind_field,
-                 created, level, opener, schema=None):
+                 created, level, opener, schema=None, key_of=None):
         if not isinstance(identity, Identity):
             raise TypeError("identity must be a bundlekit Identity")
         recipients = list(recipients)
@@ -286,6 +286,7 @@ class _Job:
         self.stem = safe_site(identity.site)
         self.max_bytes = max_bytes
         self.key_field, self.kind_field = key_field, kind_field
+        self.key_of = key_of
         self.created = created
         self.opener = opener
         self.schema = None if schema is None else {
@@ -306,6 +307,22 @@ class _Job:
         )
         self.manifest_base = len(widest.to_bytes()) + 8  # + map header growth
 
+    def key_value(self, key: Any) -> Any:
+        """What the manifest states for a record's key (first or last key, FORMAT.md
+        §4.1): a PackedRecord's key through ``key_of`` when seal() was given one."""
+        if self.key_of is not None:
+            key = key.value if type(key) is _Given else self.key_of(key)
+        return _key_value(key)
+
+
+class _Given:
+    """The key of a dict record when seal() has a ``key_of``: already the key's value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
 
 def seal(
     records_in: Iterable[dict | PackedRecord],
@@ -322,6 +339,7 @@ def seal(
     level: int = 3,
     opener: Opener | None = None,
     schema: Mapping[str, Iterable[str]] | None = None,
+    key_of: Callable[[Any], Any] | None = None,
 ) -> list[SealedBundle]:
     """Seal ``records_in`` into one or more bundles in ``out_dir``, continuing ``after``.
 
@@ -331,13 +349,17 @@ def seal(
     Empty input seals nothing.  ``created`` and ``opener`` are test seams.
     ``schema`` (FORMAT.md §4.5): the sender's schema state, stated in every
     manifest (format 2); None writes format-1 manifests.
+    ``key_of``: what turns a PackedRecord's ``key`` into the key's value, for a
+    store whose keys come out in another form (a UUID as its hex text, say); it
+    runs only for the keys a manifest states (each bundle's first and last) and
+    when a record is close to not fitting, not once per record.
     An OSError while writing becomes :class:`WriteFailed`; the bundle being
     written is removed, bundles already sealed stay (on_sealed saw them).
     """
     if not isinstance(after, ChainLink):
         raise TypeError("after must be a ChainLink")
     job = _Job(identity, recipients, out_dir, max_bytes, key_field, kind_field,
-               created, level, opener, schema)
+               created, level, opener, schema, key_of)
     pack = records.new_packer().pack
     key_field, kind_field = job.key_field, job.kind_field
     key_sets: set[tuple] = set()  # the key sets already checked (records of a model share one)
@@ -373,6 +395,8 @@ def seal(
                     _check_keys(keys, key_sets)
                 packed = pack(record)
                 key, kind = record.get(key_field), record.get(kind_field)
+                if job.key_of is not None:
+                    key = _Given(key)
             elif type(record) is PackedRecord:
                 packed, key, kind = _check_packed(record), record.key, record.kind
             else:

@@ -21,7 +21,7 @@ import os
 from array import array
 from collections.abc import Callable
 
-from django.db import transaction
+from django.db import connections, transaction
 
 from bundlekit import records as bk_records
 from bundlekit.naming import is_bundle_name
@@ -35,6 +35,7 @@ from django_adapter.models import (
     ExportedBundle,
     OutgoingFile,
     OutgoingTransaction,
+    SiteFile,
 )
 from django_adapter.signals import bundles_exported
 
@@ -74,6 +75,7 @@ def export_pending(
         # a file (attachments.py) is there as minus its SiteFile id.
         ids = array("q")
         files = attachments.Outgoing(using)
+        read_sql, links_sql = _queries(using)
 
         def pending():
             # Files a server's receipt said it needs again go first, whether or
@@ -84,33 +86,36 @@ def export_pending(
                     ids.append(-site_file.pk)
                     yield PackedRecord(bk_records.packb(chunk_record))
             last = 0
-            while True:
-                chunk = list(
-                    OutgoingTransaction.objects.using(using)
-                    .filter(exported=False, id__gt=last)
-                    .order_by("id")
-                    .values_list("id", "tx", "format", "tx_id", "tx_name")[:CHUNK]
-                )
-                if not chunk:
-                    return
-                needs = files.before([row[0] for row in chunk]) if _links_between(
-                    chunk[0][0], chunk[-1][0], using) else {}
-                for pk, tx, fmt, tx_id, tx_name in chunk:
-                    # The files this transaction needs and no bundle carried yet go first.
+            with connections[using].cursor() as cursor:
+                while True:
+                    cursor.execute(read_sql, [False, last])
+                    chunk = cursor.fetchall()
+                    if not chunk:
+                        return
+                    cursor.execute(links_sql, [chunk[0][0], chunk[-1][0]])
+                    needs = files.before([row[0] for row in chunk]) if cursor.fetchone() else {}
+                    yield from records(chunk, needs)
+                    # seal() asks for the next record only once it has taken this one.
+                    if progress is not None:
+                        progress(len(chunk))
+                    last = chunk[-1][0]
+
+        def records(chunk, needs):
+            append = ids.append
+            for pk, tx, fmt, tx_id, tx_name in chunk:
+                # The files this transaction needs and no bundle carried yet go first.
+                if needs:
                     for site_file in needs.get(pk, ()):
                         for chunk_record in files.chunks(site_file):
-                            ids.append(-site_file.pk)
+                            append(-site_file.pk)
                             yield PackedRecord(bk_records.packb(chunk_record))
-                    ids.append(pk)
-                    if fmt == RECORD_FORMAT:
-                        # Already the bytes a bundle carries: no unpacking and repacking.
-                        yield PackedRecord(bytes(tx), key=tx_id, kind=tx_name)
-                    else:
-                        yield load(tx, fmt)
-                # seal() asks for the next record only once it has taken this one.
-                if progress is not None:
-                    progress(len(chunk))
-                last = chunk[-1][0]
+                append(pk)
+                if fmt == RECORD_FORMAT:
+                    # Already the bytes a bundle carries: no unpacking and repacking.
+                    # The key stays as the database gave it (key_of below).
+                    yield PackedRecord(bytes(tx), tx_id, tx_name)
+                else:
+                    yield load(tx, fmt)
 
         def on_sealed(sealed):
             count = sealed.manifest.record_count
@@ -133,6 +138,8 @@ def export_pending(
             on_sealed=on_sealed,
             # FORMAT.md §4.5: the migrations of the synced apps this site had applied.
             schema=schema.applied(using),
+            # A manifest's first and last keys (and only those) become UUIDs.
+            key_of=OutgoingTransaction._meta.get_field("tx_id").to_python,
         )
         if made:
             transaction.on_commit(
@@ -202,13 +209,34 @@ def _mark_exported(runs, bundle, using: str) -> None:
             exported=True, exported_bundle=bundle)
 
 
-def _links_between(lo: int, hi: int, using: str) -> bool:
-    """Whether a transaction with an id from ``lo`` to ``hi`` names a file no bundle
-    carried yet (a superset of what ``Outgoing.before`` looks for in a chunk of
-    those ids: without one, the chunk needs no file and its two queries are
-    skipped)."""
-    return OutgoingFile.objects.using(using).filter(
-        outgoing_id__gte=lo, outgoing_id__lte=hi, file__last_bundle__isnull=True).exists()
+def _queries(using: str) -> tuple[str, str]:
+    """The two queries of each read chunk, as SQL written once (the ORM would build
+    them again for every chunk and convert every row's values).
+
+    * the next ``CHUNK`` pending transactions after an id (params: False, the id):
+      id, tx, format, tx_id, tx_name, as the driver gives them (tx_id too: only a
+      manifest's first and last keys need it as a UUID, ``key_of``);
+    * whether a transaction with an id from one to another (params) names a file
+      no bundle carried yet: a superset of what ``Outgoing.before`` looks for in
+      those ids, so a chunk without one needs no file and skips its two queries.
+    """
+    qn = connections[using].ops.quote_name
+    ot = OutgoingTransaction._meta
+    col = {f: qn(ot.get_field(f).column) for f in ("id", "tx", "format", "tx_id", "tx_name",
+                                                      "exported")}
+    read = (f"SELECT {col['id']}, {col['tx']}, {col['format']}, {col['tx_id']}, "
+            f"{col['tx_name']} FROM {qn(ot.db_table)} "
+            f"WHERE {col['exported']} = %s AND {col['id']} > %s "
+            f"ORDER BY {col['id']} LIMIT {int(CHUNK)}")
+    of, sf = OutgoingFile._meta, SiteFile._meta
+    links = (f"SELECT 1 FROM {qn(of.db_table)} INNER JOIN {qn(sf.db_table)} "
+             f"ON {qn(of.db_table)}.{qn(of.get_field('file').column)} = "
+             f"{qn(sf.db_table)}.{qn(sf.pk.column)} "
+             f"WHERE {qn(of.db_table)}.{qn(of.get_field('outgoing').column)} >= %s "
+             f"AND {qn(of.db_table)}.{qn(of.get_field('outgoing').column)} <= %s "
+             f"AND {qn(sf.db_table)}.{qn(sf.get_field('last_bundle').column)} IS NULL "
+             "LIMIT 1")
+    return read, links
 
 
 def id_ranges(ids) -> list[list[int]]:

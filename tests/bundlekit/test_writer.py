@@ -181,3 +181,43 @@ def test_records_straight_from_json_seal_as_their_values_do(tmp_path, site, comm
     assert m.uncompressed_size == sum(len(records.packb(r)) for r in recs)
     with open_bundle(sealed.path, [community]) as bundle:
         assert list(bundle) == recs
+
+
+def test_key_of_turns_packed_records_keys_into_the_manifests_keys(tmp_path, site, community):
+    """A store that keeps each key in another form (a UUID as its hex text) hands
+    it over as it is; ``key_of`` makes the first and last keys of every bundle, and
+    the bundles are the ones the keys' values would have made.  A dict record's
+    key is its value already and does not go through ``key_of``."""
+    import uuid
+
+    from bundlekit.writer import PackedRecord
+
+    recs = make_records(1500)
+    recs[-1] = {**recs[-1], "id": "not-hex"}  # key_of would refuse it: a dict keeps its key
+    as_values = [PackedRecord(records.packb(r), r["id"], r["model"]) for r in recs[:-1]]
+    as_text = [PackedRecord(records.packb(r), r["id"].hex, r["model"]) for r in recs[:-1]]
+    seen: list = []
+
+    def key_of(text):
+        seen.append(text)
+        return uuid.UUID(hex=text)
+
+    kw = dict(identity=site, recipients=[community.public], after=ChainLink(0, None),
+              max_bytes=4096, created=FIXED_TIME)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    want = seal([*as_values, recs[-1]], out_dir=tmp_path / "a", **kw)
+    got = seal([*as_text, recs[-1]], out_dir=tmp_path / "b", key_of=key_of, **kw)
+    assert len(got) > 3
+    assert [(s.manifest.first_key, s.manifest.last_key, s.manifest.record_count)
+            for s in got] == [(s.manifest.first_key, s.manifest.last_key,
+                               s.manifest.record_count) for s in want]
+    assert got[-1].manifest.last_key == "not-hex"
+    assert all(type(s.manifest.first_key) is uuid.UUID for s in got)
+    # Only the keys a manifest states (and those near a roll-over) go through it:
+    # in one bundle, the first and the last.
+    seen.clear()
+    (one,) = seal(as_text, out_dir=tmp_path / "b", key_of=key_of,
+                  **{**kw, "after": got[-1].link, "max_bytes": 1 << 20})
+    assert seen == [as_text[0].key, as_text[-1].key]
+    assert (one.manifest.first_key, one.manifest.last_key) == (recs[0]["id"], recs[-2]["id"])
