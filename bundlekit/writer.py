@@ -62,7 +62,7 @@ class ChainLink:
             raise ValueError("ChainLink.digest must be a 32-byte bundle digest")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class PackedRecord:
     """A record already packed by :func:`bundlekit.records.packb` (exactly the bytes a
     bundle carries), with the values of its key and kind fields: seal() takes it
@@ -73,6 +73,16 @@ class PackedRecord:
     data: bytes
     key: Any = None
     kind: Any = None
+
+    def __init__(self, data: bytes, key: Any = None, kind: Any = None) -> None:
+        # One is made per record of a bundle: the slots are set directly, not through
+        # the frozen dataclass's object.__setattr__ (a third of the time).
+        _set_data(self, data)
+        _set_key(self, key)
+        _set_kind(self, kind)
+
+
+_set_data, _set_key, _set_kind = (PackedRecord.__dict__[f].__set__ for f in ("data", "key", "kind"))
 
 
 @dataclass(frozen=True)
@@ -389,7 +399,9 @@ def seal(
         # The caller's iterator runs outside the OSError translation below:
         # its errors (a database hiccup, say) are not ours to rename.
         for record in records_in:
-            if type(record) is dict:
+            if type(record) is PackedRecord:  # first: a store's records are all packed
+                packed, key, kind = _check_packed(record), record.key, record.kind
+            elif type(record) is dict:
                 keys = tuple(record)
                 if keys not in key_sets:
                     _check_keys(keys, key_sets)
@@ -397,8 +409,6 @@ def seal(
                 key, kind = record.get(key_field), record.get(kind_field)
                 if job.key_of is not None:
                     key = _Given(key)
-            elif type(record) is PackedRecord:
-                packed, key, kind = _check_packed(record), record.key, record.kind
             else:
                 raise TypeError(f"a record must be a dict, not {type(record).__name__}")
             try:

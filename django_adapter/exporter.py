@@ -121,7 +121,7 @@ def export_pending(
             count = sealed.manifest.record_count
             chunk = ids[:count]  # still an array: 8 bytes per id
             del ids[:count]
-            carried = sorted({-i for i in chunk if i < 0})
+            carried = sorted({-i for i in chunk if i < 0}) if chunk and min(chunk) < 0 else []
             if carried:
                 chunk = array("q", (i for i in chunk if i > 0))
             made.append(_record(sealed.path, sealed.manifest, sealed.digest, chunk, state, using,
@@ -242,6 +242,12 @@ def _queries(using: str) -> tuple[str, str]:
 def id_ranges(ids) -> list[list[int]]:
     """Ascending ids as [first id, count] runs of consecutive ids (usually one): how
     a receipt's positions find their rows (``ExportedBundle.id_ranges``)."""
+    n = len(ids)
+    if n and ids[-1] - ids[0] == n - 1:
+        # Perhaps one run: compared in C, not walked id by id.
+        run = range(ids[0], ids[-1] + 1)
+        if ids == array(ids.typecode, run) if type(ids) is array else list(ids) == list(run):
+            return [[ids[0], n]]
     runs: list[list[int]] = []
     for pk in ids:
         if runs and runs[-1][0] + runs[-1][1] == pk:

@@ -87,3 +87,18 @@ def test_a_file_past_the_first_read_chunk_goes_right_before_its_transaction(
     assert kinds == ["test_app.household"] * 8 + [blobs.BLOB_KEY, "test_files.document",
                                                   "test_app.household"]
     assert bundle.record_count == 10  # transactions, not the chunk record
+
+
+@pytest.mark.parametrize("ids, runs", [
+    ([], []),
+    ([7], [[7, 1]]),
+    (list(range(5, 505)), [[5, 500]]),  # one run: the usual bundle
+    ([1, 2, 3, 5, 6, 9], [[1, 3], [5, 2], [9, 1]]),
+    ([1, 3, 4], [[1, 1], [3, 2]]),  # a gap right after the first
+    ([1, 1, 3], [[1, 1], [1, 1], [3, 1]]),  # as many ids as the span, not one run: walked
+])
+def test_id_ranges_are_the_runs_of_consecutive_ids(ids, runs):
+    from array import array
+
+    assert id_ranges(ids) == runs
+    assert id_ranges(array("q", ids)) == runs
