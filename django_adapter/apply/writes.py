@@ -193,7 +193,7 @@ def _update_case(model, fields: list, objs: list, connection, size: int = 200) -
         sql = (f"UPDATE {qn(opts.db_table)} SET {', '.join(sets)} "
                f"WHERE {qn(pk.column)} IN ({', '.join(['%s'] * len(batch))})")
         with connection.cursor() as cursor:
-            cursor.execute(sql, params + pks)
+            direct.execute(connection, cursor, sql, params + pks)
 
 
 def delete(plan, pks: list, using: str) -> None:
