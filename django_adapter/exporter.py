@@ -243,11 +243,8 @@ def id_ranges(ids) -> list[list[int]]:
     """Ascending ids as [first id, count] runs of consecutive ids (usually one): how
     a receipt's positions find their rows (``ExportedBundle.id_ranges``)."""
     n = len(ids)
-    if n and ids[-1] - ids[0] == n - 1:
-        # Perhaps one run: compared in C, not walked id by id.
-        run = range(ids[0], ids[-1] + 1)
-        if ids == array(ids.typecode, run) if type(ids) is array else list(ids) == list(run):
-            return [[ids[0], n]]
+    if n and _one_run(ids):
+        return [[ids[0], n]]
     runs: list[list[int]] = []
     for pk in ids:
         if runs and runs[-1][0] + runs[-1][1] == pk:
@@ -255,6 +252,25 @@ def id_ranges(ids) -> list[list[int]]:
         else:
             runs.append([pk, 1])
     return runs
+
+
+#: Ids compared at a time by _one_run (two copies of this many ids at most).
+_RUN_SLICE = 1 << 16
+
+
+def _one_run(ids) -> bool:
+    """Whether ``ids`` (not empty) are consecutive ascending ids: compared a slice at a
+    time in C with the run they would be, not walked id by id."""
+    first, n = ids[0], len(ids)
+    if ids[-1] - first != n - 1:
+        return False
+    typecode = ids.typecode if type(ids) is array else None
+    for i in range(0, n, _RUN_SLICE):
+        part = ids[i : i + _RUN_SLICE]
+        run = range(first + i, first + i + len(part))
+        if part != (array(typecode, run) if typecode else list(run)):
+            return False
+    return True
 
 
 def _adopt_orphans(out_dir: str, identity, state, using: str) -> list[ExportedBundle]:

@@ -95,10 +95,13 @@ def test_a_file_past_the_first_read_chunk_goes_right_before_its_transaction(
     (list(range(5, 505)), [[5, 500]]),  # one run: the usual bundle
     ([1, 2, 3, 5, 6, 9], [[1, 3], [5, 2], [9, 1]]),
     ([1, 3, 4], [[1, 1], [3, 2]]),  # a gap right after the first
+    ([1, 2, 3, 5, 5], [[1, 3], [5, 1], [5, 1]]),  # as many ids as the span, the last slice differs
     ([1, 1, 3], [[1, 1], [1, 1], [3, 1]]),  # as many ids as the span, not one run: walked
 ])
-def test_id_ranges_are_the_runs_of_consecutive_ids(ids, runs):
+def test_id_ranges_are_the_runs_of_consecutive_ids(ids, runs, monkeypatch):
     from array import array
 
-    assert id_ranges(ids) == runs
-    assert id_ranges(array("q", ids)) == runs
+    for piece in (1 << 16, 2):  # one run is checked a slice of ids at a time
+        monkeypatch.setattr(exporter, "_RUN_SLICE", piece)
+        assert id_ranges(ids) == runs
+        assert id_ranges(array("q", ids)) == runs
