@@ -154,9 +154,9 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None, *,
         record["files"] = files
     if action != "D":
         remember_saved(instance)
-    row = _new_row(tx_id, record["model"], str(record["pk"]), who, action, ts, pack_captured(record),
-                   RECORD_FORMAT)
-    _insert(row, using)
+    row, fresh = _new_row(tx_id, record["model"], str(record["pk"]), who, action, ts,
+                          pack_captured(record), RECORD_FORMAT)
+    _insert(row, using, fresh)
     if file_rows:
         attachments.link(row, file_rows, using)
     return row
@@ -166,17 +166,18 @@ def record_change(instance, action: str, using: str, nk=None, nk_before=None, *,
 _GIVEN = ("tx_id", "tx_name", "tx_pk", "producer", "action", "timestamp", "tx", "format")
 
 
-def _new_row(*given) -> OutgoingTransaction:
+def _new_row(*given) -> tuple[OutgoingTransaction, bool]:
     """``OutgoingTransaction(**dict(zip(_GIVEN, given)))``, the other fields at
     their defaults, without Django's keyword path (a third of the cost): the
     attributes are set as ``Model.__init__`` sets them, and ``__init__`` itself
-    runs whenever a receiver of ``pre_init``/``post_init`` would see the difference."""
+    runs whenever a receiver of ``pre_init``/``post_init`` would see the difference.
+    Also whether the row was built here (its other fields hold the defaults for sure)."""
     model = OutgoingTransaction
     plan = _ROW.get(model, _ROW)
     if plan is _ROW:
         plan = _ROW[model] = _row_plan(model)
     if plan is None or _listened(signals.pre_init, model) or _listened(signals.post_init, model):
-        return model(**dict(zip(_GIVEN, given, strict=True)))
+        return model(**dict(zip(_GIVEN, given, strict=True))), False
     names, template, where = plan
     values = template.copy()
     for i, value in zip(where, given, strict=True):
@@ -184,7 +185,7 @@ def _new_row(*given) -> OutgoingTransaction:
     row = model.__new__(model)
     row._state = ModelState()
     row.__dict__.update(zip(names, values, strict=True))
-    return row
+    return row, True
 
 
 _ROW: dict = {}
@@ -217,7 +218,7 @@ def _row_plan(model):
     return names, template, [names.index(name) for name in _GIVEN]
 
 
-def _insert(row, using: str) -> None:
+def _insert(row, using: str, fresh: bool = False) -> None:
     """``row.save()`` for a new OutgoingTransaction, with one prepared INSERT.
 
     Capture runs on every save of every synced model, and Django's generic insert
@@ -225,33 +226,45 @@ def _insert(row, using: str) -> None:
     built above (text, ints, bytes, None), and only the transaction id and the
     datetimes go through their fields' conversion (a shortcut for the types
     capture gives them, the same as ``get_db_prep_save``).  The same signals are sent.
+    ``fresh``: the row comes from _new_row's template, so the fields capture does
+    not give hold their defaults, whose database values are prepared once.
     """
     model = type(row)
     connection = connections[using]
-    sql, fields, prepare, returning, names, native = _insert_sql(model, connection)
+    stmt = _SQL.get((model, connection.alias, connection.vendor)) or _insert_sql(model, connection)
     row.created = timezone.now()  # auto_now_add
     if _listened(signals.pre_save, model):
         signals.pre_save.send(sender=model, instance=row, raw=False, using=using, update_fields=None)
+        fresh = False  # a receiver may have changed any field
     values = row.__dict__
-    params = [values[f.attname] if prep is None else prep(f, values[f.attname], connection)
-              for f, prep in zip(fields, prepare, strict=True)]
-    raw = None
-    if names is not None:
-        params = dict(zip(names, params, strict=True))
-        raw = None if returning else cursors.raw_cursor(connection)
+    if fresh and stmt.defaults is not None:
+        params = stmt.defaults.copy()
+        for key, f, prep in stmt.varying:
+            value = values[f.attname]
+            params[key] = value if prep is None else prep(f, value, connection)
+    else:
+        params = [values[f.attname] if prep is None else prep(f, values[f.attname], connection)
+                  for f, prep in zip(stmt.fields, stmt.prepare, strict=True)]
+        if stmt.names is not None:
+            params = dict(zip(stmt.names, params, strict=True))
+    raw = None if stmt.native is None else cursors.raw_cursor(connection)
     if raw is not None:  # SQLite, nothing watching its statements: Django's own checks
         connection.validate_no_broken_transaction()
         with connection.wrap_database_errors:
-            raw.execute(native, params)
-        row.pk = raw.lastrowid
+            raw.execute(stmt.native, params)
+        pk = raw.lastrowid
     else:
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            if returning:
-                row.pk = cursor.fetchone()[0]
+            cursor.execute(stmt.sql, params)
+            if stmt.returning:
+                pk = cursor.fetchone()[0]
             else:
-                row.pk = connection.ops.last_insert_id(cursor, model._meta.db_table,
-                                                       model._meta.pk.column)
+                pk = connection.ops.last_insert_id(cursor, model._meta.db_table,
+                                                   model._meta.pk.column)
+    if stmt.pk_attname is not None:
+        values[stmt.pk_attname] = pk  # what the pk setter does for a model without parents
+    else:
+        row.pk = pk
     row._state.adding = False
     row._state.db = using
     if _listened(signals.post_save, model):
@@ -262,7 +275,14 @@ def _insert(row, using: str) -> None:
 _SQL: dict = {}
 
 
-def _insert_sql(model, connection):
+class _Insert:
+    """The prepared INSERT of one model on one connection."""
+
+    __slots__ = ("sql", "fields", "prepare", "returning", "names", "native", "defaults",
+                 "varying", "pk_attname")
+
+
+def _insert_sql(model, connection) -> _Insert:
     key = (model, connection.alias, connection.vendor)
     found = _SQL.get(key)
     if found is None:
@@ -288,9 +308,40 @@ def _insert_sql(model, connection):
                f"VALUES ({', '.join(marks)})")
         if returning:
             sql += f" RETURNING {qn(opts.pk.column)}"
-        native = None if names is None else cursors.native(sql, names)
-        found = _SQL[key] = (sql, fields, prepare, returning, names, native)
+        found = _Insert()
+        found.sql, found.fields, found.prepare, found.returning, found.names = (
+            sql, fields, prepare, returning, names)
+        # The statement as SQLite reads it, for cursors.raw_cursor (never with RETURNING).
+        found.native = None if names is None or returning else cursors.native(sql, names)
+        found.defaults, found.varying = _defaults(model, connection, fields, prepare, names)
+        found.pk_attname = None if opts.parents else opts.pk.attname
+        _SQL[key] = found
     return found
+
+
+def _defaults(model, connection, fields, prepare, names):
+    """(the parameters with the database values of the defaults _new_row gives the
+    fields capture does not give, [(parameter, field, preparer)] of those it gives
+    and ``created``), or (None, None) when _new_row builds no row from a template."""
+    plan = _ROW.get(model, _ROW)
+    if plan is _ROW:
+        plan = _ROW[model] = _row_plan(model)
+    if plan is None:
+        return None, None
+    attnames, template, _ = plan
+    default = dict(zip(attnames, template, strict=True))
+    params = {} if names is not None else [None] * len(fields)
+    varying = []
+    for i, (f, prep) in enumerate(zip(fields, prepare, strict=True)):
+        key = i if names is None else names[i]
+        if f.attname in _GIVEN or f.attname == "created":
+            varying.append((key, f, prep))
+            if names is None:
+                params[key] = None
+        else:
+            value = default[f.attname]
+            params[key] = value if prep is None else prep(f, value, connection)
+    return params, varying
 
 
 def _slow(f, value, connection):
