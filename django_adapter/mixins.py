@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
 
 from django_adapter.managers import SyncManager
 
@@ -39,5 +39,15 @@ class SyncModelMixin(models.Model):
         # the whole save keeps the change and its OutgoingTransaction in one commit.
         using = kwargs.get("using") or router.db_for_write(self.__class__, instance=self)
         kwargs["using"] = using
-        with transaction.atomic(using=using, savepoint=False):
+        connection = connections[using]
+        if not connection.in_atomic_block:
+            with transaction.atomic(using=using, savepoint=False):
+                return super().save_base(*args, **kwargs)
+        # Already in a transaction: what atomic(savepoint=False) would add is to
+        # mark it for rollback when the save or its capture fails (2us a save).
+        try:
             return super().save_base(*args, **kwargs)
+        except BaseException:
+            if connection.in_atomic_block and not connection.closed_in_transaction:
+                connection.needs_rollback = True
+            raise

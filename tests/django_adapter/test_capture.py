@@ -66,6 +66,31 @@ def test_autocommit_save_and_its_capture_commit_together(monkeypatch):
     assert not m.Household.objects.exists()
 
 
+@pytest.mark.django_db(databases=["default", "server"], transaction=True)
+def test_a_failed_capture_inside_a_transaction_dooms_it(monkeypatch):
+    """Inside a transaction, a save whose capture failed cannot be committed without
+    it, even when the caller catches the error: the transaction must roll back."""
+    from django.db import DatabaseError
+
+    from django_adapter import capture
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    with transaction.atomic():
+        m.Household.objects.create(code="HH-0")
+    monkeypatch.setattr(capture, "to_record", broken)
+    with pytest.raises(DatabaseError), transaction.atomic():  # TransactionManagementError
+        try:
+            m.Household.objects.create(code="HH-1")
+        except OSError:
+            pass
+        assert transaction.get_rollback()
+        m.Household.objects.count()  # refused: the transaction is doomed
+    assert list(m.Household.objects.values_list("code", flat=True)) == ["HH-0"]
+    assert OutgoingTransaction.objects.count() == 1
+
+
 def test_capture_off_via_setting(settings):
     settings.ALLOW_MODEL_SERIALIZATION = False
     m.Household.objects.create(code="HH-1")

@@ -214,3 +214,27 @@ def test_the_datetime_shortcut_gives_what_the_backend_gives():
         assert prep(field, value, connection) == field.get_db_prep_save(value, connection), value
     if connection.vendor == "sqlite":
         assert prep is capture._prep_datetime_sqlite
+
+
+def test_pack_captured_writes_every_datetime_as_packb_does():
+    from django_adapter.codec import pack_captured
+
+    class Later(dt.datetime):
+        pass
+
+    values = [
+        dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        dt.datetime(2024, 1, 2, 3, 4, 5, 0, tzinfo=UTC),  # no fraction: still six zeros
+        dt.datetime(2024, 1, 2, 3, 4, 5, 999999),  # naive
+        dt.datetime(2024, 1, 2, 3, 4, 5),
+        dt.datetime(2024, 1, 2, 3, 4, 5, 10, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+        dt.datetime(2024, 1, 2, 3, 4, 5, 10, tzinfo=dt.timezone(dt.timedelta(seconds=-3601))),
+        dt.datetime(2024, 1, 2, 3, 4, 5, 10, tzinfo=dt.timezone(
+            dt.timedelta(seconds=61, microseconds=5))),
+        Later(2024, 1, 2, 3, 4, 5, 7, tzinfo=UTC),
+        dt.date(2024, 1, 2),
+        dt.time(3, 4, 5, 6),
+    ]
+    for value in values:
+        record = {"ts": value, "nested": [value, {"v": value}]}
+        assert pack_captured(record) == packb(record), value
