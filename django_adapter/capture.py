@@ -382,6 +382,20 @@ def _prep_binary(f, value, connection):
     return f.get_db_prep_save(value, connection)
 
 
+def _prep_binary_sqlite(f, value, connection):
+    # Python's sqlite3 binds bytes as the same BLOB as the memoryview Binary() makes.
+    if type(value) is bytes:
+        return value
+    return f.get_db_prep_save(value, connection)
+
+
+def _prep_uuid_text(f, value, connection):
+    # UUIDField.get_db_prep_value of a UUID where the column is char(32).
+    if type(value) is uuid.UUID:
+        return value.hex
+    return f.get_db_prep_save(value, connection)
+
+
 def _prep_bool_sqlite(f, value, connection):
     # Python's sqlite3 binds a bool as the int it is, after looking for an adapter
     # (a bool is not exactly an int): give it the int.
@@ -402,7 +416,7 @@ def _preparer(f, connection):
         return _slow
     if (kind == "UUIDField" and cls.get_db_prep_value is UUIDField.get_db_prep_value
             and cls.to_python is UUIDField.to_python):
-        return _prep_uuid
+        return _prep_uuid if connection.features.has_native_uuid_field else _prep_uuid_text
     if (kind == "DateTimeField" and cls.get_db_prep_value is DateTimeField.get_db_prep_value
             and cls.get_prep_value is DateTimeField.get_prep_value
             and cls.to_python is DateTimeField.to_python):
@@ -411,6 +425,8 @@ def _preparer(f, connection):
         return _prep_datetime
     if (kind == "BinaryField" and cls.get_db_prep_value is BinaryField.get_db_prep_value
             and cls.get_prep_value is Field.get_prep_value):
+        if vendor == "sqlite" and connection.Database.Binary is memoryview:
+            return _prep_binary_sqlite
         return _prep_binary
     return _slow
 

@@ -40,9 +40,7 @@ def raw_cursor(connection):
         return None
     if getattr(connection, "health_check_enabled", False) and not connection.health_check_done:
         return None
-    if not _django_path(connection):
-        return None
-    if settings.DEBUG:
+    if not _django_path(connection) or settings.DEBUG:
         return None
     if _get_running_loop() is not None and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
         return None  # connection.cursor() raises SynchronousOnlyOperation: let it

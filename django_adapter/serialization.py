@@ -222,6 +222,8 @@ def m2m_targets(obj, field, using: str) -> list:
         with connection.cursor() as cursor:
             cursor.execute(sql, {"source": value} if named else [value])
             rows = cursor.fetchall()
+    if not cols:  # no column to convert: the rows as the database gave them
+        return [target.from_db(using, names, row) for row in rows]
     out = []
     for row in rows:
         row = list(row)
