@@ -76,6 +76,8 @@ def export_pending(
         ids = array("q")
         files = attachments.Outgoing(using)
         read_sql, links_sql = _queries(using)
+        pending_rows = (OutgoingTransaction.objects.using(using).filter(exported=False)
+                        .order_by("id").values_list("id", "tx", "format", "tx_id", "tx_name"))
 
         def pending():
             # Files a server's receipt said it needs again go first, whether or
@@ -88,12 +90,18 @@ def export_pending(
             last = 0
             with connections[using].cursor() as cursor:
                 while True:
-                    cursor.execute(read_sql, [False, last])
-                    chunk = cursor.fetchall()
+                    if read_sql is None:  # a backend other than the three we write SQL for
+                        chunk = list(pending_rows.filter(id__gt=last)[:CHUNK])
+                        linked = chunk and _links_between(chunk[0][0], chunk[-1][0], using)
+                    else:
+                        cursor.execute(read_sql, [False, last])
+                        chunk = cursor.fetchall()
+                        if chunk:
+                            cursor.execute(links_sql, [chunk[0][0], chunk[-1][0]])
+                            linked = cursor.fetchone() is not None
                     if not chunk:
                         return
-                    cursor.execute(links_sql, [chunk[0][0], chunk[-1][0]])
-                    needs = files.before([row[0] for row in chunk]) if cursor.fetchone() else {}
+                    needs = files.before([row[0] for row in chunk]) if linked else {}
                     yield from records(chunk, needs)
                     # seal() asks for the next record only once it has taken this one.
                     if progress is not None:
@@ -209,9 +217,21 @@ def _mark_exported(runs, bundle, using: str) -> None:
             exported=True, exported_bundle=bundle)
 
 
-def _queries(using: str) -> tuple[str, str]:
+#: The backends _queries writes SQL for (LIMIT, %s placeholders); any other reads
+#: through the ORM, as before.
+_SQL_VENDORS = frozenset({"sqlite", "postgresql", "mysql"})
+
+
+def _links_between(lo: int, hi: int, using: str) -> bool:
+    """What ``links_sql`` of _queries asks, through the ORM."""
+    return OutgoingFile.objects.using(using).filter(
+        outgoing_id__gte=lo, outgoing_id__lte=hi, file__last_bundle__isnull=True).exists()
+
+
+def _queries(using: str) -> tuple[str | None, str | None]:
     """The two queries of each read chunk, as SQL written once (the ORM would build
-    them again for every chunk and convert every row's values).
+    them again for every chunk and convert every row's values); (None, None) on a
+    backend not in ``_SQL_VENDORS``.
 
     * the next ``CHUNK`` pending transactions after an id (params: False, the id):
       id, tx, format, tx_id, tx_name, as the driver gives them (tx_id too: only a
@@ -220,7 +240,10 @@ def _queries(using: str) -> tuple[str, str]:
       no bundle carried yet: a superset of what ``Outgoing.before`` looks for in
       those ids, so a chunk without one needs no file and skips its two queries.
     """
-    qn = connections[using].ops.quote_name
+    connection = connections[using]
+    if connection.vendor not in _SQL_VENDORS:
+        return None, None
+    qn = connection.ops.quote_name
     ot = OutgoingTransaction._meta
     col = {f: qn(ot.get_field(f).column) for f in ("id", "tx", "format", "tx_id", "tx_name",
                                                       "exported")}

@@ -25,8 +25,13 @@ def keys():
     return {"site": Identity.generate("site-a"), "server": Identity.generate("central")}
 
 
-@pytest.fixture
-def export(tmp_path, keys):
+@pytest.fixture(params=["sql", "orm"])
+def export(request, tmp_path, keys, monkeypatch):
+    """Export as this backend does: by the SQL export writes for SQLite, PostgreSQL
+    and MariaDB, or (``orm``) through the ORM as on any other backend."""
+    if request.param == "orm":
+        monkeypatch.setattr(exporter, "_SQL_VENDORS", frozenset())
+
     def run(**kwargs):
         return export_pending(tmp_path / "outbox", identity=keys["site"],
                               recipients=[keys["server"].public], **kwargs)
