@@ -210,7 +210,7 @@ def m2m_targets(obj, field, using: str) -> list:
     query = _M2M_QUERIES.get(key)
     if query is None:
         query = _M2M_QUERIES[key] = _m2m_query(field, target, connection)
-    sql, names, cols, source, named = query
+    sql, names, cols, source, named, build = query
     value = source.get_db_prep_value(getattr(obj, source.target_field.attname), connection)
     raw = cursors.raw_cursor(connection) if named else None
     if raw is not None:  # SQLite, nothing watching its statements (django_adapter/cursors.py)
@@ -223,6 +223,9 @@ def m2m_targets(obj, field, using: str) -> list:
             cursor.execute(sql, {"source": value} if named else [value])
             rows = cursor.fetchall()
     if not cols:  # no column to convert: the rows as the database gave them
+        if build is not None and not (_listened(models.signals.pre_init, target)
+                                      or _listened(models.signals.post_init, target)):
+            return [build(using, row) for row in rows]
         return [target.from_db(using, names, row) for row in rows]
     out = []
     for row in rows:
@@ -261,7 +264,55 @@ def _m2m_query(field, target, connection):
         converters = connection.ops.get_db_converters(col) + f.get_db_converters(connection)
         if converters:
             cols.append((i, col, converters))
-    return sql, [f.attname for f in fields], cols, source, named
+    return sql, [f.attname for f in fields], cols, source, named, _builder(target)
+
+
+def _listened(signal, sender) -> bool:
+    return bool(signal.receivers) and signal.has_listeners(sender)
+
+
+def _builder(model):
+    """``(db, values) -> model.from_db(db, attnames, values)`` for a row of every
+    concrete field, without ``Model.__init__`` (most of the cost of a read-back),
+    or None where ``from_db`` or ``__init__`` could do more than set the fields'
+    attributes: a model overriding either, instances made another way, a field
+    whose attribute is not Django's plain one.  The caller checks that no
+    ``pre_init``/``post_init`` receiver listens (``__init__`` sends them)."""
+    from django.db.models.base import Model, ModelState
+    from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+    from django.db.models.query_utils import DeferredAttribute
+
+    from django_adapter.mixins import SyncModelMixin
+
+    from_db = getattr(model.from_db, "__func__", None)
+    if from_db not in (Model.from_db.__func__, SyncModelMixin.from_db.__func__):
+        return None
+    if (type(model).__call__ is not type.__call__ or model.__new__ is not object.__new__
+            or model.__init__ is not Model.__init__ or model._meta.abstract):
+        return None
+    attnames = []
+    for f in model._meta.concrete_fields:
+        if type(getattr(model, f.attname, None)) not in (DeferredAttribute,
+                                                          ForeignKeyDeferredAttribute):
+            return None
+        if getattr(f, "generated", False) or f.column is None:
+            return None
+        attnames.append(f.attname)
+    names = tuple(attnames)
+    loaded = from_db is SyncModelMixin.from_db.__func__
+    new = object.__new__
+
+    def build(db, values):
+        obj = new(model)
+        state = ModelState()
+        state.adding = False
+        state.db = db
+        obj._state = state
+        obj.__dict__.update(zip(names, values, strict=True))
+        if loaded:  # what SyncModelMixin.from_db remembers
+            obj._bk_loaded = (names, tuple(values))
+        return obj
+    return build
 
 
 # ------------------------------------------------------------------ capture plans

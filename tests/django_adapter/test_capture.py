@@ -209,3 +209,37 @@ def test_m2m_read_back_keeps_a_filtering_default_manager(subject_tree, monkeypat
                         raising=False)
     assert [t.code for t in m2m_targets(subject, m.Subject._meta.get_field("tags"), "default")] \
         == ["hiv"]
+
+
+def test_m2m_read_back_builds_the_objects_from_db_builds(subject_tree):
+    """The read-back's objects, made without Model.__init__, are those from_db makes:
+    the same attributes in the same order, the same state, what SyncModelMixin
+    remembers; with a post_init receiver, __init__ runs (the receiver sees them)."""
+    from django.db.models import signals
+
+    from django_adapter.serialization import m2m_targets
+
+    for owner, name in ((subject_tree["subject"], "tags"), (subject_tree["crf"], "panels")):
+        field = type(owner)._meta.get_field(name)
+        fast = m2m_targets(owner, field, "default")
+        target = field.remote_field.model
+        names = [f.attname for f in target._meta.concrete_fields]
+        slow = [target.from_db("default", names, [getattr(o, n) for n in names]) for o in fast]
+        assert len(fast) == 2
+        for a, b in zip(fast, slow, strict=True):
+            assert type(a) is type(b)
+            da, db = dict(a.__dict__), dict(b.__dict__)
+            sa, sb = da.pop("_state"), db.pop("_state")
+            assert list(da) == list(db) and da == db
+            assert (sa.adding, sa.db, sa.fields_cache) == (sb.adding, sb.db, sb.fields_cache)
+        seen = []
+
+        def receiver(sender, instance, seen=seen, **kwargs):
+            seen.append(instance)
+
+        signals.post_init.connect(receiver, sender=target)
+        try:
+            again = m2m_targets(owner, field, "default")
+        finally:
+            signals.post_init.disconnect(receiver, sender=target)
+        assert seen == again and again == fast
