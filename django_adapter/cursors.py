@@ -5,13 +5,16 @@ when nothing is watching them.
 (the async check, a new cursor and its wrapper, the thread check, the execute
 wrappers, the conversion of ``%(name)s`` to ``:name``): as much as SQLite takes
 to insert the row.  :func:`raw_cursor` hands out the DB-API cursor itself for the
-statements capture prepares (written with SQLite's own ``:name`` marks) when
+statements capture prepares (written with SQLite's own ``?`` marks) when
 Django's layers would only pass the statement through, and None otherwise, so
 the statement goes through Django's cursor whenever something can see it:
 ``CaptureQueriesContext`` and ``assertNumQueries`` (``force_debug_cursor``),
 ``DEBUG``'s query log, ``connection.execute_wrapper()``, or a cursor, execute or
 backend that is not Django's own (an instrumentation that patched it).  Errors
-become Django's exceptions (``wrap_database_errors``) either way.
+become Django's exceptions (``wrap_database_errors``) either way.  The raw
+statements use SQLite's "?" marks with a list of parameters: sqlite3 binds a
+list in half the time of a dict of named ones (Django's "%s" would cost its
+regular expression, hence named parameters on Django's cursor).
 """
 
 from __future__ import annotations
@@ -69,9 +72,3 @@ def _django_path(connection) -> bool:
         ok = all(getattr(p, "__module__", "").startswith("django.db.") for p in parts)
         known = _CHECKED[cls] = (parts, ok)
     return known[1]
-
-
-def native(sql: str, names) -> str:
-    """``sql`` with ``%(name)s`` marks written as SQLite's ``:name``, as Django's
-    SQLite cursor converts them (``convert_query``)."""
-    return sql % {name: f":{name}" for name in names}

@@ -216,7 +216,7 @@ def m2m_targets(obj, field, using: str) -> list:
     if raw is not None:  # SQLite, nothing watching its statements (django_adapter/cursors.py)
         connection.validate_no_broken_transaction()
         with connection.wrap_database_errors:
-            raw.execute(named, {"source": value})
+            raw.execute(named, (value,))
             rows = raw.fetchall()
     else:
         with connection.cursor() as cursor:
@@ -256,8 +256,8 @@ def _m2m_query(field, target, connection):
 
     named = connection.vendor == "sqlite" and "%" not in statement("")
     sql = statement("%(source)s" if named else "%s")
-    # ``named``: the statement as SQLite reads it (":source"), for cursors.raw_cursor.
-    named = statement(":source") if named else None
+    # ``named``: the statement with SQLite's own "?" mark, for cursors.raw_cursor.
+    named = statement("?") if named else None
     cols = []
     for i, f in enumerate(fields):
         col = f.get_col(target._meta.db_table)
