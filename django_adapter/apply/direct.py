@@ -68,8 +68,9 @@ def _pymysql_literals(raw):
     if not isinstance(raw, Connection):
         return None
     escape = raw.escape
-    if (raw.server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES
-            or escape_string(_PROBE) != _PROBE.translate(_TEXT)):
+    if not _SAME_TEXT:
+        _SAME_TEXT.append(escape_string(_PROBE) == _PROBE.translate(_TEXT))
+    if raw.server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES or not _SAME_TEXT[0]:
         return lambda params: map(escape, params)
     table = _TEXT
     others = {
@@ -99,7 +100,8 @@ def _pymysql_literals(raw):
 #: against PyMySQL's own on every character below 256 before it is used.
 _TEXT = {0: "\\0", 10: "\\n", 13: "\\r", 26: "\\Z", 34: '\\"', 39: "\\'", 92: "\\\\"}
 _PROBE = "".join(map(chr, range(256))) + "\u00e9\u2028\U0001f600"
-
+#: Whether ``_TEXT`` writes ``_PROBE`` as PyMySQL does (checked once, on first use).
+_SAME_TEXT: list = []
 
 
 def _uuid_text(value: uuid.UUID) -> str:

@@ -86,3 +86,16 @@ def test_values_are_stored_as_given():
                 direct.execute(connection, cursor, sql.split(", (")[0], list(rows[0]))
         finally:
             cursor.execute("DROP TABLE bk_direct_probe")
+
+
+@mysql_only
+def test_a_pymysql_that_escapes_text_otherwise_writes_every_value(monkeypatch):
+    """Should a PyMySQL release escape text differently from the engine's table,
+    the engine stops writing literals itself."""
+    connection.ensure_connection()
+    raw = connection.connection
+    monkeypatch.setattr(direct, "_SAME_TEXT", [False])
+    calls = []
+    monkeypatch.setattr(raw, "escape", lambda v, mapping=None: calls.append(v) or "X")
+    assert list(direct._pymysql_literals(raw)(["a", 1, None])) == ["X", "X", "X"]
+    assert calls == ["a", 1, None]
