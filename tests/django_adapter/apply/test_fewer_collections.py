@@ -37,3 +37,24 @@ def test_a_disabled_collector_stays_disabled(default_threshold):
     with fewer_collections(5_000):
         assert gc.get_threshold()[0] == 0
     assert gc.get_threshold()[0] == 0
+
+
+def test_garbage_in_cycles_is_still_collected_while_relaxed(default_threshold):
+    """Relaxed, not off: objects in reference cycles, which reference counting
+    never frees, are collected once enough new objects pile up."""
+    import weakref
+
+    class Node:
+        pass
+
+    with fewer_collections(5_000):
+        first = Node()
+        first.me = first  # a cycle nothing else refers to
+        gone = weakref.ref(first)
+        del first
+        kept = []
+        for _ in range(20):  # net new objects, well past the threshold
+            kept.append([[] for _ in range(1_000)])
+            if gone() is None:
+                break
+        assert gone() is None
