@@ -41,6 +41,10 @@ def test_literals_are_pymysqls_own():
     literal = direct._pymysql_literals(raw)
     assert literal is not None
     assert list(literal(VALUES)) == [raw.escape(v) for v in VALUES]
+    # Every character below 256 alone and inside text (text with nothing to
+    # escape is written without translating it).
+    texts = [c for i in range(256) for c in (chr(i), f"a{chr(i)}b")]
+    assert list(literal(texts)) == [raw.escape(v) for v in texts]
 
 
 @mysql_only
