@@ -9,14 +9,14 @@ Modules, in the order a window of records goes through them:
 * ``naturalkeys`` natural keys, a window at a time;
 * ``engine``      :class:`Applier`: a window's stages, decisions, fallbacks;
 * ``writes``      one model's inserts, updates, deletes and M2M sets;
-* ``prep``        values into the database's form, for less than Django's path;
 * ``rows``        the per-record path (multi-table inheritance, self references,
                   and stages redone row by row);
 * ``policy``      the hook asked about every change (validation, ownership);
 * ``queue``       entry points: ``apply_rows``, ``apply_queryset``,
                   ``retry_failed``, ``copy_to_incoming``.
 
-The outcome names and counters are ``django_adapter.outcomes``.
+The outcome names and counters are ``django_adapter.outcomes``; values go into the
+database's form through ``django_adapter.prep`` (shared with capture).
 """
 
 from django_adapter.outcomes import OUTCOMES, ApplyResult, CopyResult

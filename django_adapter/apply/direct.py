@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from .prep import uuid_text
+from django_adapter.prep import uuid_text
 
 
 def placeholder(connection) -> str:

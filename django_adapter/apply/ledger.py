@@ -31,9 +31,9 @@ from django.utils import timezone
 from django_adapter.codec import RECORD_FORMAT, content_digest, load, object_key, packb
 from django_adapter.models import ConflictingTransaction, IncomingTransaction, TxStatus
 from django_adapter.outcomes import ApplyResult
+from django_adapter.prep import preparer, uuid_text
 
 from . import direct, pgcopy
-from .prep import preparer, uuid_text
 
 #: Records looked up, deduplicated and handed on together (a window) ...
 BATCH = 2000

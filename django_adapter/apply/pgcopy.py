@@ -14,7 +14,7 @@ given in, as an INSERT ... RETURNING would have numbered them.
 
 Only psycopg 3 has ``cursor.copy()``; with psycopg2 :func:`available` is false
 and callers keep their INSERT.  Values must already be in the database's form
-(``prep.preparer``): each column is sent with the binary format of its own
+(``django_adapter.prep.preparer``): each column is sent with the binary format of its own
 column type, read from the catalog.  Model objects go this way only when every
 column is of a plain built-in type and every value of the Python type that
 type's binary form takes (:func:`python_types`); a field that converts values

@@ -15,10 +15,11 @@ from django.db import connections
 from django.db.models import signals
 from django.db.models.constants import OnConflict
 
+from django_adapter.prep import preparer
+
 from . import direct, pgcopy
 from .ledger import batch_size, chunks
 from .naturalkeys import _NoBatch
-from .prep import preparer
 
 
 def _send(signal, model, objs, using, **kwargs):
@@ -66,7 +67,7 @@ def insert(plan, objs: list, using: str) -> None:
     _send(signals.post_save, model, objs, using, created=True)
 
 
-#: Backends where multi-row VALUES through ``prep`` costs less than Django's insert
+#: Backends where multi-row VALUES through ``django_adapter.prep`` costs less than Django's insert
 #: compiler (measured by bench/inserts.py: MariaDB about a third, SQLite the same;
 #: on PostgreSQL Django's own UNNEST form is faster, so it keeps it).
 _PLAIN_VALUES = ("sqlite", "mysql")
@@ -78,7 +79,7 @@ USE_COPY = True
 def _insert_values(model, fields: list, objs: list, size: int, auto_pk: bool, connection) -> None:
     """What Django's raw insert compiles to (each value through its field's
     ``get_db_prep_save``, multi-row VALUES, RETURNING the new ids), without the
-    compiler's per-value machinery (``prep.py``).  An expression as a value is left
+    compiler's per-value machinery (``django_adapter/prep.py``).  An expression as a value is left
     to Django."""
     opts = model._meta
     qn = connection.ops.quote_name
@@ -171,7 +172,7 @@ def update(plan, objs: list, using: str) -> None:
 def _update_case(model, fields: list, objs: list, connection, size: int = 200) -> None:
     """What ``bulk_update(objs, fields)`` runs on MySQL and MariaDB, one
     ``UPDATE ... SET col = CASE pk WHEN .. THEN .. END ... WHERE pk IN (..)`` a
-    batch, with the values through ``prep`` instead of one ``When``/``Value``
+    batch, with the values through ``django_adapter.prep`` instead of one ``When``/``Value``
     expression per object and field (compiling those was half of what updates
     cost there)."""
     opts = model._meta

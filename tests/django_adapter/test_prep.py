@@ -17,7 +17,7 @@ import pytest
 from django.db import connection, models
 from django.utils.functional import lazy
 
-from django_adapter.apply.prep import preparer
+from django_adapter.prep import preparer
 from tests.test_app import models as m
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +72,7 @@ def test_a_field_with_its_own_conversion_is_left_to_it():
 def test_datetimes_on_text_databases_take_the_short_cut_and_agree_without_use_tz(settings):
     """SQLite and MySQL store datetimes as text: the short cut is taken there, and
     with USE_TZ off an aware value fails as Django's own conversion fails."""
-    from django_adapter.apply import prep
+    from django_adapter import prep
 
     field = m.AllFields._meta.get_field("datetime")
     assert prep._stock_text_datetimes(connection.ops) is (connection.vendor in ("sqlite", "mysql"))
@@ -87,6 +87,6 @@ def test_datetimes_on_text_databases_take_the_short_cut_and_agree_without_use_tz
                                    uuid.UUID(int=2**127), uuid.UUID(int=42), uuid.uuid4(),
                                    uuid.UUID("01234567-89ab-7def-8123-456789abcdef")])
 def test_uuid_text_is_str_of_the_uuid(value):
-    from django_adapter.apply.prep import uuid_text
+    from django_adapter.prep import uuid_text
 
     assert uuid_text(value) == str(value)
