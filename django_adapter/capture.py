@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import datetime as dt
 import socket
-import uuid
 
 from django.apps import apps
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import connections
-from django.db.models import BinaryField, DateTimeField, Field, UUIDField, signals
+from django.db.models import signals
 from django.db.models.base import Model, ModelState
 from django.db.models.query_utils import DeferredAttribute
 from django.dispatch import receiver
 from django.utils import timezone
 
-from django_adapter import attachments, clock, cursors, m2m_links
+from django_adapter import attachments, clock, cursors, m2m_links, prep
 from django_adapter.codec import RECORD_FORMAT, pack_captured
 from django_adapter.exceptions import NaturalKeyError, SyncError
 from django_adapter.models import OutgoingTransaction
@@ -222,10 +220,10 @@ def _insert(row, using: str, fresh: bool = False) -> None:
     """``row.save()`` for a new OutgoingTransaction, with one prepared INSERT.
 
     Capture runs on every save of every synced model, and Django's generic insert
-    path costs more than the save it accompanies: here the values are the ones
-    built above (text, ints, bytes, None), and only the transaction id and the
-    datetimes go through their fields' conversion (a shortcut for the types
-    capture gives them, the same as ``get_db_prep_save``).  The same signals are sent.
+    path costs more than the save it accompanies: here each value goes through
+    ``django_adapter.prep``'s short cut for its type (the same as
+    ``get_db_prep_save``; text, ints and, on SQLite, bytes as they are), tested
+    inline, and any other value through the field's preparer.  The same signals are sent.
     ``fresh``: the row comes from _new_row's template, so the fields capture does
     not give hold their defaults, whose database values are prepared once.
     """
@@ -239,12 +237,17 @@ def _insert(row, using: str, fresh: bool = False) -> None:
     values = row.__dict__
     if fresh and stmt.defaults is not None:
         params = stmt.defaults.copy()
-        for i, f, prep in stmt.varying:
-            value = values[f.attname]
-            params[i] = value if prep is None else prep(f, value, connection)
+        for i, attname, kind, convert, prepare in stmt.varying:
+            value = values[attname]
+            if type(value) is kind:
+                params[i] = value if convert is None else convert(value)
+            else:
+                params[i] = prepare(value)
     else:
-        params = [values[f.attname] if prep is None else prep(f, values[f.attname], connection)
-                  for f, prep in zip(stmt.fields, stmt.prepare, strict=True)]
+        params = [(value if convert is None else convert(value)) if type(value) is kind
+                  else prepare(value)
+                  for value, (kind, convert, prepare) in zip(
+                      [values[f.attname] for f in stmt.fields], stmt.prepare, strict=True)]
     raw = None if stmt.native is None else cursors.raw_cursor(connection)
     if raw is not None:  # SQLite, nothing watching its statements: Django's own checks
         connection.validate_no_broken_transaction()
@@ -288,7 +291,7 @@ def _insert_sql(model, connection) -> _Insert:
     if found is None:
         opts = model._meta
         fields = [f for f in opts.local_concrete_fields if not f.primary_key]
-        prepare = [_preparer(f, connection) for f in fields]
+        prepare = [prep.parts(f, connection) for f in fields]
         qn = connection.ops.quote_name
         # SQLite gives the new id as the cursor's lastrowid: a RETURNING clause
         # makes it produce a result row besides (5us a row).
@@ -322,10 +325,11 @@ def _insert_sql(model, connection) -> _Insert:
     return found
 
 
-def _defaults(model, connection, fields, prepare):
+def _defaults(model, connection, fields, pieces):
     """(the parameters with the database values of the defaults _new_row gives the
-    fields capture does not give, [(position, field, preparer)] of those it gives
-    and ``created``), or (None, None) when _new_row builds no row from a template."""
+    fields capture does not give, [(position, attname, kind, convert, preparer)]
+    (``prep.parts``) of those it gives and ``created``), or (None, None) when
+    _new_row builds no row from a template."""
     plan = _ROW.get(model, _ROW)
     if plan is _ROW:
         plan = _ROW[model] = _row_plan(model)
@@ -335,115 +339,12 @@ def _defaults(model, connection, fields, prepare):
     default = dict(zip(attnames, template, strict=True))
     params = [None] * len(fields)
     varying = []
-    for i, (f, prep) in enumerate(zip(fields, prepare, strict=True)):
+    for i, (f, (kind, convert, prepare)) in enumerate(zip(fields, pieces, strict=True)):
         if f.attname in _GIVEN or f.attname == "created":
-            varying.append((i, f, prep))
+            varying.append((i, f.attname, kind, convert, prepare))
         else:
-            value = default[f.attname]
-            params[i] = value if prep is None else prep(f, value, connection)
+            params[i] = prepare(default[f.attname])
     return params, varying
-
-
-def _slow(f, value, connection):
-    return f.get_db_prep_save(value, connection)
-
-
-def _prep_uuid(f, value, connection):
-    # UUIDField.get_db_prep_value of a UUID.
-    if type(value) is uuid.UUID:
-        return value if connection.features.has_native_uuid_field else value.hex
-    return f.get_db_prep_save(value, connection)
-
-
-def _prep_datetime(f, value, connection):
-    # DateTimeField.get_prep_value keeps None and an aware datetime as they are.
-    if value is None or (type(value) is dt.datetime and value.utcoffset() is not None):
-        return connection.ops.adapt_datetimefield_value(value)
-    return f.get_db_prep_save(value, connection)
-
-
-def _prep_datetime_sqlite(f, value, connection):
-    # DatabaseOperations.adapt_datetimefield_value of SQLite for an aware datetime
-    # (with USE_TZ, connection.timezone is not None): the text of
-    # timezone.make_naive(value, connection.timezone), which is str(), that is
-    # isoformat(" "), of the naive datetime.
-    tz = connection.timezone
-    if type(value) is dt.datetime and tz is not None:
-        if value.tzinfo is tz and tz is _UTC:
-            # The UTC clock's own value: its text without the "+00:00" isoformat adds.
-            return value.isoformat(" ")[:-6]
-        if value.utcoffset() is not None:
-            if value.tzinfo is not tz:  # astimezone() of the same tzinfo is the value itself
-                value = value.astimezone(tz)
-            return value.replace(tzinfo=None).isoformat(" ")
-    return _prep_datetime(f, value, connection)
-
-
-_UTC = dt.UTC  # the same object as datetime.timezone.utc
-
-
-def _prep_binary(f, value, connection):
-    # BinaryField.get_db_prep_value of bytes.
-    if type(value) is bytes:
-        return connection.Database.Binary(value)
-    return f.get_db_prep_save(value, connection)
-
-
-def _prep_binary_sqlite(f, value, connection):
-    # Python's sqlite3 binds bytes as the same BLOB as the memoryview Binary() makes.
-    if type(value) is bytes:
-        return value
-    return f.get_db_prep_save(value, connection)
-
-
-def _prep_uuid_text(f, value, connection):
-    # UUIDField.get_db_prep_value of a UUID where the column is char(32).
-    if type(value) is uuid.UUID:
-        return value.hex
-    return f.get_db_prep_save(value, connection)
-
-
-def _prep_bool_sqlite(f, value, connection):
-    # Python's sqlite3 binds a bool as the int it is, after looking for an adapter
-    # (a bool is not exactly an int): give it the int.
-    return int(value) if type(value) is bool else value
-
-
-def _preparer(f, connection):
-    """None (the value goes as it is: text, ints, bools, None) or a function
-    ``(field, value, connection)`` giving ``field.get_db_prep_save(value, connection)``."""
-    vendor = connection.vendor
-    kind = f.get_internal_type()
-    if kind == "BooleanField" and vendor == "sqlite":
-        return _prep_bool_sqlite
-    if kind not in ("UUIDField", "DateTimeField", "BinaryField"):
-        return None
-    cls = type(f)
-    if cls.get_db_prep_save is not Field.get_db_prep_save:
-        return _slow
-    if (kind == "UUIDField" and cls.get_db_prep_value is UUIDField.get_db_prep_value
-            and cls.to_python is UUIDField.to_python):
-        return _prep_uuid if connection.features.has_native_uuid_field else _prep_uuid_text
-    if (kind == "DateTimeField" and cls.get_db_prep_value is DateTimeField.get_db_prep_value
-            and cls.get_prep_value is DateTimeField.get_prep_value
-            and cls.to_python is DateTimeField.to_python):
-        if vendor == "sqlite" and _sqlite_datetimes(connection):
-            return _prep_datetime_sqlite
-        return _prep_datetime
-    if (kind == "BinaryField" and cls.get_db_prep_value is BinaryField.get_db_prep_value
-            and cls.get_prep_value is Field.get_prep_value):
-        if vendor == "sqlite" and connection.Database.Binary is memoryview:
-            return _prep_binary_sqlite
-        return _prep_binary
-    return _slow
-
-
-def _sqlite_datetimes(connection) -> bool:
-    """Whether the connection adapts datetimes as Django's SQLite backend does."""
-    from django.db.backends.sqlite3.operations import DatabaseOperations
-
-    return (type(connection.ops).adapt_datetimefield_value
-            is DatabaseOperations.adapt_datetimefield_value)
 
 
 # ------------------------------------------------------------------ handlers

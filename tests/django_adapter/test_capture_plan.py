@@ -188,32 +188,25 @@ def test_pack_captured_gives_packbs_bytes(field_data):
 
 
 @pytest.mark.django_db(databases=["default", "server"])
-def test_the_datetime_shortcut_gives_what_the_backend_gives():
-    """Capture's preparation of the outgoing row's datetimes is the backend's own
-    ``adapt_datetimefield_value`` (through the field) for every kind of value."""
-    import zoneinfo
-
+def test_the_prepared_insert_prepares_its_values_with_prep():
+    """Capture's INSERT prepares each column with ``django_adapter.prep``, whose
+    short cuts tests/django_adapter/test_prep.py compares with ``get_db_prep_save``
+    (capture's own columns included) on every database."""
     from django.db import connections
 
-    from django_adapter import capture
+    from django_adapter import capture, prep
     from django_adapter.models import OutgoingTransaction
 
+    def shape(kind, convert):  # a conversion is a new closure each time: its name
+        return kind, getattr(convert, "__qualname__", convert)
+
     connection = connections["default"]
-    field = OutgoingTransaction._meta.get_field("timestamp")
-    prep = capture._preparer(field, connection)
-    zone = zoneinfo.ZoneInfo("Africa/Gaborone")
-    values = [
-        dt.datetime(2024, 5, 1, 8, 30, 0, 0, tzinfo=UTC),  # no fraction: no digits written
-        dt.datetime(2024, 5, 1, 8, 30, 0, 1, tzinfo=UTC),
-        dt.datetime(2024, 5, 1, 8, 30, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
-        dt.datetime(2024, 10, 27, 1, 30, tzinfo=zone),
-        dt.datetime(1, 1, 1, 0, 0, tzinfo=UTC),
-        None,
-    ]
-    for value in values:
-        assert prep(field, value, connection) == field.get_db_prep_save(value, connection), value
-    if connection.vendor == "sqlite":
-        assert prep is capture._prep_datetime_sqlite
+    stmt = capture._insert_sql(OutgoingTransaction, connection)
+    assert [shape(*p[:2]) for p in stmt.prepare] == [
+        shape(*prep.parts(f, connection)[:2]) for f in stmt.fields]
+    assert [shape(*v[2:4]) for v in stmt.varying] == [
+        shape(*prep.parts(OutgoingTransaction._meta.get_field(v[1]), connection)[:2])
+        for v in stmt.varying]
 
 
 def test_pack_captured_writes_every_datetime_as_packb_does():
