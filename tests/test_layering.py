@@ -8,6 +8,8 @@
 - In the Django adapter, the apply engine does not import a face (the CLI, REST,
   management commands), and REST calls the inbox's operations instead of using
   its folder constants or private helpers.
+- ``django_adapter.prep`` imports only Django and the standard library: capture
+  and the apply engine both use it, and the engine imports capture.
 """
 
 from __future__ import annotations
@@ -135,6 +137,14 @@ def test_apply_does_not_import_a_face():
         for module, _ in imports(path)
         if module.startswith(FACES)
     ]
+    assert bad == []
+
+
+def test_prep_imports_only_django_and_the_standard_library():
+    found = imports(ADAPTER / "prep.py")
+    assert found
+    bad = [module for module, _ in found
+           if module.split(".")[0] not in {*sys.stdlib_module_names, "__future__", "django"}]
     assert bad == []
 
 
