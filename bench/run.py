@@ -45,7 +45,10 @@ GROUPED_LABELS = ["benchapp.participant", "benchapp.visit", "benchapp.requisitio
 ENTRY_LABELS = ["clinic.panel", "clinic.subjectconsent", "clinic.subjectvisit",
                 "clinic.vitalsigns", "clinic.subjectrequisition"]
 SERVERS = ("sqlite", "postgres", "mysql")
-FULL = dict(entry_n=100_000, grouped_n=100_000, big_n=1_000_000, reps=2,
+#: ``reps``: the quick measurements (capture, export, the raw format) take seconds
+#: each, and on a shared 2-core machine two of them differed by up to a fifth:
+#: five give a median that one slow run cannot move.
+FULL = dict(entry_n=100_000, grouped_n=100_000, big_n=1_000_000, reps=5,
             import_reps=2, baseline_reps=1, capture_n=5_000, raw_n=100_000, scale=(8, 4, 500),
             scale_reps=2, grouped_servers=("sqlite", "postgres"), budget=60)
 QUICK = dict(entry_n=2_000, grouped_n=2_000, big_n=10_000, reps=1,
