@@ -36,34 +36,39 @@ else:
     BUNDLEKIT_SITE = os.environ.get("BK_BENCH_SITE", "bench-site")
 
 _DB = os.environ.get("BK_BENCH_DB", "sqlite::memory:")
-_kind, _, _name = _DB.partition(":")
-if _kind == "sqlite":
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _name}}
-elif _kind == "postgres":
-    DATABASES = {
-        "default": {
+
+
+def _database(url: str) -> dict:
+    kind, _, name = url.partition(":")
+    if kind == "sqlite":
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
+    if kind == "postgres":
+        return {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": _name,
+            "NAME": name,
             "HOST": os.environ.get("BK_BENCH_PG_HOST", "127.0.0.1"),
             "PORT": os.environ.get("BK_BENCH_PG_PORT", "5432"),
             "USER": os.environ.get("BK_BENCH_PG_USER", "postgres"),
         }
-    }
-elif _kind == "mysql":
-    import pymysql
+    if kind == "mysql":
+        import pymysql
 
-    pymysql.install_as_MySQLdb()
-    DATABASES = {
-        "default": {
+        pymysql.install_as_MySQLdb()
+        return {
             "ENGINE": "django.db.backends.mysql",
-            "NAME": _name,
+            "NAME": name,
             "HOST": os.environ.get("BK_BENCH_MYSQL_HOST", "127.0.0.1"),
             "PORT": os.environ.get("BK_BENCH_MYSQL_PORT", "3306"),
             "USER": os.environ.get("BK_BENCH_MYSQL_USER", "root"),
             "PASSWORD": os.environ.get("BK_BENCH_MYSQL_PASSWORD", ""),
             "OPTIONS": {"charset": "utf8mb4"},
         }
-    }
-else:
     raise RuntimeError(
-        f"BK_BENCH_DB={_DB!r}: expected sqlite:<file>, postgres:<database> or mysql:<database>")
+        f"BK_BENCH_DB={url!r}: expected sqlite:<file>, postgres:<database> or mysql:<database>")
+
+
+DATABASES = {"default": _database(_DB)}
+# A second database, for the one task that reads another's rows (worker.py's
+# ``floor``: the rows an import left, written again apart).
+if os.environ.get("BK_BENCH_SOURCE"):
+    DATABASES["source"] = _database(os.environ["BK_BENCH_SOURCE"])

@@ -216,6 +216,65 @@ def task_import(args):
     return {"seconds": seconds, "bundles": len(paths), **totals}
 
 
+def task_floor(args):
+    """What a ``bundle import`` cannot skip, measured apart from everything it
+    decides: reading its bundles (verify, decrypt, decompress and unpack every
+    record), and writing only the rows it left behind -- the ledger and the data
+    set's tables, M2M links included -- into this empty migrated database in one
+    transaction, in dependency order, by the fastest plain way each database has:
+    COPY on PostgreSQL, the driver's ``executemany`` elsewhere (multi-row INSERTs
+    with PyMySQL).
+
+    The rows are read (untimed) from the imported database, ``source`` in
+    bench/settings.py.  The bundles' own ledger rows (``ImportedBundle``, one per
+    bundle file) are copied first, untimed: the ledger rows refer to them."""
+    from django.apps import apps
+    from django.db import connections, transaction
+
+    from bundlekit import load_identity, open_bundle
+    from django_adapter.models import ImportedBundle, IncomingTransaction
+
+    identity = load_identity(args["key"])
+    gc.collect()
+    t0 = time.perf_counter()
+    records = 0
+    for path in _ordered_bundles(args["paths"]):
+        with open_bundle(path, identities=[identity]) as bundle:
+            for _ in bundle:
+                records += 1
+    read_seconds = time.perf_counter() - t0
+
+    models = [IncomingTransaction] + [apps.get_model(label) for label in args["labels"]]
+    tables = [m._meta.db_table for m in models]
+    tables += [f.remote_field.through._meta.db_table for m in models
+               for f in m._meta.local_many_to_many if f.remote_field.through._meta.auto_created]
+    source, target = connections["source"], connections["default"]
+    qn = target.ops.quote_name
+    data = {}
+    for table in tables:
+        with source.cursor() as cursor:
+            cursor.execute(f"SELECT * FROM {qn(table)}")
+            data[table] = ([d[0] for d in cursor.description], cursor.fetchall())
+    for b in ImportedBundle.objects.using("source").order_by("pk"):
+        b.save(using="default", force_insert=True)
+    gc.collect()
+    t0 = time.perf_counter()
+    with transaction.atomic(using="default"), target.cursor() as cursor:
+        for table in tables:
+            columns, rows = data[table]
+            names = ", ".join(map(qn, columns))
+            if target.vendor == "postgresql":  # its fastest way in: COPY
+                with cursor.cursor.copy(f"COPY {qn(table)} ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                continue
+            sql = f"INSERT INTO {qn(table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
+            for i in range(0, len(rows), 10_000):
+                cursor.executemany(sql, rows[i:i + 10_000])
+    write_seconds = time.perf_counter() - t0
+    return {"records": records, "read_seconds": read_seconds, "write_seconds": write_seconds,
+            "rows": {table: len(rows) for table, (_, rows) in data.items()}}
+
 def task_import_many(args):
     """Scale-out: import these bundles once the ``go`` file appears; report wall-clock
     start and end so the parent can compute the throughput of all workers together."""

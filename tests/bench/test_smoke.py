@@ -82,6 +82,24 @@ def test_entry_order_data_is_captured_and_imported_whole(run):
 
 
 @pytest.mark.slow
+def test_what_an_import_cannot_skip_is_measured_on_the_rows_it_left(run):
+    """The floor the import is judged against: its bundles read again, and exactly
+    the rows it left (a ledger row per transaction, every clinic object and link)
+    written again into an empty database, and reported beside the import."""
+    text, r, _ = run
+    s = r["entry"]["600"]
+    floor = s["import_sqlite"][0]["floor"]
+    assert floor["records"] == 600
+    assert floor["rows"]["django_adapter_incomingtransaction"] == 600
+    for model, count in s["site_digest"]["counts"].items():
+        assert floor["rows"][f"clinic_{model}"] == count, model
+    assert floor["rows"]["clinic_subjectrequisition_panels"] > 0
+    assert 0 < floor["read_seconds"] and 0 < floor["write_seconds"]
+    assert "What an import cannot skip" in text
+    assert "| SQLite |" in text.split("What an import cannot skip", 1)[1]
+
+
+@pytest.mark.slow
 def test_batched_apply_decides_as_row_by_row(tmp_path):
     """The import's batched path (bench/equivalence.py: inserts, updates, stale ones,
     deletes, missing references, out-of-order bundles, duplicates, a conflict) ends
