@@ -275,6 +275,7 @@ def task_floor(args):
     return {"records": records, "read_seconds": read_seconds, "write_seconds": write_seconds,
             "rows": {table: len(rows) for table, (_, rows) in data.items()}}
 
+
 def task_import_many(args):
     """Scale-out: import these bundles once the ``go`` file appears; report wall-clock
     start and end so the parent can compute the throughput of all workers together."""
