@@ -64,7 +64,8 @@ def _database(url: str) -> dict:
             "OPTIONS": {"charset": "utf8mb4"},
         }
     raise RuntimeError(
-        f"BK_BENCH_DB={url!r}: expected sqlite:<file>, postgres:<database> or mysql:<database>")
+        f"bench database {url!r}: expected sqlite:<file>, postgres:<database> or "
+        "mysql:<database>")
 
 
 DATABASES = {"default": _database(_DB)}
